@@ -1,0 +1,35 @@
+# People's interface to the project. `make run` and `make test` set everything up on first use.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: run test test-chaos lint bench schemas topology clean
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	@touch $(STAMP)
+
+run: $(STAMP)
+	$(BIN)/erasure doctor --broker
+	$(BIN)/erasure run all
+
+test: $(STAMP)
+	$(BIN)/pytest -m "not chaos" $(PYTEST_ARGS)
+
+test-chaos: $(STAMP)
+	$(BIN)/pytest -m chaos $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+
+schemas: $(STAMP)
+	$(BIN)/erasure schemas generate
+
+topology: $(STAMP)
+	$(BIN)/erasure topology declare
+
+clean:
+	rm -rf $(VENV) var/*.db .pytest_cache

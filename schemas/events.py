@@ -1,0 +1,364 @@
+"""Event payloads (the CloudEvents `data`) of the erasure pipeline; the source of truth for the wire."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, ClassVar, Literal, Self, get_args
+from uuid import UUID
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from schemas.envelope import SCHEMA_BASE_URI, routing_key_for
+from schemas.validators import (
+    CorporateId,
+    Email,
+    Money,
+    Phone,
+    SwedishPostalCode,
+    UserId,
+    UtcDateTime,
+    VatRate,
+    round_money,
+)
+
+SliceService = Literal["account", "installer_sharing", "payment", "bookkeeping", "newsletter"]
+SLICE_SERVICES: tuple[str, ...] = get_args(SliceService)
+
+ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+
+
+def _user_id_field() -> Any:
+    """The user_id field every event carries."""
+    return Field(description="Opaque id of the user; never an e-mail address.", examples=["u-1001"])
+
+
+def _request_id_field() -> Any:
+    """The request_id field of erasure reports."""
+    return Field(
+        description="Id of the erasure request this belongs to.",
+        examples=["6f1c2b9e-3d4a-4e5f-8a7b-9c0d1e2f3a4b"],
+    )
+
+
+class _Part(BaseModel):
+    """A nested value inside an event: immutable, unknown fields refused."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EventData(_Part):
+    """Payload of one event type; each subclass names its CloudEvents `type`."""
+
+    event_type: ClassVar[str]
+
+    @classmethod
+    def routing_key(cls) -> str:
+        """The topic routing key this event is published under."""
+        return routing_key_for(cls.event_type)
+
+    @classmethod
+    def dataschema(cls) -> str:
+        """The stable URI of this event's JSON Schema."""
+        return f"{SCHEMA_BASE_URI}/{cls.routing_key()}.json"
+
+
+class UserDeregistered(EventData):
+    """A user's account is to be erased: on request, after three years without sign-in, or by an admin."""
+
+    event_type: ClassVar[str] = "se.loggamera.user.deregistered.v1"
+
+    user_id: UserId = _user_id_field()
+    request_id: UUID = Field(
+        description="Id of the erasure request; every slice report and the receipt refer to it.",
+        examples=["6f1c2b9e-3d4a-4e5f-8a7b-9c0d1e2f3a4b"],
+    )
+    reason: Literal["user_request", "inactivity", "admin"] = Field(
+        description="Why: the user asked, three years passed since the last sign-in, or an admin decided.",
+        examples=["user_request"],
+    )
+    requested_at: UtcDateTime = Field(
+        description="When the request was received; the one-month deadline (GDPR Art. 12(3)) runs from here.",
+        examples=["2026-03-02T09:15:00Z"],
+    )
+    replay: bool = Field(
+        default=False,
+        description="True when the erasure is re-applied after a backup restore.",
+        examples=[False],
+    )
+    original_request_id: UUID | None = Field(
+        default=None,
+        description="For a replay, the request being re-applied; absent otherwise.",
+        examples=["2a7d9c41-5b3e-4f60-9e18-7c2b4d6a8f05"],
+    )
+
+    @model_validator(mode="after")
+    def _replay_names_its_original(self) -> Self:
+        if self.replay and self.original_request_id is None:
+            raise ValueError("a replayed deregistration must name its original_request_id")
+        if not self.replay and self.original_request_id is not None:
+            raise ValueError("original_request_id is only allowed on a replay")
+        return self
+
+
+class Address(_Part):
+    """A Swedish postal address."""
+
+    street: Text = Field(description="Street and number.", examples=["Storgatan 12"])
+    postal_code: SwedishPostalCode = Field(description="Postal code, 'NNN NN'.", examples=["114 55"])
+    city: Text = Field(description="Post town.", examples=["Stockholm"])
+    country: str = Field(
+        default="SE",
+        pattern=r"^[A-Z]{2}$",
+        description="ISO 3166-1 alpha-2 country code.",
+        examples=["SE"],
+    )
+
+
+class Customer(_Part):
+    """Who bought: the contact details the policy lets us forward."""
+
+    name: Text = Field(description="Full name of the customer.", examples=["Anna Lindqvist"])
+    email: Email = Field(description="Customer e-mail address.", examples=["anna.lindqvist@example.com"])
+    phone: Phone | None = Field(default=None, description="Customer phone number, E.164.", examples=["+46701740605"])
+    address: Address = Field(
+        description="Installation and invoice address.",
+        examples=[{"street": "Storgatan 12", "postal_code": "114 55", "city": "Stockholm", "country": "SE"}],
+    )
+    company_name: Text | None = Field(
+        default=None,
+        description="Company name when buying as a business.",
+        examples=["Lindqvist Fastigheter AB"],
+    )
+    corporate_id: CorporateId | None = Field(
+        default=None,
+        description="Organisation number, or a sole trader's personnummer (which is personal data).",
+        examples=["559123-4561"],
+    )
+
+
+class InstallerRef(_Part):
+    """The installation company that performs the physical installation."""
+
+    id: ShortText = Field(description="Id of the installer in the installer directory.", examples=["inst-42"])
+    name: Text = Field(description="Name of the installation company.", examples=["Exempel Elinstallation AB"])
+
+
+class PurchaseLine(_Part):
+    """One line of the order; prices exclude VAT."""
+
+    sku: ShortText = Field(description="Article number.", examples=["LGM-GW-4G"])
+    description: LongText = Field(description="What was sold.", examples=["Loggamera gateway 4G"])
+    quantity: int = Field(gt=0, description="Number of units.", examples=[1])
+    unit_price: Money = Field(description="Price per unit excluding VAT.", examples=["2490.00"])
+    vat_rate: VatRate = Field(description="VAT rate for this line.", examples=["0.25"])
+
+
+class PayPalRefs(_Part):
+    """References to an online payment at PayPal; no card data ever passes through us."""
+
+    payer_id: ShortText = Field(description="PayPal payer id.", examples=["7XKQZ3LMN8P2A"])
+    order_id: ShortText = Field(description="PayPal order id.", examples=["5O190127TN364715T"])
+    capture_id: ShortText | None = Field(
+        default=None, description="PayPal capture id, once captured.", examples=["3C679366HH908993F"]
+    )
+    vault_token_ids: list[ShortText] = Field(
+        default_factory=list,
+        description="Vault v3 payment-token ids saved for the payer; deleted on erasure.",
+        examples=[["8kk8451t"]],
+    )
+
+
+class Payment(_Part):
+    """How the purchase was paid."""
+
+    method: Literal["paypal", "invoice"] = Field(
+        description="Online payment through PayPal, or invoice.", examples=["paypal"]
+    )
+    paypal: PayPalRefs | None = Field(
+        default=None,
+        description="PayPal references; present exactly when the method is paypal.",
+        examples=[{"payer_id": "7XKQZ3LMN8P2A", "order_id": "5O190127TN364715T"}],
+    )
+
+    @model_validator(mode="after")
+    def _paypal_refs_iff_paypal(self) -> Self:
+        if (self.method == "paypal") != (self.paypal is not None):
+            raise ValueError("paypal references are required for method 'paypal' and forbidden otherwise")
+        return self
+
+
+class PurchaseCompleted(EventData):
+    """A purchase completed: forward exactly the contact data the policy names to exactly its recipients."""
+
+    event_type: ClassVar[str] = "se.loggamera.purchase.completed.v1"
+
+    purchase_id: ShortText = Field(description="Id of the purchase in the web shop.", examples=["P-2026-000123"])
+    user_id: UserId = _user_id_field()
+    purchased_at: UtcDateTime = Field(description="When the purchase completed.", examples=["2026-03-02T09:15:00Z"])
+    customer: Customer = Field(
+        description="Customer contact details and address.",
+        examples=[
+            {
+                "name": "Anna Lindqvist",
+                "email": "anna.lindqvist@example.com",
+                "phone": "+46701740605",
+                "address": {"street": "Storgatan 12", "postal_code": "114 55", "city": "Stockholm"},
+            }
+        ],
+    )
+    installer: InstallerRef = Field(
+        description="The installation company that receives the contact details.",
+        examples=[{"id": "inst-42", "name": "Exempel Elinstallation AB"}],
+    )
+    lines: list[PurchaseLine] = Field(
+        min_length=1,
+        description="Order lines.",
+        examples=[
+            [
+                {
+                    "sku": "LGM-GW-4G",
+                    "description": "Loggamera gateway 4G",
+                    "quantity": 1,
+                    "unit_price": "2490.00",
+                    "vat_rate": "0.25",
+                }
+            ]
+        ],
+    )
+    currency: str = Field(default="SEK", pattern=r"^[A-Z]{3}$", description="ISO 4217 currency code.", examples=["SEK"])
+    total_excl_vat: Money = Field(description="Sum of quantity x unit_price over the lines.", examples=["2490.00"])
+    vat_amount: Money = Field(
+        description="Sum of quantity x unit_price x vat_rate over the lines, rounded half up to 2 decimals.",
+        examples=["622.50"],
+    )
+    total_incl_vat: Money = Field(description="total_excl_vat + vat_amount.", examples=["3112.50"])
+    payment: Payment = Field(
+        description="Payment method and, for PayPal, its references.",
+        examples=[{"method": "invoice"}],
+    )
+    newsletter_consent: bool = Field(
+        description="The customer agreed to newsletters and offers by e-mail.", examples=[False]
+    )
+
+    @model_validator(mode="after")
+    def _totals_add_up(self) -> Self:
+        excl = round_money(sum((line.quantity * line.unit_price for line in self.lines), Decimal(0)))
+        vat = round_money(sum((line.quantity * line.unit_price * line.vat_rate for line in self.lines), Decimal(0)))
+        if self.total_excl_vat != excl:
+            raise ValueError(f"total_excl_vat {self.total_excl_vat} differs from the sum of the lines {excl}")
+        if self.vat_amount != vat:
+            raise ValueError(f"vat_amount {self.vat_amount} differs from the VAT of the lines {vat}")
+        if self.total_incl_vat != excl + vat:
+            raise ValueError(f"total_incl_vat {self.total_incl_vat} is not total_excl_vat + vat_amount {excl + vat}")
+        return self
+
+
+class NewsletterConsentChanged(EventData):
+    """A user gave or withdrew consent to newsletters and offers by e-mail."""
+
+    event_type: ClassVar[str] = "se.loggamera.newsletter.consent_changed.v1"
+
+    user_id: UserId = _user_id_field()
+    email: Email = Field(description="The address the consent applies to.", examples=["anna.lindqvist@example.com"])
+    consented: bool = Field(description="True when consent was given, false when withdrawn.", examples=[True])
+    changed_at: UtcDateTime = Field(description="When the consent changed.", examples=["2026-03-02T09:15:00Z"])
+
+
+class RetainedCategory(_Part):
+    """A category of personal data kept after erasure because the law requires it."""
+
+    category: Text = Field(description="What is kept.", examples=["sales transaction details"])
+    legal_basis: Text = Field(
+        description="The law that requires keeping it.", examples=["Bokföringslagen (1999:1078) 7 kap. 2 §"]
+    )
+    retain_until: date = Field(description="Last day it is kept; erased the day after.", examples=["2033-12-31"])
+    held_by: Text = Field(description="Who holds it.", examples=["Loggamera", "PayPal", "Visma eAccounting"])
+
+
+class ErasureSliceReported(EventData):
+    """One service reports what it erased, kept by law, and which recipients it told (GDPR Art. 17, 19)."""
+
+    event_type: ClassVar[str] = "se.loggamera.erasure.slice_reported.v1"
+
+    request_id: UUID = _request_id_field()
+    user_id: UserId = _user_id_field()
+    service: SliceService = Field(description="The service reporting its slice.", examples=["bookkeeping"])
+    outcome: Literal["erased", "nothing_held", "retained"] = Field(
+        description="erased: all gone; nothing_held: there was nothing; retained: some is kept by law.",
+        examples=["retained"],
+    )
+    erased: list[Text] = Field(
+        default_factory=list,
+        description="Categories of personal data erased.",
+        examples=[["contact details", "e-mail", "phone"]],
+    )
+    retained: list[RetainedCategory] = Field(
+        default_factory=list,
+        description="Categories kept by law, with legal basis and retain-until date.",
+        examples=[
+            [
+                {
+                    "category": "sales transaction details",
+                    "legal_basis": "Bokföringslagen (1999:1078) 7 kap. 2 §",
+                    "retain_until": "2033-12-31",
+                    "held_by": "Visma eAccounting",
+                }
+            ]
+        ],
+    )
+    recipients_notified: list[Text] = Field(
+        default_factory=list,
+        description="Outside recipients told to erase (Art. 19).",
+        examples=[["Visma eAccounting", "installer:inst-42", "Mailchimp"]],
+    )
+    reported_at: UtcDateTime = Field(description="When the slice finished.", examples=["2026-03-02T09:15:07Z"])
+    replay: bool = Field(
+        default=False,
+        description="True when reporting a re-applied erasure after a backup restore.",
+        examples=[False],
+    )
+
+    @model_validator(mode="after")
+    def _outcome_matches_lists(self) -> Self:
+        if (self.outcome == "retained") != bool(self.retained):
+            raise ValueError("outcome 'retained' requires retained categories, and only it may list them")
+        if self.outcome == "nothing_held" and self.erased:
+            raise ValueError("outcome 'nothing_held' cannot list erased categories")
+        return self
+
+
+class ErasureCompleted(EventData):
+    """Every slice has reported: the request is closed and its receipt is in the chain."""
+
+    event_type: ClassVar[str] = "se.loggamera.erasure.completed.v1"
+
+    request_id: UUID = _request_id_field()
+    user_id: UserId = _user_id_field()
+    completed_at: UtcDateTime = Field(description="When the last slice reported.", examples=["2026-03-02T09:15:09Z"])
+    receipt_hash: str = Field(
+        pattern=r"^[0-9a-f]{64}$",
+        description="SHA-256 (lower-case hex) of the receipt in the tamper-evident chain.",
+        examples=["9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"],
+    )
+    retained: list[RetainedCategory] = Field(
+        default_factory=list,
+        description="Union of what the slices kept by law, for the confirmation e-mail.",
+        examples=[
+            [
+                {
+                    "category": "sales transaction details",
+                    "legal_basis": "Bokföringslagen (1999:1078) 7 kap. 2 §",
+                    "retain_until": "2033-12-31",
+                    "held_by": "Loggamera",
+                }
+            ]
+        ],
+    )
+    replay: bool = Field(
+        default=False,
+        description="True when closing a re-applied erasure after a backup restore.",
+        examples=[False],
+    )

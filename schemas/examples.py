@@ -1,0 +1,207 @@
+"""Realistic, fictitious sample events for tests, the demo and the publish command.
+
+Every value is deterministic for a given user id, so the same call gives the same event. Names and
+addresses are made up; e-mail addresses use the reserved example.com domain and phone numbers the range
+PTS reserves for fiction (070-174 06 05 to 070-174 06 99).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import zlib
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+from schemas.events import (
+    SLICE_SERVICES,
+    ErasureCompleted,
+    ErasureSliceReported,
+    EventData,
+    NewsletterConsentChanged,
+    PurchaseCompleted,
+    UserDeregistered,
+)
+from schemas.validators import round_money
+
+# (name, street, postal code, city), all fictitious.
+_PEOPLE = (
+    ("Anna Lindqvist", "Storgatan 12", "114 55", "Stockholm"),
+    ("Erik Johansson", "Kungsgatan 4 B", "411 19", "Göteborg"),
+    ("Maria Karlsson", "Södra Förstadsgatan 31", "211 43", "Malmö"),
+    ("Lars Nilsson", "Järnvägsgatan 7", "903 26", "Umeå"),
+    ("Karin Andersson", "Drottninggatan 55", "753 10", "Uppsala"),
+    ("Johan Eriksson", "Skolgatan 3", "831 31", "Östersund"),
+)
+_RETENTION_BASIS = "Bokföringslagen (1999:1078) 7 kap. 2 §"
+# A purchase in 2026 (calendar financial year) is kept through the seventh year after: 31 Dec 2033.
+_RETAIN_UNTIL = "2033-12-31"
+_REQUEST_ID = UUID("6f1c2b9e-3d4a-4e5f-8a7b-9c0d1e2f3a4b")
+
+
+def _pick(user_id: str) -> int:
+    """A stable number derived from the user id, to vary the sample person."""
+    return zlib.crc32(user_id.encode())
+
+
+def _email(name: str, user_id: str) -> str:
+    """A unique example.com address per user, so subscriber lists do not collide."""
+    local = name.lower().replace(" ", ".").translate(str.maketrans("åäöé", "aaoe"))
+    tag = re.sub(r"[^a-z0-9]+", "-", user_id.lower()).strip("-")
+    return f"{local}+{tag}@example.com"
+
+
+def example_customer(user_id: str = "u-1001") -> dict[str, Any]:
+    """A private customer's contact details, as a JSON-ready dict."""
+    index = _pick(user_id)
+    name, street, postal_code, city = _PEOPLE[index % len(_PEOPLE)]
+    return {
+        "name": name,
+        "email": _email(name, user_id),
+        "phone": f"070-174 06 {5 + index % 95:02d}",
+        "address": {"street": street, "postal_code": postal_code, "city": city, "country": "SE"},
+    }
+
+
+def _totals(lines: list[dict[str, Any]]) -> dict[str, str]:
+    """Totals that add up for the given lines, as PurchaseCompleted demands."""
+    excl = round_money(sum((Decimal(line["quantity"]) * Decimal(line["unit_price"]) for line in lines), Decimal(0)))
+    vat = round_money(
+        sum(
+            (Decimal(line["quantity"]) * Decimal(line["unit_price"]) * Decimal(line["vat_rate"]) for line in lines),
+            Decimal(0),
+        )
+    )
+    return {"total_excl_vat": str(excl), "vat_amount": str(vat), "total_incl_vat": str(excl + vat)}
+
+
+def example_purchase(user_id: str = "u-1001", **overrides: Any) -> PurchaseCompleted:
+    """A completed PayPal purchase of a gateway, sensors and installation; totals follow the lines."""
+    lines = overrides.get("lines") or [
+        {"sku": "LGM-GW-4G", "description": "Loggamera gateway 4G", "quantity": 1, "unit_price": "2490.00",
+         "vat_rate": "0.25"},
+        {"sku": "LGM-T-WL", "description": "Wireless temperature sensor", "quantity": 3, "unit_price": "395.00",
+         "vat_rate": "0.25"},
+        {"sku": "SRV-INST", "description": "Installation on site", "quantity": 1, "unit_price": "1500.00",
+         "vat_rate": "0.25"},
+    ]  # fmt: skip
+    fields: dict[str, Any] = {
+        "purchase_id": f"P-2026-{user_id}"[:64],
+        "user_id": user_id,
+        "purchased_at": "2026-03-02T09:15:00Z",
+        "customer": example_customer(user_id),
+        "installer": {"id": "inst-42", "name": "Exempel Elinstallation AB"},
+        "lines": lines,
+        "currency": "SEK",
+        **_totals(lines),
+        "payment": {
+            "method": "paypal",
+            "paypal": {
+                "payer_id": "7XKQZ3LMN8P2A",
+                "order_id": "5O190127TN364715T",
+                "capture_id": "3C679366HH908993F",
+                "vault_token_ids": ["8kk8451t"],
+            },
+        },
+        "newsletter_consent": True,
+    }
+    return PurchaseCompleted.model_validate({**fields, **overrides})
+
+
+def example_deregistration(user_id: str = "u-1001", **overrides: Any) -> UserDeregistered:
+    """The user asked to be deregistered."""
+    fields = {
+        "user_id": user_id,
+        "request_id": str(_REQUEST_ID),
+        "reason": "user_request",
+        "requested_at": "2026-04-14T08:00:00Z",
+    }
+    return UserDeregistered.model_validate({**fields, **overrides})
+
+
+def example_consent_change(user_id: str = "u-1001", **overrides: Any) -> NewsletterConsentChanged:
+    """The user consented to newsletters from the settings page."""
+    fields = {
+        "user_id": user_id,
+        "email": example_customer(user_id)["email"],
+        "consented": True,
+        "changed_at": "2026-03-05T18:30:00Z",
+    }
+    return NewsletterConsentChanged.model_validate({**fields, **overrides})
+
+
+def _retained(held_by: str, category: str) -> dict[str, str]:
+    """A category kept under the Bookkeeping Act."""
+    return {"category": category, "legal_basis": _RETENTION_BASIS, "retain_until": _RETAIN_UNTIL, "held_by": held_by}
+
+
+_SLICE_DEFAULTS: dict[str, dict[str, Any]] = {
+    "account": {
+        "outcome": "erased",
+        "erased": ["contact details", "mail-dispatch preferences", "sign-in sessions", "devices and plants"],
+    },
+    "installer_sharing": {
+        "outcome": "erased",
+        "erased": ["contact details sent to installers"],
+        "recipients_notified": ["installer:inst-42"],
+    },
+    "payment": {
+        "outcome": "retained",
+        "erased": ["PayPal vault payment tokens", "payer contact details"],
+        "retained": [_retained("PayPal", "payment transaction record")],
+        "recipients_notified": ["PayPal"],
+    },
+    "bookkeeping": {
+        "outcome": "retained",
+        "erased": ["e-mail", "phone", "notes"],
+        "retained": [_retained("Visma eAccounting", "sales transaction details")],
+        "recipients_notified": ["Visma eAccounting"],
+    },
+    "newsletter": {
+        "outcome": "erased",
+        "erased": ["newsletter subscription"],
+        "recipients_notified": ["Mailchimp"],
+    },
+}
+
+
+def example_slice_report(
+    service: str = "bookkeeping", user_id: str = "u-1001", **overrides: Any
+) -> ErasureSliceReported:
+    """What `service` typically reports after erasing its slice of the example user."""
+    if service not in SLICE_SERVICES:
+        raise ValueError(f"unknown slice service {service!r}; expected one of {', '.join(SLICE_SERVICES)}")
+    fields = {
+        "request_id": str(_REQUEST_ID),
+        "user_id": user_id,
+        "service": service,
+        "reported_at": "2026-04-14T08:00:07Z",
+        **_SLICE_DEFAULTS[service],
+    }
+    return ErasureSliceReported.model_validate({**fields, **overrides})
+
+
+def example_completion(user_id: str = "u-1001", **overrides: Any) -> ErasureCompleted:
+    """The ledger closed the example request after all five slices reported."""
+    retained = [item for service in SLICE_SERVICES for item in _SLICE_DEFAULTS[service].get("retained", [])]
+    fields = {
+        "request_id": str(_REQUEST_ID),
+        "user_id": user_id,
+        "completed_at": "2026-04-14T08:00:09Z",
+        "receipt_hash": hashlib.sha256(f"{_REQUEST_ID}:{user_id}".encode()).hexdigest(),
+        "retained": retained,
+    }
+    return ErasureCompleted.model_validate({**fields, **overrides})
+
+
+def example_for(model: type[EventData], user_id: str = "u-1001") -> EventData:
+    """The example event of a given event model."""
+    factories = {
+        UserDeregistered: example_deregistration,
+        PurchaseCompleted: example_purchase,
+        NewsletterConsentChanged: example_consent_change,
+        ErasureSliceReported: lambda user_id: example_slice_report(user_id=user_id),
+        ErasureCompleted: example_completion,
+    }
+    return factories[model](user_id)

@@ -1,0 +1,36 @@
+"""An installation company's HTTPS endpoint: contact data for an installation, and Art. 19 erasure notices."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from services.vendors.base import VendorClient
+from shared.http import classify_response, make_client
+
+ERASURE_NOTICE = "gdpr-art-19-erasure"
+
+
+class InstallerClient(VendorClient):
+    """One installation company, reached at the endpoint and bearer token from the installer directory."""
+
+    vendor = "installer"
+
+    def __init__(self, endpoint_url: str, *, token: str, attempts: int = 3, max_wait: float = 5.0) -> None:
+        http = make_client(endpoint_url, headers={"Authorization": f"Bearer {token}"})
+        super().__init__(http, attempts=attempts, max_wait=max_wait)
+
+    def _post(self, path: str, body: dict[str, Any], idempotency_key: str) -> None:
+        def post() -> None:
+            resp = self._http.post(path, json=body, headers={"Idempotency-Key": idempotency_key})
+            classify_response(resp, vendor=self.vendor)
+
+        self._retry(post)
+
+    def send_contact(self, purchase_id: str, contact: dict[str, Any], *, idempotency_key: str) -> None:
+        """Hand over the contact details for one purchase's installation; repeats with the key are no-ops."""
+        self._post("contacts", {"purchase_id": purchase_id, "contact": contact}, idempotency_key)
+
+    def send_erasure_notice(self, user_ref: str, purchase_ids: list[str], *, idempotency_key: str) -> None:
+        """Ask the installer to erase what it received for these purchases (references only, no personal data)."""
+        body = {"type": ERASURE_NOTICE, "user_ref": user_ref, "purchase_ids": list(purchase_ids)}
+        self._post("erasure-notices", body, idempotency_key)

@@ -1,0 +1,107 @@
+"""Mailchimp Marketing API v3: subscribe a consenting address, permanently erase a member."""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+import httpx
+
+from services.vendors.base import VendorClient
+from shared.errors import PermanentError
+from shared.http import classify_response, make_client
+
+FORGOTTEN = "Forgotten Email Not Subscribed"
+
+
+def subscriber_hash(email: str) -> str:
+    """Mailchimp's member id: MD5 of the lower-cased, stripped e-mail address."""
+    return hashlib.md5(email.strip().lower().encode(), usedforsecurity=False).hexdigest()
+
+
+def base_url_for_key(api_key: str) -> str:
+    """The data-centre API root a key belongs to (`…-us10` → https://us10.api.mailchimp.com/3.0)."""
+    _, sep, dc = api_key.rpartition("-")
+    if not sep or not dc:
+        raise ValueError("a Mailchimp API key ends in its data centre, e.g. `…-us10`")
+    return f"https://{dc}.api.mailchimp.com/3.0"
+
+
+def _title(resp: httpx.Response) -> str:
+    try:
+        body = resp.json()
+    except ValueError:
+        return ""
+    return str(body.get("title", "")) if isinstance(body, dict) else ""
+
+
+class MailchimpClient(VendorClient):
+    """One audience (list) of one Mailchimp account."""
+
+    vendor = "mailchimp"
+
+    def __init__(
+        self,
+        api_key: str,
+        list_id: str,
+        base_url: str | None = None,
+        *,
+        attempts: int = 3,
+        max_wait: float = 5.0,
+    ) -> None:
+        # Basic auth: Mailchimp ignores the user name; the key is the password.
+        http = make_client(base_url or base_url_for_key(api_key), auth=("loggamera", api_key))
+        super().__init__(http, attempts=attempts, max_wait=max_wait)
+        self.list_id = list_id
+
+    def _member_path(self, email: str) -> str:
+        return f"/lists/{self.list_id}/members/{subscriber_hash(email)}"
+
+    def upsert_member(
+        self,
+        email: str,
+        *,
+        merge_fields: dict[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> None:
+        """Subscribe the address (or update it if present); PermanentError if it was permanently erased."""
+        body: dict[str, Any] = {"email_address": email.strip(), "status_if_new": "subscribed"}
+        if merge_fields:
+            body["merge_fields"] = merge_fields
+        # Mailchimp has no idempotency header (PUT is idempotent by itself); sent so the call is traceable.
+        headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
+
+        def put() -> None:
+            resp = self._http.put(self._member_path(email), json=body, headers=headers)
+            if resp.status_code == 400 and _title(resp) == FORGOTTEN:
+                raise PermanentError(
+                    f"mailchimp refused list {self.list_id} member {subscriber_hash(email)}: {FORGOTTEN} — "
+                    "the address was permanently erased and must not be re-added; only the person "
+                    "can re-subscribe through a Mailchimp signup form"
+                )
+            classify_response(resp, vendor=self.vendor)
+
+        self._retry(put)
+
+    def _check_list_exists(self) -> None:
+        # Mailchimp answers 404 alike for an unknown member and an unknown list; a wrong list id
+        # must not pass for "already erased".
+        resp = self._http.get(f"/lists/{self.list_id}", params={"fields": "id"})
+        if resp.status_code == 404:
+            raise PermanentError(f"mailchimp list {self.list_id} does not exist: check the configured list id")
+        classify_response(resp, vendor=self.vendor)
+
+    def delete_member_permanently(self, email: str) -> bool:
+        """Erase the member and its history; True if erased now, False if it was already gone."""
+
+        def post() -> bool:
+            resp = self._http.post(f"{self._member_path(email)}/actions/delete-permanent")
+            if resp.status_code == 400 and _title(resp) == FORGOTTEN:
+                return False
+            if resp.status_code == 404:
+                self._check_list_exists()
+                return False
+            classify_response(resp, vendor=self.vendor)
+            return True
+
+        return self._retry(post)

@@ -1,0 +1,408 @@
+"""The consumer runtime (kombu): decode → verify → validate → dispatch → commit → ack.
+
+The connection belongs to the main loop, which only moves frames, checks heartbeats and settles results;
+handlers run in a worker thread, a batch of deliveries per database transaction (one savepoint each), so a
+slow handler never starves heartbeats and commits and acks are amortised. Nothing is acked before its
+transaction commits; failures go to a delay tier or the dead-letter queue by a confirmed publish first.
+"""
+
+from __future__ import annotations
+
+import queue
+import signal
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import kombu
+import structlog
+from amqp.basic_message import Message as AmqpMessage
+from sqlalchemy import Table, insert, select
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+
+from schemas.catalog import SUBSCRIPTIONS
+from shared import metrics
+from shared.codec import decode
+from shared.db import ensure_schema, make_engine, session_factory
+from shared.faults import failpoint
+from shared.errors import BadInput, PermanentError, TransientError
+from shared.logging import get_logger, mask_text
+from shared.outbox import OutboxRelay, backlog, stage
+from shared.producer import Producer
+from shared.service import Context, Service
+from shared.settings import RuntimeSettings
+from shared.topology import Names, Topology, build_topology, declare
+
+log = get_logger(__name__)
+ATTEMPTS_HEADER = "x-attempts"
+ORIGINAL_KEY_HEADER = "x-original-routing-key"
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What to do with one delivery once its batch has committed."""
+
+    action: str  # ack | retry | dead | release
+    kind: str = ""
+    error: str = ""
+    retry_after: float | None = None
+
+
+ACK = Outcome("ack")
+
+
+@dataclass(frozen=True)
+class Delivery:
+    message: Any
+    generation: int
+
+    @property
+    def tag(self) -> int:
+        return self.message.delivery_tag
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        return dict(self.message.headers or {})
+
+    @property
+    def attempts(self) -> int:
+        try:
+            return int(self.headers.get(ATTEMPTS_HEADER, 0))
+        except (TypeError, ValueError):
+            return 0
+
+
+def full_topology(settings: RuntimeSettings, extra: Service | None = None) -> Topology:
+    """The topology of every service in the catalog (plus `extra`), with these settings' tiers and limits."""
+    subscriptions = {svc: [m.event_type for m in models] for svc, models in SUBSCRIPTIONS.items()}
+    if extra is not None:
+        subscriptions[extra.name] = list(extra.event_types)
+    return build_topology(
+        Names(settings.namespace),
+        subscriptions,
+        retry_delays=settings.retry_delays,
+        delivery_limit=settings.delivery_limit,
+        dead_letter_ttl_days=settings.dead_letter_ttl_days,
+    )
+
+
+class ServiceRunner:
+    """Runs one service: consumes its queue, relays its outbox, survives broker and database outages."""
+
+    def __init__(self, service: Service, settings: RuntimeSettings, database_url: str) -> None:
+        self.service = service
+        self.settings = settings
+        self.names = Names(settings.namespace)
+        self.queue = self.names.queue(service.name)
+        self.engine = make_engine(database_url)
+        self.sessions = session_factory(self.engine)
+        self.inbox: Table = service.metadata.tables["inbox"]
+        self.outbox: Table = service.metadata.tables["outbox"]
+        self.ready = threading.Event()
+        self._stopping = threading.Event()
+        self._todo: queue.Queue[list[Delivery] | None] = queue.Queue()
+        self._done: queue.Queue[tuple[list[Delivery], list[Outcome]]] = queue.Queue()
+        self._buffer: deque[Delivery] = deque()
+        self._in_flight = 0
+        self._generation = 0
+        self.deps: Any = None
+        self.relay: OutboxRelay | None = None
+
+    # ---- lifecycle ---------------------------------------------------------------------------------
+    def stop(self) -> None:
+        """Stop taking deliveries, finish and settle in-flight work, then return from run()."""
+        self._stopping.set()
+
+    def run(self) -> None:
+        """Block until stop() or SIGTERM/SIGINT; reconnect and re-declare after any broker loss."""
+        if threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                signal.signal(sig, lambda *_: self.stop())
+        structlog.contextvars.bind_contextvars(service=self.service.name)
+        self._wait_for_database()
+        self.deps = self.service.build_deps()
+        producer = Producer(self.settings.amqp_url, exchange=self.names.events_exchange,
+                            heartbeat=self.settings.heartbeat, name=f"{self.service.name}-outbox")
+        producer._timeout = 5.0
+        self.relay = OutboxRelay(self.engine, self.outbox, producer)
+        worker = threading.Thread(target=self._work, name=f"{self.service.name}-worker", daemon=True)
+        worker.start()
+        relay_started = False
+        backoff = 0.2
+        try:
+            while not self._stopping.is_set():
+                try:
+                    if not relay_started:
+                        producer.start()
+                        self.relay.start()
+                        relay_started = True
+                    self._consume()
+                    backoff = 0.2
+                except Exception as exc:  # any connection loss: reconnect with back-off
+                    self.ready.clear()
+                    log.warning("broker connection lost; reconnecting", error=repr(exc), in_s=backoff)
+                    self._stopping.wait(backoff)
+                    backoff = min(backoff * 2, 5.0)
+        finally:
+            self._todo.put(None)
+            worker.join(timeout=30)
+            self.relay.stop()
+            producer.close()
+            self.service.close_deps(self.deps)
+            self.engine.dispose()
+            log.info("service stopped")
+
+    def _wait_for_database(self) -> None:
+        delay = 0.5
+        while True:
+            try:
+                ensure_schema(self.engine, self.service.metadata, self.service.migrations)
+                return
+            except OperationalError as exc:
+                if self._stopping.is_set():
+                    raise
+                log.warning("database unreachable; waiting", error=str(exc.orig), in_s=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 10.0)
+
+    # ---- the connection loop (main thread) -----------------------------------------------------------
+    def _consume(self) -> None:
+        self._generation += 1
+        self._buffer.clear()
+        with kombu.Connection(
+            self.settings.amqp_url,
+            heartbeat=self.settings.heartbeat,
+            connect_timeout=5,
+            transport_options={"confirm_publish": True, "client_properties": {
+                "connection_name": f"{self.service.name}-consumer"}},
+        ) as conn:
+            conn.connect()
+            channel = conn.channel()
+            declare(channel, full_topology(self.settings, self.service))
+            publisher = conn.channel()
+            consumer = kombu.Consumer(
+                channel,
+                queues=[kombu.Queue(self.queue, no_declare=True)],
+                on_message=lambda m: self._buffer.append(Delivery(m, self._generation)),
+                auto_declare=False,
+                no_ack=False,
+                prefetch_count=self.settings.prefetch,
+            )
+            consumer.consume()
+            self.ready.set()
+            log.info("consuming", queue=self.queue, prefetch=self.settings.prefetch)
+            cancelled = False
+            while True:
+                if self._stopping.is_set() and not cancelled:
+                    consumer.cancel()
+                    cancelled = True
+                if cancelled and not self._buffer and self._in_flight == 0:
+                    return
+                try:
+                    conn.drain_events(timeout=0.005 if self._in_flight or self._buffer else 0.25)
+                except TimeoutError:
+                    pass
+                except TimeoutError:
+                    pass
+                conn.heartbeat_check()
+                self._settle(channel, publisher)
+                self._dispatch()
+
+    def _dispatch(self) -> None:
+        while self._buffer and self._in_flight < 2:
+            size = min(len(self._buffer), self.settings.batch_size)
+            batch = [self._buffer.popleft() for _ in range(size)]
+            self._in_flight += 1
+            self._todo.put(batch)
+
+    def _settle(self, channel: Any, publisher: Any) -> None:
+        while True:
+            try:
+                batch, outcomes = self._done.get_nowait()
+            except queue.Empty:
+                return
+            self._in_flight -= 1
+            if batch[0].generation != self._generation:
+                continue  # delivered on a lost connection: the broker redelivers, the inbox dedupes
+            for delivery, outcome in zip(batch, outcomes, strict=True):
+                if outcome.action == "retry":
+                    self._send_to_retry(publisher, delivery, outcome)
+                elif outcome.action == "dead":
+                    self._send_to_dead(publisher, delivery, outcome.kind, outcome.error)
+                elif outcome.action == "release":
+                    channel.basic_reject(delivery.tag, requeue=True)
+            failpoint("after_commit")
+            if any(o.action != "release" for o in outcomes):
+                channel.basic_ack(max(d.tag for d, o in zip(batch, outcomes, strict=True)
+                                      if o.action != "release"), multiple=True)
+
+    # ---- retry and dead-letter ----------------------------------------------------------------------
+    def _send_to_retry(self, publisher: Any, delivery: Delivery, outcome: Outcome) -> None:
+        delays = self.settings.retry_delays
+        tier = delivery.attempts
+        if tier >= len(delays):
+            self._send_to_dead(publisher, delivery, "retries_exhausted",
+                               f"gave up after {tier + 1} attempts: {outcome.error}")
+            return
+        if outcome.retry_after:
+            tier = next((i for i, d in enumerate(delays) if i >= tier and d >= outcome.retry_after), tier)
+        headers = self._carry_headers(delivery)
+        headers[ATTEMPTS_HEADER] = tier + 1
+        headers["x-last-error"] = mask_text(outcome.error)[:500]
+        self._republish(publisher, delivery, "", self.names.retry_queue(self.service.name, delays[tier]),
+                        headers)
+        metrics.RETRIES.labels(self.service.name, str(tier)).inc()
+        log.info("retry scheduled", event_id=delivery.message.properties.get("message_id"),
+                 delay_s=delays[tier], attempt=tier + 1, error=outcome.error)
+
+    def _send_to_dead(self, publisher: Any, delivery: Delivery, kind: str, error: str) -> None:
+        headers = self._carry_headers(delivery)
+        headers.update({
+            "x-error-kind": kind,
+            "x-error": mask_text(error)[:1000],
+            "x-failed-at": datetime.now(UTC).isoformat(),
+            ATTEMPTS_HEADER: delivery.attempts + 1,
+            "x-service": self.service.name,
+        })
+        self._republish(publisher, delivery, self.names.dead_exchange, self.service.name, headers)
+        metrics.DEAD_LETTERS.labels(self.service.name, kind).inc()
+        metrics.EVENTS.labels(self.service.name, self._type_label(delivery), "dead").inc()
+        log.warning("dead-lettered", event_id=delivery.message.properties.get("message_id"),
+                    kind=kind, error=error)
+
+    def _carry_headers(self, delivery: Delivery) -> dict[str, Any]:
+        headers = delivery.headers
+        headers.setdefault(ORIGINAL_KEY_HEADER, delivery.message.delivery_info.get("routing_key", ""))
+        return headers
+
+    @staticmethod
+    def _republish(publisher: Any, delivery: Delivery, exchange: str, key: str, headers: dict) -> None:
+        props = {k: v for k, v in delivery.message.properties.items() if k != "application_headers"}
+        props.pop("headers", None)
+        props["delivery_mode"] = 2
+        message = AmqpMessage(delivery.message.body, application_headers=headers, **props)
+        publisher.basic_publish(message, exchange=exchange, routing_key=key, mandatory=True)
+
+    def _type_label(self, delivery: Delivery) -> str:
+        event_type = delivery.message.properties.get("type")
+        return event_type if event_type in self.service.event_types else "other"
+
+    # ---- the worker thread: one transaction per batch ------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            batch = self._todo.get()
+            if batch is None:
+                return
+            self._done.put((batch, self._handle_batch(batch)))
+
+    def _handle_batch(self, batch: list[Delivery]) -> list[Outcome]:
+        delay = 0.2
+        while True:
+            try:
+                return self._handle_batch_once(batch)
+            except (OperationalError, DBAPIError) as exc:
+                if self._stopping.is_set() and delay >= 5:
+                    log.error("database unreachable at shutdown; returning batch to the queue")
+                    return [Outcome("release")] * len(batch)
+                log.warning("database unavailable; holding batch and retrying", error=str(exc.orig),
+                            size=len(batch), in_s=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _handle_batch_once(self, batch: list[Delivery]) -> list[Outcome]:
+        emitted = 0
+        outcomes: list[Outcome] = []
+        with self.sessions() as session, session.begin():
+            for delivery in batch:
+                outcome, count = self._handle_one(session, delivery)
+                outcomes.append(outcome)
+                emitted += count
+        metrics.BATCH_SIZE.labels(self.service.name).observe(len(batch))
+        if emitted and self.relay is not None:
+            self.relay.notify()
+            metrics.OUTBOX_BACKLOG.labels(self.service.name).set(backlog(self.engine, self.outbox))
+        return outcomes
+
+    def _handle_one(self, session: Any, delivery: Delivery) -> tuple[Outcome, int]:
+        props = delivery.message.properties
+        try:
+            inbound = decode(
+                delivery.message.body,
+                content_type=delivery.message.content_type,
+                headers=delivery.headers,
+                keyring=self.settings.keyring,
+                max_bytes=self.settings.max_body_bytes,
+                message_id=props.get("message_id"),
+            )
+        except BadInput as exc:
+            return Outcome("dead", exc.kind, str(exc)), 0
+        event_type = inbound.envelope.type
+        handler = self.service.handler_for(event_type)
+        if handler is None:
+            return Outcome("dead", "unknown_type",
+                           f"event {inbound.event_id}: {self.service.name} has no handler for {event_type}"), 0
+        structlog.contextvars.bind_contextvars(
+            event_id=inbound.event_id, event_type=event_type,
+            request_id=str(getattr(inbound.data, "request_id", "")) or None,
+        )
+        try:
+            return self._apply(session, delivery, inbound, handler)
+        finally:
+            structlog.contextvars.unbind_contextvars("event_id", "event_type", "request_id")
+
+    def _apply(self, session: Any, delivery: Delivery, inbound: Any, handler: Any) -> tuple[Outcome, int]:
+        name, event_type = self.service.name, inbound.envelope.type
+        savepoint = session.begin_nested()
+        seen = session.execute(
+            select(self.inbox.c.body_sha256).where(self.inbox.c.event_id == inbound.event_id)
+        ).first()
+        if seen is not None:
+            savepoint.commit()
+            if seen.body_sha256 != inbound.body_sha256:
+                return Outcome("dead", "conflicting_duplicate",
+                               f"event {inbound.event_id} was already handled with a different body"), 0
+            metrics.INBOX_DUPLICATES.labels(name).inc()
+            metrics.EVENTS.labels(name, event_type, "duplicate").inc()
+            return ACK, 0
+        try:
+            session.execute(insert(self.inbox).values(
+                event_id=inbound.event_id, event_type=event_type, body_sha256=inbound.body_sha256,
+                handled_at=datetime.now(UTC)))
+            session.flush()
+        except IntegrityError:
+            savepoint.rollback()  # a replica handled it concurrently and committed first
+            metrics.INBOX_DUPLICATES.labels(name).inc()
+            return ACK, 0
+        ctx = Context(session=session, envelope=inbound.envelope, deps=self.deps,
+                      attempts=delivery.attempts, log=log)
+        started = time.perf_counter()
+        try:
+            handler(inbound.data, ctx)
+            for data in ctx.emitted:
+                stage(session, self.outbox, data, source=self.settings.source,
+                      keyring=self.settings.keyring, key_id=self.settings.signing_key_id)
+            session.flush()
+        except OperationalError:
+            savepoint.rollback()
+            raise
+        except TransientError as exc:
+            savepoint.rollback()
+            metrics.EVENTS.labels(name, event_type, "retry").inc()
+            return Outcome("retry", "transient", str(exc), exc.retry_after), 0
+        except (PermanentError, BadInput) as exc:
+            savepoint.rollback()
+            kind = exc.kind if isinstance(exc, BadInput) else "permanent"
+            return Outcome("dead", kind, f"event {inbound.event_id}: {exc}"), 0
+        except Exception as exc:  # an unforeseen error may be a bug or a blip: retry, then dead-letter
+            savepoint.rollback()
+            log.exception("handler failed unexpectedly")
+            metrics.EVENTS.labels(name, event_type, "retry").inc()
+            return Outcome("retry", "error", f"{type(exc).__name__}: {exc}"), 0
+        finally:
+            metrics.HANDLER_SECONDS.labels(name, event_type).observe(time.perf_counter() - started)
+        savepoint.commit()
+        metrics.EVENTS.labels(name, event_type, "ok").inc()
+        return ACK, len(ctx.emitted)

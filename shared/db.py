@@ -1,0 +1,93 @@
+"""One engine per service database, the inbox and outbox tables, and schema migration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import (
+    Column,
+    DateTime,
+    Engine,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    Table,
+    create_engine,
+    event,
+)
+from sqlalchemy.orm import Session, sessionmaker
+
+SQLITE_BUSY_TIMEOUT_MS = 30_000
+
+
+def runtime_metadata() -> MetaData:
+    """A fresh MetaData holding the runtime's inbox and outbox tables; each service adds its own."""
+    metadata = MetaData()
+    Table(
+        "inbox",
+        metadata,
+        Column("event_id", String(36), primary_key=True),
+        Column("event_type", String(120), nullable=False),
+        Column("body_sha256", String(64), nullable=False),
+        Column("handled_at", DateTime(timezone=True), nullable=False),
+    )
+    Table(
+        "outbox",
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("event_id", String(36), nullable=False),
+        Column("event_type", String(120), nullable=False),
+        Column("routing_key", String(200), nullable=False),
+        Column("body", LargeBinary, nullable=False),
+        Column("signature", String(200), nullable=False),
+        Column("source", String(200), nullable=False),
+        Column("created_at", DateTime(timezone=True), nullable=False),
+    )
+    return metadata
+
+
+def make_engine(url: str, *, pool_size: int = 5, echo: bool = False, **kwargs: Any) -> Engine:
+    """An engine for a service database; SQLite gets WAL, a busy timeout and real SAVEPOINTs."""
+    if url.startswith("sqlite"):
+        engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
+        _tune_sqlite(engine)
+        return engine
+    return create_engine(
+        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
+        pool_recycle=1800, **kwargs,
+    )
+
+
+def _tune_sqlite(engine: Engine) -> None:
+    # pysqlite's own transaction handling breaks SAVEPOINT; take control of BEGIN ourselves (SQLAlchemy docs).
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(connection: Any) -> None:
+        # IMMEDIATE takes the write lock up front: two writers wait instead of deadlocking on upgrade.
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def session_factory(engine: Engine) -> sessionmaker[Session]:
+    """Sessions that keep loaded values after commit (handlers return plain data)."""
+    return sessionmaker(engine, expire_on_commit=False)
+
+
+def ensure_schema(engine: Engine, metadata: MetaData, migrations: Path | None = None) -> None:
+    """Bring the database to the newest schema: Alembic migrations when the service has them."""
+    if migrations is not None and (migrations / "env.py").exists():
+        from shared.migrations import upgrade
+
+        upgrade(engine, migrations)
+    else:
+        metadata.create_all(engine)

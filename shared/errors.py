@@ -1,0 +1,30 @@
+"""How a failure is classified decides what happens to the message: retry later, or dead-letter now."""
+
+from __future__ import annotations
+
+
+class TransientError(Exception):
+    """A failure that may succeed later (timeouts, 5xx, 429, an outage): retried through the delay tiers."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class PermanentError(Exception):
+    """A failure that retrying cannot fix (a 4xx, a broken invariant): dead-lettered at once."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message)
+
+
+class BadInput(Exception):
+    """A message that cannot be processed as sent: dead-lettered at once with its kind (never retried)."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind
+
+
+class PublishError(Exception):
+    """A publish the broker did not accept: unroutable (returned), nacked, or the connection was lost."""

@@ -1,0 +1,97 @@
+"""structlog JSON logs with event/request ids bound and personal data masked anywhere in a line."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from collections.abc import Callable, MutableMapping
+from typing import Any
+
+import structlog
+
+EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
+# Swedish personnummer / samordningsnummer / organisation numbers: 10 or 12 digits, optional -/+.
+PERSONNUMMER = re.compile(r"(?<![\w-])(?:19|20)?(\d{2})(\d{2})(\d{2})[-+ ]?\d{4}(?![\w-])")
+PHONE = re.compile(
+    r"(?<![\w.+])(?:(?:\+|00)\d{1,3}[\s-]?\(?0?\)?\d{1,4}|0\d{1,3})(?:[\s-]?\d{2,4}){2,4}(?![\w])"
+)
+
+
+def _mask_personnummer(match: re.Match[str]) -> str:
+    month, day = int(match.group(2)), int(match.group(3))
+    plausible = 1 <= month <= 12 and (1 <= day <= 31 or 61 <= day <= 91)
+    org_like = int(match.group(2)[0]) >= 2  # organisation numbers: third digit >= 2
+    return "[personnummer]" if plausible or org_like else match.group(0)
+
+
+def mask_text(text: str) -> str:
+    """Replace every e-mail address, phone number and personnummer in a string with a placeholder."""
+    text = EMAIL.sub("[email]", text)
+    text = PERSONNUMMER.sub(_mask_personnummer, text)
+    return PHONE.sub("[phone]", text)
+
+
+def mask_value(value: Any) -> Any:
+    """Mask personal data in strings, recursively through dicts, lists and tuples."""
+    if isinstance(value, str):
+        return mask_text(value)
+    if isinstance(value, bytes):
+        return mask_text(value.decode("utf-8", "replace"))
+    if isinstance(value, dict):
+        return {k: mask_value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_value(v) for v in value]
+    return value
+
+
+def mask_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
+    """structlog processor: no personal data leaves the process through a log line."""
+    for key, value in list(event_dict.items()):
+        if isinstance(value, BaseException):
+            value = repr(value)
+        event_dict[key] = mask_value(value) if isinstance(value, str | bytes | dict | list | tuple) else value
+    return event_dict
+
+
+def _shared_processors() -> list[Callable[..., Any]]:
+    return [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+        structlog.processors.format_exc_info,
+        mask_processor,
+    ]
+
+
+def configure(level: str = "INFO", *, stream: Any = None, service: str | None = None) -> None:
+    """Route structlog and stdlib logging (kombu, pika) through one masked JSON renderer."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.JSONRenderer(sort_keys=False),
+            ],
+            foreign_pre_chain=_shared_processors(),
+        )
+    )
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    for noisy in ("pika", "amqp", "kombu", "httpx", "httpcore", "mail.log"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    structlog.configure(
+        processors=[*_shared_processors(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    if service:
+        structlog.contextvars.bind_contextvars(service=service)
+
+
+def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:
+    """A structlog logger; configure() decides where it writes."""
+    return structlog.get_logger(name)

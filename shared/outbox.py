@@ -1,0 +1,123 @@
+"""Transactional outbox: events written with the handler's effects, published by a relay after commit."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from datetime import UTC, datetime
+
+from sqlalchemy import Engine, Table, delete, func, insert, select
+from sqlalchemy.orm import Session
+
+from schemas import EventData
+from shared.codec import Outbound, encode
+from shared.errors import PublishError
+from shared.faults import failpoint
+from shared.logging import get_logger
+from shared.producer import Producer
+
+log = get_logger(__name__)
+
+
+def stage(
+    session: Session,
+    outbox: Table,
+    data: EventData,
+    *,
+    source: str,
+    keyring: Mapping[str, bytes],
+    key_id: str,
+    subject: str | None = None,
+) -> Outbound:
+    """Sign an event and write it to the outbox inside the caller's transaction."""
+    message = encode(data, source=source, keyring=keyring, key_id=key_id, subject=subject)
+    session.execute(
+        insert(outbox).values(
+            event_id=message.event_id,
+            event_type=message.event_type,
+            routing_key=message.routing_key,
+            body=message.body,
+            signature=message.signature,
+            source=message.source,
+            created_at=datetime.now(UTC),
+        )
+    )
+    return message
+
+
+def backlog(engine: Engine, outbox: Table) -> int:
+    """How many events are waiting in the outbox."""
+    with engine.connect() as conn:
+        return int(conn.execute(select(func.count()).select_from(outbox)).scalar_one())
+
+
+class OutboxRelay:
+    """Publishes committed outbox rows with confirms, then deletes them; wakes on notify() or a poll."""
+
+    def __init__(
+        self, engine: Engine, outbox: Table, producer: Producer, *, batch: int = 500, poll: float = 1.0
+    ) -> None:
+        self._engine = engine
+        self._outbox = outbox
+        self._producer = producer
+        self._batch = batch
+        self._poll = poll
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.published = 0
+
+    def start(self) -> None:
+        """Run the relay in a background thread."""
+        self._thread = threading.Thread(target=self._loop, name="outbox-relay", daemon=True)
+        self._thread.start()
+
+    def notify(self) -> None:
+        """Something was committed to the outbox: publish it now rather than at the next poll."""
+        self._wake.set()
+
+    def stop(self, drain_timeout: float = 10.0) -> None:
+        """Publish what is committed (within the timeout), then stop."""
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(drain_timeout)
+
+    def relay_once(self) -> int:
+        """Publish one batch of committed rows; return how many were published."""
+        table = self._outbox
+        with self._engine.connect() as conn:
+            rows = conn.execute(select(table).order_by(table.c.id).limit(self._batch)).all()
+        if not rows:
+            return 0
+        failpoint("before_relay")
+        self._producer.publish_many(
+            Outbound(
+                event_id=r.event_id, event_type=r.event_type, routing_key=r.routing_key, body=r.body,
+                signature=r.signature, source=r.source,
+                timestamp=int(r.created_at.replace(tzinfo=r.created_at.tzinfo or UTC).timestamp()),
+            )
+            for r in rows
+        )
+        with self._engine.begin() as conn:
+            conn.execute(delete(table).where(table.c.id.in_([r.id for r in rows])))
+        self.published += len(rows)
+        return len(rows)
+
+    def _loop(self) -> None:
+        failures = 0
+        while True:
+            try:
+                while self.relay_once():
+                    failures = 0
+            except (PublishError, Exception) as exc:  # the relay must outlive any one failure
+                failures += 1
+                log.warning("outbox relay failed; will retry", error=str(exc), failures=failures)
+                self._stop.wait(min(0.2 * 2**failures, 10.0))
+                if self._stop.is_set() and failures > 3:
+                    return
+                continue
+            if self._stop.is_set():
+                return
+            self._wake.wait(self._poll)
+            self._wake.clear()

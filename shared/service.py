@@ -1,0 +1,60 @@
+"""What a service is: a name, its tables, and a handler per event type. The runtime does the rest."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import MetaData
+from sqlalchemy.orm import Session
+
+from schemas import CloudEvent, EventData
+from shared.logging import get_logger
+
+Handler = Callable[[Any, "Context"], None]
+
+
+@dataclass
+class Context:
+    """What a handler gets besides its event: the open transaction, outside gateways, and emit()."""
+
+    session: Session
+    envelope: CloudEvent
+    deps: Any
+    attempts: int
+    emitted: list[EventData] = field(default_factory=list)
+    log: Any = field(default_factory=get_logger)
+
+    @property
+    def event_id(self) -> str:
+        return str(self.envelope.id)
+
+    def emit(self, data: EventData) -> None:
+        """Publish an event if, and only if, this handler's transaction commits (transactional outbox)."""
+        self.emitted.append(data)
+
+
+@dataclass(frozen=True)
+class Service:
+    """A slice service: its handlers by event model, its tables, migrations, and outside dependencies."""
+
+    name: str
+    handlers: Mapping[type[EventData], Handler]
+    metadata: MetaData
+    migrations: Path | None = None
+    build_deps: Callable[[], Any] = lambda: None
+    close_deps: Callable[[Any], None] = lambda _deps: None
+
+    @property
+    def event_types(self) -> tuple[str, ...]:
+        """Event types this service consumes: its queue is bound to exactly these."""
+        return tuple(sorted(model.event_type for model in self.handlers))
+
+    def handler_for(self, event_type: str) -> Handler | None:
+        """The handler registered for an event type, if any."""
+        for model, handler in self.handlers.items():
+            if model.event_type == event_type:
+                return handler
+        return None

@@ -1,0 +1,75 @@
+"""Settings from the environment, with defaults that run on a developer's machine as-is."""
+
+from __future__ import annotations
+
+import os
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SIGNING_KEY = "dev:insecure-development-key-change-me"
+VAR_DIR = Path(os.environ.get("ERASURE_VAR_DIR", "var"))
+
+
+class RuntimeSettings(BaseSettings):
+    """Broker, signing and processing settings shared by every service (env prefix `ERASURE_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="ERASURE_", extra="ignore")
+
+    amqp_url: str = Field(
+        "amqp://guest:guest@127.0.0.1:5672/%2F",
+        validation_alias=AliasChoices("ERASURE_AMQP_URL", "AMQP_URL"),
+        description="Broker URL; amqps:// for TLS.",
+    )
+    namespace: str = Field("erasure", description="Prefix of every exchange and queue name.")
+    source: str = Field("urn:loggamera:erasure", description="CloudEvents `source` of events we emit.")
+    signing_keys: str = Field(
+        DEV_SIGNING_KEY,
+        description="Accepted HMAC keys as `id:secret,id:secret` (two during a rotation).",
+    )
+    signing_key_id: str = Field("dev", description="Id of the key used to sign what we publish.")
+    retry_delays: tuple[float, ...] = Field(
+        (1.0, 10.0, 60.0, 600.0, 3600.0),
+        description="Back-off tiers in seconds; one delay queue each. Past the last, dead-letter.",
+    )
+    delivery_limit: int = Field(20, description="Quorum x-delivery-limit: guard against crash loops.")
+    prefetch: int = Field(200, description="Per-consumer prefetch (quorum queues refuse global QoS).")
+    batch_size: int = Field(100, description="Deliveries handled in one database transaction.")
+    max_body_bytes: int = Field(256 * 1024, description="Larger messages are dead-lettered as oversized.")
+    dead_letter_ttl_days: int = Field(90, description="Dead letters hold personal data: they expire.")
+    heartbeat: int = Field(30, description="AMQP heartbeat in seconds.")
+    log_level: str = Field("INFO")
+
+    @field_validator("retry_delays", mode="before")
+    @classmethod
+    def _split_delays(cls, value: object) -> object:
+        if isinstance(value, str) and not value.lstrip().startswith("["):
+            return tuple(float(part) for part in value.split(",") if part.strip())
+        return value
+
+    @cached_property
+    def keyring(self) -> dict[str, bytes]:
+        """Accepted signing keys by id."""
+        ring: dict[str, bytes] = {}
+        for item in self.signing_keys.split(","):
+            key_id, sep, secret = item.strip().partition(":")
+            if not sep or not key_id or not secret:
+                raise ValueError("ERASURE_SIGNING_KEYS must look like `id:secret[,id:secret]`")
+            ring[key_id] = secret.encode()
+        if self.signing_key_id not in ring:
+            raise ValueError(f"signing key {self.signing_key_id!r} is not in ERASURE_SIGNING_KEYS")
+        return ring
+
+
+def database_url_for(service: str) -> str:
+    """The database URL of one service: its own variable, a `{service}` template, or SQLite under var/."""
+    own = os.environ.get(f"ERASURE_{service.upper()}_DATABASE_URL")
+    if own:
+        return own
+    template = os.environ.get("ERASURE_DATABASE_URL")
+    if template:
+        return template.format(service=service)
+    VAR_DIR.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{VAR_DIR / f'{service}.db'}"

@@ -1,0 +1,170 @@
+"""Run services against a real broker in a private namespace, publish events, and wait for their effects."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import kombu
+from sqlalchemy import select
+
+from schemas import EventData
+from shared.codec import Outbound, encode
+from shared.consumer import ServiceRunner, full_topology
+from shared.producer import Producer
+from shared.service import Service
+from shared.settings import RuntimeSettings
+from shared.testing.infra import create_database, drop_database
+from shared.topology import declare
+
+T = TypeVar("T")
+
+
+def wait_until(check: Callable[[], T], *, timeout: float = 20.0, interval: float = 0.05, what: str = "") -> T:
+    """Poll until check() returns something truthy; raise AssertionError naming `what` on timeout."""
+    deadline = time.monotonic() + timeout
+    while True:
+        result = check()
+        if result:
+            return result
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or check}")
+        time.sleep(interval)
+
+
+class RunningService:
+    """One service's runtime in a background thread, with helpers to observe its database."""
+
+    def __init__(self, service: Service, settings: RuntimeSettings, database_url: str) -> None:
+        self.runner = ServiceRunner(service, settings, database_url)
+        self.service = service
+        self._thread = threading.Thread(target=self.runner.run, name=f"svc-{service.name}", daemon=True)
+
+    def start(self, timeout: float = 30.0) -> RunningService:
+        self._thread.start()
+        wait_until(self.runner.ready.is_set, timeout=timeout, what=f"{self.service.name} to consume")
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self.runner.stop()
+        self._thread.join(timeout)
+
+    @property
+    def engine(self) -> Any:
+        return self.runner.engine
+
+    def handled(self, event_id: str | uuid.UUID) -> bool:
+        """Whether the service has committed the effects of this event."""
+        inbox = self.runner.inbox
+        with self.engine.connect() as conn:
+            return conn.execute(select(inbox.c.event_id).where(inbox.c.event_id == str(event_id))).first() \
+                is not None
+
+    def wait_handled(self, event_id: str | uuid.UUID, timeout: float = 20.0) -> None:
+        """Block until the service has committed this event."""
+        wait_until(lambda: self.handled(event_id), timeout=timeout,
+                   what=f"{self.service.name} to handle {event_id}")
+
+
+class Pipeline:
+    """A private namespace on a real broker with databases per service; deletes all of it on close()."""
+
+    def __init__(
+        self,
+        amqp_url: str,
+        *,
+        workdir: Path,
+        postgres_admin_url: str | None = None,
+        namespace: str | None = None,
+        **settings: Any,
+    ) -> None:
+        self.namespace = namespace or f"t{uuid.uuid4().hex[:10]}"
+        self.settings = RuntimeSettings(amqp_url=amqp_url, namespace=self.namespace, **settings)
+        self.workdir = workdir
+        self.postgres_admin_url = postgres_admin_url
+        self.services: dict[str, RunningService] = {}
+        self._databases: list[str] = []
+        self._producer: Producer | None = None
+        self._extra: list[Service] = []
+
+    def database_url(self, service: str) -> str:
+        """A new, empty database for a service: PostgreSQL if an admin URL was given, else SQLite."""
+        if self.postgres_admin_url:
+            name = f"{self.namespace}_{service}"
+            self._databases.append(name)
+            return create_database(self.postgres_admin_url, name)
+        return f"sqlite:///{self.workdir / f'{self.namespace}_{service}.db'}"
+
+    def start(self, service: Service, database_url: str | None = None) -> RunningService:
+        """Start a service in-process and wait until it consumes."""
+        running = RunningService(service, self.settings, database_url or self.database_url(service.name))
+        self.services[service.name] = running
+        self._extra.append(service)
+        return running.start()
+
+    @property
+    def producer(self) -> Producer:
+        if self._producer is None:
+            self._producer = Producer(self.settings.amqp_url, exchange=f"{self.namespace}.events").start()
+        return self._producer
+
+    def encode(self, data: EventData, **kwargs: Any) -> Outbound:
+        """Sign an event with the pipeline's key, as an upstream producer would."""
+        return encode(data, source="urn:loggamera:test", keyring=self.settings.keyring,
+                      key_id=self.settings.signing_key_id, **kwargs)
+
+    def publish(self, *events: EventData) -> list[Outbound]:
+        """Publish signed events with confirms; return what was sent (ids included)."""
+        messages = [self.encode(e) for e in events]
+        self.producer.publish_many(messages)
+        return messages
+
+    def declare(self, extra: Service | None = None) -> None:
+        """Declare the namespace's full topology, plus an extra service's (as every service does at start)."""
+        if extra is not None:
+            self._extra.append(extra)
+        with kombu.Connection(self.settings.amqp_url) as conn:
+            declare(conn.default_channel, full_topology(self.settings, extra))
+
+    def depth(self, queue: str) -> int:
+        """Messages ready in a queue (passive declare)."""
+        with kombu.Connection(self.settings.amqp_url) as conn:
+            return conn.default_channel.queue_declare(queue, passive=True).message_count
+
+    def take(self, queue: str, *, ack: bool = True) -> list[Any]:
+        """Every message now ready in a queue (py-amqp messages with .body and .headers)."""
+        taken = []
+        with kombu.Connection(self.settings.amqp_url) as conn:
+            channel = conn.channel()
+            while (message := channel.basic_get(queue, no_ack=False)) is not None:
+                taken.append(message)
+            for message in taken:
+                if ack:
+                    channel.basic_ack(message.delivery_tag)
+                else:
+                    channel.basic_reject(message.delivery_tag, requeue=True)
+        return taken
+
+    def queue_names(self) -> Iterable[str]:
+        topology = full_topology(self.settings)
+        extra = [q.name for s in self._extra for q in full_topology(self.settings, s).queues]
+        return sorted({q.name for q in topology.queues} | set(extra))
+
+    def close(self) -> None:
+        """Stop services, delete the namespace's queues and exchanges, drop its databases."""
+        for running in self.services.values():
+            running.stop()
+        if self._producer is not None:
+            self._producer.close()
+        with kombu.Connection(self.settings.amqp_url) as conn:
+            channel = conn.channel()
+            for name in self.queue_names():
+                channel.queue_delete(name)
+            for name, _kind in full_topology(self.settings).exchanges:
+                channel.exchange_delete(name)
+        for name in self._databases:
+            drop_database(self.postgres_admin_url or "", name)

@@ -1,0 +1,57 @@
+"""pytest plugin (entry point `erasure`): a real broker, a private namespace, and the pipeline in-process.
+
+Upstream services get it by installing this package:
+
+    def test_deregistration_is_erased(erasure_pipeline):
+        from services.registry import all_services
+        for service in all_services():
+            erasure_pipeline.start(service)
+        ...
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shared.testing.infra import amqp_url_or_none, postgres_url_or_none
+from shared.testing.pipeline import Pipeline
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """A reachable broker: AMQP_URL, the local RabbitMQ, or a testcontainer; skips if none."""
+    url = amqp_url_or_none()
+    if url is None:
+        pytest.skip("no RabbitMQ: set AMQP_URL, start rabbitmq-server, or run a Docker engine")
+    return url
+
+
+@pytest.fixture(scope="session")
+def postgres_admin_url() -> str:
+    """A PostgreSQL URL that may create databases; skips if none."""
+    url = postgres_url_or_none()
+    if url is None:
+        pytest.skip("no PostgreSQL: set DATABASE_URL, start PostgreSQL, or run a Docker engine")
+    return url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_backend(request: pytest.FixtureRequest) -> str:
+    """Run the test once per database backend."""
+    return str(request.param)
+
+
+@pytest.fixture
+def erasure_pipeline(amqp_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Pipeline]:
+    """A Pipeline in a private namespace; on PostgreSQL when the test also uses db_backend=postgresql."""
+    backend = request.getfixturevalue("db_backend") if "db_backend" in request.fixturenames else "sqlite"
+    admin = request.getfixturevalue("postgres_admin_url") if backend == "postgresql" else None
+    pipeline = Pipeline(amqp_url, workdir=tmp_path, postgres_admin_url=admin,
+                        retry_delays=(0.2, 0.4, 0.8), delivery_limit=5)
+    try:
+        yield pipeline
+    finally:
+        pipeline.close()

@@ -1,0 +1,98 @@
+"""The broker topology: names, arguments read back from the broker, and routing by event type."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import kombu
+import pytest
+from amqp.exceptions import PreconditionFailed
+
+from schemas import SUBSCRIPTIONS
+from schemas.examples import example_deregistration, example_purchase
+from shared.consumer import full_topology
+from shared.topology import Names, declare, delay_label
+
+
+def test_delay_labels_are_short_and_stable() -> None:
+    assert [delay_label(s) for s in (0.5, 1, 10, 60, 600, 3600, 90)] == [
+        "500ms", "1s", "10s", "1m", "10m", "1h", "90s"]
+
+
+def test_names_follow_the_design_card() -> None:
+    names = Names("erasure")
+    assert names.events_exchange == "erasure.events"
+    assert names.dead_exchange == "erasure.dead"
+    assert names.queue("payment") == "erasure.payment"
+    assert names.retry_queue("payment", 60) == "erasure.payment.retry.1m"
+    assert names.dead_queue("payment") == "erasure.payment.dead"
+
+
+def _broker_queues(namespace: str) -> dict[str, dict]:
+    out = subprocess.run(["rabbitmqctl", "list_queues", "-q", "--formatter", "json", "name", "type", "arguments",
+                          "durable"], capture_output=True, text=True, check=True, timeout=60).stdout
+    queues = {q["name"]: q for q in json.loads(out) if q["name"].startswith(namespace + ".")}
+    for q in queues.values():  # rabbitmqctl prints arguments as [key, value] pairs
+        q["arguments"] = dict(map(tuple, q["arguments"])) if isinstance(q["arguments"], list) else q["arguments"]
+    return queues
+
+
+@pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="reads queue arguments with the local rabbitmqctl")
+def test_declared_queues_carry_the_design_arguments(erasure_pipeline) -> None:
+    erasure_pipeline.declare()
+    erasure_pipeline.declare()  # declaring twice is a no-op
+    ns = erasure_pipeline.namespace
+    queues = _broker_queues(ns)
+    expected = full_topology(erasure_pipeline.settings)
+    assert set(queues) == {q.name for q in expected.queues}
+    for service in SUBSCRIPTIONS:
+        main = queues[f"{ns}.{service}"]
+        assert main["type"] == "quorum" and main["durable"] is True
+        assert main["arguments"] == {
+            "x-queue-type": "quorum", "x-delivery-limit": 5, "x-dead-letter-exchange": f"{ns}.dead",
+            "x-dead-letter-routing-key": service, "x-dead-letter-strategy": "at-least-once",
+            "x-overflow": "reject-publish"}
+        dead = queues[f"{ns}.{service}.dead"]
+        assert dead["arguments"]["x-message-ttl"] == 90 * 24 * 3600 * 1000
+        retry = queues[f"{ns}.{service}.retry.200ms"]
+        assert retry["arguments"]["x-message-ttl"] == 200
+        assert retry["arguments"]["x-dead-letter-exchange"] == ""
+        assert retry["arguments"]["x-dead-letter-routing-key"] == f"{ns}.{service}"
+
+
+def test_redeclaring_with_other_arguments_is_refused(erasure_pipeline) -> None:
+    """The broker, not our code, guards the contract: a queue cannot silently change its arguments."""
+    erasure_pipeline.declare()
+    with kombu.Connection(erasure_pipeline.settings.amqp_url) as conn, pytest.raises(PreconditionFailed):
+        conn.channel().queue_declare(f"{erasure_pipeline.namespace}.payment", durable=True,
+                                     arguments={"x-queue-type": "quorum", "x-delivery-limit": 99})
+
+
+def test_event_reaches_exactly_the_queues_bound_to_its_type(erasure_pipeline) -> None:
+    erasure_pipeline.declare()
+    erasure_pipeline.publish(example_deregistration("u-route"), example_purchase("u-route"))
+    ns = erasure_pipeline.namespace
+    depths = {svc: erasure_pipeline.depth(f"{ns}.{svc}") for svc in SUBSCRIPTIONS}
+    assert depths == {
+        "account": 1, "ledger": 1,  # deregistration only
+        "installer_sharing": 2, "payment": 2, "bookkeeping": 2, "newsletter": 2,  # both
+    }
+
+
+def test_topology_declare_is_idempotent_on_a_raw_channel(amqp_url: str) -> None:
+    from shared.settings import RuntimeSettings
+
+    settings = RuntimeSettings(amqp_url=amqp_url, namespace="tidem")
+    topology = full_topology(settings)
+    with kombu.Connection(amqp_url) as conn:
+        channel = conn.channel()
+        try:
+            declare(channel, topology)
+            declare(channel, topology)
+        finally:
+            for q in topology.queues:
+                channel.queue_delete(q.name)
+            for name, _ in topology.exchanges:
+                channel.exchange_delete(name)
