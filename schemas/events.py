@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, Self, get_args
@@ -190,6 +191,14 @@ class Payment(_Part):
         return self
 
 
+def purchase_totals(lines: Iterable[PurchaseLine]) -> tuple[Decimal, Decimal, Decimal]:
+    """(excl. VAT, VAT, incl. VAT) of the lines; VAT is rounded half up once, over all lines."""
+    items = list(lines)
+    excl = round_money(sum((line.quantity * line.unit_price for line in items), Decimal(0)))
+    vat = round_money(sum((line.quantity * line.unit_price * line.vat_rate for line in items), Decimal(0)))
+    return excl, vat, excl + vat
+
+
 class PurchaseCompleted(EventData):
     """A purchase completed: forward exactly the contact data the policy names to exactly its recipients."""
 
@@ -245,14 +254,13 @@ class PurchaseCompleted(EventData):
 
     @model_validator(mode="after")
     def _totals_add_up(self) -> Self:
-        excl = round_money(sum((line.quantity * line.unit_price for line in self.lines), Decimal(0)))
-        vat = round_money(sum((line.quantity * line.unit_price * line.vat_rate for line in self.lines), Decimal(0)))
+        excl, vat, incl = purchase_totals(self.lines)
         if self.total_excl_vat != excl:
             raise ValueError(f"total_excl_vat {self.total_excl_vat} differs from the sum of the lines {excl}")
         if self.vat_amount != vat:
             raise ValueError(f"vat_amount {self.vat_amount} differs from the VAT of the lines {vat}")
-        if self.total_incl_vat != excl + vat:
-            raise ValueError(f"total_incl_vat {self.total_incl_vat} is not total_excl_vat + vat_amount {excl + vat}")
+        if self.total_incl_vat != incl:
+            raise ValueError(f"total_incl_vat {self.total_incl_vat} is not total_excl_vat + vat_amount {incl}")
         return self
 
 

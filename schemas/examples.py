@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 import zlib
-from decimal import Decimal
 from typing import Any
 from uuid import UUID
 
@@ -21,9 +20,10 @@ from schemas.events import (
     EventData,
     NewsletterConsentChanged,
     PurchaseCompleted,
+    PurchaseLine,
     UserDeregistered,
+    purchase_totals,
 )
-from schemas.validators import round_money
 
 # (name, street, postal code, city), all fictitious.
 _PEOPLE = (
@@ -66,26 +66,28 @@ def example_customer(user_id: str = "u-1001") -> dict[str, Any]:
 
 def _totals(lines: list[dict[str, Any]]) -> dict[str, str]:
     """Totals that add up for the given lines, as PurchaseCompleted demands."""
-    excl = round_money(sum((Decimal(line["quantity"]) * Decimal(line["unit_price"]) for line in lines), Decimal(0)))
-    vat = round_money(
-        sum(
-            (Decimal(line["quantity"]) * Decimal(line["unit_price"]) * Decimal(line["vat_rate"]) for line in lines),
-            Decimal(0),
-        )
-    )
-    return {"total_excl_vat": str(excl), "vat_amount": str(vat), "total_incl_vat": str(excl + vat)}
+    excl, vat, incl = purchase_totals(PurchaseLine.model_validate(line) for line in lines)
+    return {"total_excl_vat": str(excl), "vat_amount": str(vat), "total_incl_vat": str(incl)}
+
+
+def _line(sku: str, description: str, quantity: int, unit_price: str) -> dict[str, Any]:
+    """An order line at the standard 25 % VAT rate."""
+    return {
+        "sku": sku,
+        "description": description,
+        "quantity": quantity,
+        "unit_price": unit_price,
+        "vat_rate": "0.25",
+    }
 
 
 def example_purchase(user_id: str = "u-1001", **overrides: Any) -> PurchaseCompleted:
     """A completed PayPal purchase of a gateway, sensors and installation; totals follow the lines."""
     lines = overrides.get("lines") or [
-        {"sku": "LGM-GW-4G", "description": "Loggamera gateway 4G", "quantity": 1, "unit_price": "2490.00",
-         "vat_rate": "0.25"},
-        {"sku": "LGM-T-WL", "description": "Wireless temperature sensor", "quantity": 3, "unit_price": "395.00",
-         "vat_rate": "0.25"},
-        {"sku": "SRV-INST", "description": "Installation on site", "quantity": 1, "unit_price": "1500.00",
-         "vat_rate": "0.25"},
-    ]  # fmt: skip
+        _line("LGM-GW-4G", "Loggamera gateway 4G", 1, "2490.00"),
+        _line("LGM-T-WL", "Wireless temperature sensor", 3, "395.00"),
+        _line("SRV-INST", "Installation on site", 1, "1500.00"),
+    ]
     fields: dict[str, Any] = {
         "purchase_id": f"P-2026-{user_id}"[:64],
         "user_id": user_id,

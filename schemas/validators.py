@@ -51,11 +51,15 @@ def luhn_valid(digits: str) -> bool:
     return len(digits) >= 2 and bool(_DIGITS.fullmatch(digits)) and luhn_check_digit(digits[:-1]) == digits[-1]
 
 
+def _day_of_month(day: int) -> int:
+    """The day of birth; a samordningsnummer adds 60 to it."""
+    return day - 60 if day > 60 else day
+
+
 def _birth_date(year: int, month: int, day: int) -> date:
-    """The calendar date a personnummer encodes; a samordningsnummer adds 60 to the day."""
-    real_day = day - 60 if day > 60 else day
+    """The calendar date a personnummer or samordningsnummer encodes."""
     try:
-        return date(year, month, real_day)
+        return date(year, month, _day_of_month(day))
     except ValueError:
         raise ValueError("personnummer does not encode a valid date of birth") from None
 
@@ -63,14 +67,17 @@ def _birth_date(year: int, month: int, day: int) -> date:
 def _infer_year(yy: int, month: int, day: int, centenarian: bool, today: date) -> int:
     """The birth year of a 10-digit personnummer: under 100 years old with '-', 100 or more with '+'."""
     year = today.year - (today.year - yy) % 100
-    real_day = day - 60 if day > 60 else day
-    if year == today.year and (month, real_day) > (today.month, today.day):
+    if year == today.year and (month, _day_of_month(day)) > (today.month, today.day):
         year -= 100
     return year - 100 if centenarian else year
 
 
 def normalise_personnummer(value: str, *, today: date | None = None) -> str:
-    """A valid personnummer or samordningsnummer as 12 digits `YYYYMMDDNNNC`; ValueError otherwise."""
+    """A valid personnummer or samordningsnummer as 12 digits `YYYYMMDDNNNC`; ValueError otherwise.
+
+    The century of a 10-digit number is inferred from `today`: '-' or no separator means under 100
+    years old, '+' means 100 or older.
+    """
     today = today or date.today()
     match = _PERSONNUMMER.fullmatch(value.strip())
     if not match:
@@ -230,13 +237,13 @@ OrganisationNumber = _string_type(
     normalise_organisation_number,
     ORGANISATION_NUMBER_PATTERN,
     "Swedish organisation number (third digit >= 2, Luhn check); normalised to NNNNNN-NNNN.",
-    "556036-0793",
+    "559123-4561",
 )
 CorporateId = _string_type(
     normalise_corporate_id,
     f"{ORGANISATION_NUMBER_PATTERN}|{PERSONNUMMER_PATTERN}",
     "Organisation number (NNNNNN-NNNN), or for a sole trader the owner's personnummer (YYYYMMDDNNNC).",
-    "556036-0793",
+    "559123-4561",
 )
 Phone = _string_type(
     normalise_phone,

@@ -98,7 +98,7 @@ class ServiceRunner:
         self.names = Names(settings.namespace)
         self.queue = self.names.queue(service.name)
         self.engine = make_engine(database_url)
-        self.sessions = session_factory(self.engine)
+        self.sessions = session_factory(self.engine, service.metadata)
         self.inbox: Table = service.metadata.tables["inbox"]
         self.outbox: Table = service.metadata.tables["outbox"]
         self.ready = threading.Event()

@@ -23,7 +23,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def runtime_metadata() -> MetaData:
-    """A fresh MetaData holding the runtime's inbox and outbox tables; each service adds its own."""
+    """A fresh MetaData with the runtime's inbox, outbox and tombstone tables; each service adds its own."""
     metadata = MetaData()
     Table(
         "inbox",
@@ -44,6 +44,13 @@ def runtime_metadata() -> MetaData:
         Column("signature", String(200), nullable=False),
         Column("source", String(200), nullable=False),
         Column("created_at", DateTime(timezone=True), nullable=False),
+    )
+    Table(
+        "tombstones",
+        metadata,
+        Column("user_id", String(64), primary_key=True),
+        Column("request_id", String(36), nullable=False),
+        Column("erased_at", DateTime(timezone=True), nullable=False),
     )
     return metadata
 
@@ -78,9 +85,10 @@ def _tune_sqlite(engine: Engine) -> None:
         connection.exec_driver_sql("BEGIN IMMEDIATE")
 
 
-def session_factory(engine: Engine) -> sessionmaker[Session]:
-    """Sessions that keep loaded values after commit (handlers return plain data)."""
-    return sessionmaker(engine, expire_on_commit=False)
+def session_factory(engine: Engine, metadata: MetaData | None = None) -> sessionmaker[Session]:
+    """Sessions that keep loaded values after commit and know the service's tables (session.info)."""
+    info = {"tables": metadata.tables} if metadata is not None else {}
+    return sessionmaker(engine, expire_on_commit=False, info=info)
 
 
 def ensure_schema(engine: Engine, metadata: MetaData, migrations: Path | None = None) -> None:

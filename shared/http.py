@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import random
 import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
@@ -10,7 +11,7 @@ from importlib.metadata import PackageNotFoundError, version
 from typing import Any, ParamSpec, TypeVar
 
 import httpx
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type
 
 from shared.errors import PermanentError, TransientError
 from shared.logging import get_logger, mask_text
@@ -79,9 +80,7 @@ def classify_response(resp: httpx.Response, *, vendor: str) -> None:
     if status < 400:
         return
     # Path only: query strings and bodies can carry personal data.
-    message = (
-        f"{vendor} {resp.request.method} {resp.request.url.path} answered {status}: {_vendor_summary(resp)}"
-    )
+    message = f"{vendor} {resp.request.method} {resp.request.url.path} answered {status}: {_vendor_summary(resp)}"
     if status in TRANSIENT_STATUSES or status >= 500:
         raise TransientError(message, retry_after=parse_retry_after(resp.headers.get("Retry-After")))
     raise PermanentError(message)
@@ -104,11 +103,13 @@ def _stop(attempts: int, max_wait: float) -> Callable[[RetryCallState], bool]:
 
 
 def _wait(max_wait: float) -> Callable[[RetryCallState], float]:
-    backoff = wait_exponential_jitter(initial=INITIAL_BACKOFF, max=max_wait, jitter=INITIAL_BACKOFF)
-
     def wait(state: RetryCallState) -> float:
         retry_after = _retry_after(state)
-        return retry_after if retry_after is not None else backoff(state)
+        if retry_after is not None:
+            return retry_after
+        # Exponential back-off with jitter, so clients hit by one outage do not come back in step.
+        backoff = INITIAL_BACKOFF * 2 ** (state.attempt_number - 1) + random.uniform(0, INITIAL_BACKOFF)
+        return min(max_wait, backoff)
 
     return wait
 

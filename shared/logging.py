@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
 from collections.abc import Callable, MutableMapping
@@ -48,9 +49,8 @@ def mask_value(value: Any) -> Any:
 def mask_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: no personal data leaves the process through a log line."""
     for key, value in list(event_dict.items()):
-        if isinstance(value, BaseException):
-            value = repr(value)
-        event_dict[key] = mask_value(value) if isinstance(value, str | bytes | dict | list | tuple) else value
+        shown = repr(value) if isinstance(value, BaseException) else value
+        event_dict[key] = mask_value(shown) if isinstance(shown, str | bytes | dict | list | tuple) else shown
     return event_dict
 
 
@@ -65,14 +65,17 @@ def _shared_processors() -> list[Callable[..., Any]]:
     ]
 
 
-def configure(level: str = "INFO", *, stream: Any = None, service: str | None = None) -> None:
-    """Route structlog and stdlib logging (kombu, pika) through one masked JSON renderer."""
+def configure(level: str = "INFO", *, stream: Any = None, service: str | None = None, fmt: str | None = None) -> None:
+    """Route structlog and stdlib logging (kombu, pika) through one masked renderer (JSON unless `console`)."""
+    fmt = fmt or os.environ.get("ERASURE_LOG_FORMAT", "json")
+    renderer = (structlog.dev.ConsoleRenderer(colors=False) if fmt == "console"
+                else structlog.processors.JSONRenderer(sort_keys=False))
     handler = logging.StreamHandler(stream or sys.stderr)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
-                structlog.processors.JSONRenderer(sort_keys=False),
+                renderer,
             ],
             foreign_pre_chain=_shared_processors(),
         )

@@ -8,6 +8,8 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import Engine, MetaData
 
+TEMPLATE = Path(__file__).with_name("migrations_template.mako")
+
 
 def alembic_config(migrations: Path, engine: Engine | None = None) -> Config:
     """An Alembic config for one service's migrations directory, bound to an engine when given."""
@@ -23,6 +25,23 @@ def alembic_config(migrations: Path, engine: Engine | None = None) -> Config:
 def upgrade(engine: Engine, migrations: Path, revision: str = "head") -> None:
     """Run a service's migrations up to `revision` on the engine's database."""
     command.upgrade(alembic_config(migrations, engine), revision)
+
+
+def make_revision(migrations: Path, message: str) -> None:
+    """Autogenerate the next revision of a service's schema (compares its models with a scratch database)."""
+    import tempfile
+
+    from shared.db import make_engine
+
+    migrations.joinpath("versions").mkdir(parents=True, exist_ok=True)
+    template = migrations / "script.py.mako"
+    if not template.exists():
+        template.write_text(TEMPLATE.read_text())
+    with tempfile.TemporaryDirectory() as scratch:
+        engine = make_engine(f"sqlite:///{scratch}/scratch.db")
+        upgrade(engine, migrations)
+        command.revision(alembic_config(migrations, engine), message=message, autogenerate=True)
+        engine.dispose()
 
 
 def run_env(metadata: MetaData) -> None:

@@ -36,9 +36,9 @@ def error(status: int, code: str, message: str) -> Reply:
 
 
 def _receive_contact(sb: SandboxState, installer_id: str, key: str, body: Any) -> Reply:
-    if not (isinstance(body, dict) and isinstance(body.get("purchase_id"), str) and isinstance(
-        body.get("contact"), dict
-    )):
+    if not (
+        isinstance(body, dict) and isinstance(body.get("purchase_id"), str) and isinstance(body.get("contact"), dict)
+    ):
         return error(400, "invalid_body", "a contact needs purchase_id (string) and contact (object)")
     record_id = f"ct_{new_id()[:12]}"
     sb.installers.contacts.append(
@@ -50,8 +50,13 @@ def _receive_contact(sb: SandboxState, installer_id: str, key: str, body: Any) -
             "received_at": datetime.now(UTC).isoformat(),
         }
     )
-    sb.effect("installers", "contact_received", installer_id=installer_id, purchase_id=body["purchase_id"],
-              idempotency_key=key)
+    sb.effect(
+        "installers",
+        "contact_received",
+        installer_id=installer_id,
+        purchase_id=body["purchase_id"],
+        idempotency_key=key,
+    )
     return Reply(201, {"id": record_id, "status": "received"})
 
 
@@ -76,8 +81,14 @@ def _receive_notice(sb: SandboxState, installer_id: str, key: str, body: Any) ->
     state.erasure_notices.append(
         {"id": record_id, "installer_id": installer_id, **body, "received_at": datetime.now(UTC).isoformat()}
     )
-    sb.effect("installers", "erasure_notice_received", installer_id=installer_id, user_ref=body["user_ref"],
-              purchase_ids=sorted(purchases), idempotency_key=key)
+    sb.effect(
+        "installers",
+        "erasure_notice_received",
+        installer_id=installer_id,
+        user_ref=body["user_ref"],
+        purchase_ids=sorted(purchases),
+        idempotency_key=key,
+    )
     return Reply(202, {"id": record_id, "status": "accepted"})
 
 

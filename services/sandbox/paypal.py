@@ -147,7 +147,6 @@ def handle(sb: SandboxState, req: Request) -> Reply:
         return error(
             401,
             "AUTHENTICATION_FAILURE",
-            "Authentication failed due to invalid authentication credentials or a missing Authorization "
-            "header.",
+            "Authentication failed due to invalid authentication credentials or a missing Authorization header.",
         )
     return dispatch(ROUTES, sb, req) or _not_found()

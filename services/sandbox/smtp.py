@@ -20,8 +20,7 @@ class MailSink:
 
     async def handle_DATA(self, server: SMTP, session: Session, envelope: Envelope) -> str:
         raw = envelope.original_content or envelope.content or b""
-        message = email.message_from_bytes(raw if isinstance(raw, bytes) else raw.encode(),
-                                           policy=default_policy)
+        message = email.message_from_bytes(raw if isinstance(raw, bytes) else raw.encode(), policy=default_policy)
         assert isinstance(message, EmailMessage)
         part = message.get_body(preferencelist=("plain", "html"))
         self.state.record_mail(
@@ -29,7 +28,7 @@ class MailSink:
                 "from": envelope.mail_from,
                 "to": list(envelope.rcpt_tos),
                 "subject": str(message.get("Subject", "")),
-                "body": part.get_content() if part is not None else "",
+                "body": part.get_content().replace("\r\n", "\n") if part is not None else "",
                 "message_id": str(message.get("Message-ID", "")),
             }
         )

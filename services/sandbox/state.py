@@ -55,8 +55,12 @@ class Outage:
     def describe(self) -> dict[str, Any]:
         """JSON-ready view."""
         left = None if self.until is None else max(0.0, self.until - time.monotonic())
-        return {"mode": self.mode, "seconds_left": left, "retry_after": self.retry_after,
-                "requests_left": self.remaining}
+        return {
+            "mode": self.mode,
+            "seconds_left": left,
+            "retry_after": self.retry_after,
+            "requests_left": self.remaining,
+        }
 
 
 def _now() -> str:

@@ -183,9 +183,7 @@ def delete_customer(sb: SandboxState, req: Request, customer_id: str) -> Reply:
     if customer_id not in state.customers:
         return _customer_not_found()
     if any(invoice["CustomerId"] == customer_id for invoice in state.invoices.values()):
-        return error(
-            400, CAN_NOT_BE_DELETED, "CanNotBeDeletedException - the customer is used on invoices."
-        )
+        return error(400, CAN_NOT_BE_DELETED, "CanNotBeDeletedException - the customer is used on invoices.")
     del state.customers[customer_id]
     sb.effect("visma", "customer_deleted", customer_id=customer_id)
     return Reply(204)
@@ -226,8 +224,6 @@ def handle(sb: SandboxState, req: Request) -> Reply:
     if req.method == "POST" and req.path == "/connect/token":
         return token(sb, req)
     if req.bearer() not in sb.visma.access_tokens:
-        return error(
-            401, NOT_AUTHORIZED, "AuthorizationException - Authorization has been denied for this request."
-        )
+        return error(401, NOT_AUTHORIZED, "AuthorizationException - Authorization has been denied for this request.")
     reply = dispatch(ROUTES, sb, req)
     return reply or error(404, RESOURCE_NOT_FOUND, "ResourceNotFoundException - no such resource.")

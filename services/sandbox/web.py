@@ -68,9 +68,7 @@ CONTROL: dict[tuple[str, str], Callable[[SandboxState, Request], Any]] = {
     ("POST", "/reset"): lambda state, req: _done(state.reset),
     ("POST", "/outage"): _set_outage,
     ("POST", "/seed"): lambda state, req: state.seed(_body(req)),
-    ("POST", "/expire-tokens"): lambda state, req: _done(
-        lambda: state.expire_tokens((req.json() or {}).get("vendor"))
-    ),
+    ("POST", "/expire-tokens"): lambda state, req: _done(lambda: state.expire_tokens((req.json() or {}).get("vendor"))),
 }
 
 
@@ -89,6 +87,11 @@ class SandboxHandler(BaseHTTPRequestHandler):
     server_version = "loggamera-sandbox"
     timeout = 30
     server: SandboxHTTPServer
+
+    def setup(self) -> None:
+        super().setup()
+        # Headers and body go out in separate writes; without this, Nagle and delayed ACKs add ~40 ms.
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def log_message(self, format: str, *args: Any) -> None:
         """Quiet: the request log is the record."""

@@ -15,6 +15,7 @@ from urllib.parse import parse_qsl
 # Request fields that carry secrets; the request log shows that they were sent, never their value.
 SECRET_HEADERS = frozenset({"authorization", "cookie", "proxy-authorization"})
 SECRET_FORM_FIELDS = frozenset({"client_secret", "refresh_token", "code", "password", "access_token"})
+REDACTED = "[redacted]"
 
 
 @dataclass(frozen=True)
@@ -57,7 +58,7 @@ class Request:
             return None
         if self.headers.get("content-type", "").startswith("application/x-www-form-urlencoded"):
             form = self.form()
-            return {k: "[redacted]" if k in SECRET_FORM_FIELDS else v for k, v in form.items()}
+            return {k: REDACTED if k in SECRET_FORM_FIELDS else v for k, v in form.items()}
         try:
             return self.json()
         except ValueError:

@@ -34,8 +34,8 @@ def _broker_queues(namespace: str) -> dict[str, dict]:
     out = subprocess.run(["rabbitmqctl", "list_queues", "-q", "--formatter", "json", "name", "type", "arguments",
                           "durable"], capture_output=True, text=True, check=True, timeout=60).stdout
     queues = {q["name"]: q for q in json.loads(out) if q["name"].startswith(namespace + ".")}
-    for q in queues.values():  # rabbitmqctl prints arguments as [key, value] pairs
-        q["arguments"] = dict(map(tuple, q["arguments"])) if isinstance(q["arguments"], list) else q["arguments"]
+    for q in queues.values():  # rabbitmqctl prints arguments as [key, type, value] triples
+        q["arguments"] = {a[0]: a[-1] for a in q["arguments"]} if isinstance(q["arguments"], list) else q["arguments"]
     return queues
 
 

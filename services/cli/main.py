@@ -1,0 +1,150 @@
+"""`erasure`: run services, declare topology, publish events, check what is reachable."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from services.cli.ops import ops_commands
+from services.registry import SERVICES
+from shared.settings import RuntimeSettings, database_url_for
+
+BROKER_HELP = """No RabbitMQ answers at {url}.
+Start one with either of:
+  docker compose -f deploy/compose.yaml up -d rabbitmq
+  rabbitmq-server -detached          (Debian/Ubuntu: apt-get install rabbitmq-server)
+or point the pipeline at another broker: export ERASURE_AMQP_URL=amqp://user:pass@host:5672/vhost"""
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def cli() -> None:
+    """Loggamera erasure pipeline: run and operate the services that enforce the privacy policy."""
+
+
+@cli.command()
+@click.argument("name", type=click.Choice([*SERVICES, "all", "sandbox"]))
+@click.option("--no-sandbox", is_flag=True, help="With `all`: do not start the sandbox (real vendors).")
+def run(name: str, no_sandbox: bool) -> None:
+    """Run one service, the sandbox, or `all` of them as supervised processes.
+
+    \b
+    Examples:
+      erasure run all              # every service + the sandbox, restarted if they crash
+      erasure run newsletter       # one service in the foreground
+    """
+    from shared.logging import configure
+
+    if name == "all":
+        from services.cli.supervisor import run_all
+
+        sys.exit(run_all(with_sandbox=not no_sandbox))
+    if name == "sandbox":
+        from services.sandbox.server import main as sandbox_main
+
+        sandbox_main([])
+        return
+    from services.registry import load
+    from shared.consumer import ServiceRunner
+
+    settings = RuntimeSettings()
+    configure(settings.log_level, service=name)
+    ServiceRunner(load(name), settings, database_url_for(name)).run()
+
+
+@cli.command()
+@click.option("--broker/--no-broker", default=True, help="Check that RabbitMQ answers.")
+@click.option("--database", is_flag=True, help="Also check every service database.")
+def doctor(broker: bool, database: bool) -> None:
+    """Check that the broker (and databases) answer; say how to get them if not.
+
+    \b
+    Example:
+      erasure doctor --database
+    """
+    import kombu
+
+    settings = RuntimeSettings()
+    if broker:
+        try:
+            with kombu.Connection(settings.amqp_url, connect_timeout=3) as conn:
+                conn.ensure_connection(max_retries=1)
+        except Exception:  # any failure to connect is the same answer for the operator
+            safe = kombu.Connection(settings.amqp_url).as_uri()
+            click.echo(BROKER_HELP.format(url=safe), err=True)
+            sys.exit(1)
+        click.echo(f"broker ok: {kombu.Connection(settings.amqp_url).as_uri()}")
+    if database:
+        from sqlalchemy import text
+
+        from shared.db import make_engine
+
+        for name in SERVICES:
+            engine = make_engine(database_url_for(name))
+            with engine.connect() as conn:
+                conn.execute(text("select 1"))
+            click.echo(f"database ok: {name} ({engine.url.render_as_string(hide_password=True)})")
+
+
+@cli.group()
+def topology() -> None:
+    """Exchanges and queues (DESIGN §3)."""
+
+
+@topology.command("declare")
+@click.option("--print", "show", is_flag=True, help="Print the topology as JSON instead of declaring it.")
+def topology_declare(show: bool) -> None:
+    """Declare every exchange, queue and binding (idempotent).
+
+    \b
+    Example:
+      ERASURE_NAMESPACE=staging erasure topology declare
+    """
+    import dataclasses
+
+    import kombu
+
+    from shared.consumer import full_topology
+    from shared.topology import declare
+
+    settings = RuntimeSettings()
+    topo = full_topology(settings)
+    if show:
+        click.echo(json.dumps(dataclasses.asdict(topo), indent=2))
+        return
+    with kombu.Connection(settings.amqp_url) as conn:
+        declare(conn.default_channel, topo)
+    click.echo(f"declared {len(topo.exchanges)} exchanges and {len(topo.queues)} queues "
+               f"in namespace {settings.namespace!r}")
+
+
+@cli.group()
+def schemas() -> None:
+    """Event contracts: JSON Schema files and the AsyncAPI document."""
+
+
+@schemas.command("generate")
+@click.option("--check", is_flag=True, help="Only report stale files; exit 1 if any.")
+def schemas_generate(check: bool) -> None:
+    """Write schemas/json/*.json and schemas/asyncapi.yaml from the pydantic models."""
+    from schemas import generate as gen
+
+    out = Path(gen.__file__).parent
+    if check:
+        stale = gen.check(out)
+        for name in stale:
+            click.echo(f"stale: {name}")
+        sys.exit(1 if stale else 0)
+    for path in gen.generate(out):
+        click.echo(f"wrote {path}")
+
+
+for command in ops_commands:
+    cli.add_command(command)
+
+
+def main() -> None:
+    """Console-script entry point."""
+    cli(prog_name="erasure")

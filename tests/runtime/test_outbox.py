@@ -1,0 +1,62 @@
+"""Events emitted by handlers go through the transactional outbox: delivered even after a crash."""
+
+from __future__ import annotations
+
+import json
+import signal
+
+import pytest
+from sqlalchemy import create_engine, func, select
+
+from schemas.examples import example_deregistration
+from shared.testing import wait_until
+from tests.probe_service import make_service
+
+SLICE_REPORTED = "se.loggamera.erasure.slice_reported.v1"
+
+
+def _reports(pipeline) -> list[dict]:
+    taken = pipeline.take(f"{pipeline.namespace}.ledger")
+    return [json.loads(m.body) for m in taken if m.properties.get("type") == SLICE_REPORTED]
+
+
+def test_handler_emitted_event_is_published_after_commit(erasure_pipeline, db_backend) -> None:
+    running = erasure_pipeline.start(make_service())
+    [sent] = erasure_pipeline.publish(example_deregistration("emit-1"))
+    running.wait_handled(sent.event_id)
+    ledger = f"{erasure_pipeline.namespace}.ledger"
+    wait_until(lambda: erasure_pipeline.depth(ledger) >= 2, what="deregistration + slice report on ledger")
+    [report] = _reports(erasure_pipeline)
+    assert report["data"]["user_id"] == "emit-1"
+    assert report["data"]["outcome"] == "erased"
+
+
+def test_failed_handler_emits_nothing(erasure_pipeline) -> None:
+    erasure_pipeline.start(make_service())
+    erasure_pipeline.publish(example_deregistration("permanent-emit"))
+    wait_until(lambda: erasure_pipeline.depth(f"{erasure_pipeline.namespace}.probe.dead") == 1, what="dead")
+    assert _reports(erasure_pipeline) == []
+
+
+@pytest.mark.slow
+def test_emitted_event_is_delivered_when_the_process_dies_right_after_commit(erasure_pipeline, spawn,
+                                                                             tmp_path) -> None:
+    url = f"sqlite:///{tmp_path / 'outbox.db'}"
+    ns = erasure_pipeline.namespace
+    erasure_pipeline.declare(make_service())
+    [sent] = erasure_pipeline.publish(example_deregistration("emit-crash"))
+    child = spawn("tests.probe_service", ns, url, env={"ERASURE_FAILPOINTS": "before_relay"})
+    assert child.wait(30) == 70, "the failpoint should have killed the process before the relay published"
+    with create_engine(url).connect() as conn:
+        from tests.probe_service import metadata
+
+        outbox = metadata.tables["outbox"]
+        assert conn.execute(select(func.count()).select_from(outbox)).scalar_one() == 1
+    erasure_pipeline.take(f"{ns}.ledger")  # drop the deregistration itself; only the report matters now
+    child = spawn("tests.probe_service", ns, url)
+    wait_until(lambda: erasure_pipeline.depth(f"{ns}.ledger") >= 1, what="the report after restart")
+    child.send_signal(signal.SIGTERM)
+    assert child.wait(30) == 0
+    reports = _reports(erasure_pipeline)
+    assert [r["data"]["user_id"] for r in reports] == ["emit-crash"]
+    assert sent.event_id  # the original event was handled once: one report, not two
