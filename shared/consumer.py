@@ -8,6 +8,7 @@ transaction commits; failures go to a delay tier or the dead-letter queue by a c
 
 from __future__ import annotations
 
+import contextlib
 import queue
 import signal
 import threading
@@ -27,8 +28,8 @@ from schemas.catalog import SUBSCRIPTIONS
 from shared import metrics
 from shared.codec import decode
 from shared.db import ensure_schema, make_engine, session_factory
-from shared.faults import failpoint
 from shared.errors import BadInput, PermanentError, TransientError
+from shared.faults import failpoint
 from shared.logging import get_logger, mask_text
 from shared.outbox import OutboxRelay, backlog, stage
 from shared.producer import Producer
@@ -201,12 +202,8 @@ class ServiceRunner:
                     cancelled = True
                 if cancelled and not self._buffer and self._in_flight == 0:
                     return
-                try:
+                with contextlib.suppress(TimeoutError):  # nothing arrived within the tick
                     conn.drain_events(timeout=0.005 if self._in_flight or self._buffer else 0.25)
-                except TimeoutError:
-                    pass
-                except TimeoutError:
-                    pass
                 conn.heartbeat_check()
                 self._settle(channel, publisher)
                 self._dispatch()

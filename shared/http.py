@@ -132,9 +132,16 @@ def call_with_retries(fn: Callable[[], T], *, attempts: int = 3, max_wait: float
     try:
         return retryer(fn)
     except httpx.TransportError as exc:
-        raise TransientError(
-            f"{type(exc).__name__} after {retryer.statistics.get('attempt_number', attempts)} attempts: {exc}"
-        ) from exc
+        tries = retryer.statistics.get("attempt_number", attempts)
+        raise TransientError(f"{_target(exc)}{type(exc).__name__} after {tries} attempts: {exc}") from exc
+
+
+def _target(exc: httpx.TransportError) -> str:
+    try:
+        request = exc.request
+    except RuntimeError:  # raised by httpx when the error carries no request
+        return ""
+    return f"{request.method} {request.url.host}:{request.url.port or ''}{request.url.path}: "
 
 
 def retrying(*, attempts: int = 3, max_wait: float = 5.0) -> Callable[[Callable[P, T]], Callable[P, T]]:

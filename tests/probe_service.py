@@ -12,7 +12,6 @@ import time
 from collections import defaultdict
 from datetime import UTC, datetime
 
-
 from sqlalchemy import Column, Integer, String, Table, insert
 
 from schemas import ErasureSliceReported, NewsletterConsentChanged, UserDeregistered
@@ -42,7 +41,7 @@ def _act(user_id: str, event_id: str, ctx: Context) -> None:
     if user_id.startswith("permanent-"):
         raise PermanentError(f"outside system refused {user_id} (400)")
     if user_id.startswith("flaky"):
-        failures = int(user_id[5:].split("-")[0])
+        failures = int(user_id[5:].split("-", maxsplit=1)[0])
         if len(probe.attempts[event_id]) <= failures:
             raise TransientError("flaky")
     if user_id.startswith("slow-"):

@@ -6,10 +6,11 @@ import json
 import socket
 import time
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from services.sandbox import DEFAULT_INSTALLERS, Sandbox
+from services.sandbox import DEFAULT_INSTALLERS, Sandbox, SandboxConfig
 from services.vendors.installer import InstallerClient
 from services.vendors.mailchimp import MailchimpClient, base_url_for_key, subscriber_hash
 from services.vendors.paypal import PayPalClient
@@ -58,8 +59,8 @@ def paypal(sandbox: Sandbox) -> Iterator[PayPalClient]:
         yield client
 
 
-def _visma(sandbox: Sandbox, **overrides: str | None) -> VismaClient:
-    settings: dict[str, str | None] = {
+def _visma(sandbox: Sandbox, **overrides: Any) -> VismaClient:
+    settings: dict[str, Any] = {
         "access_token": "sandbox-visma-token",
         "refresh_token": "sandbox-visma-refresh",
         "client_id": "sandbox-visma-client",
@@ -67,7 +68,7 @@ def _visma(sandbox: Sandbox, **overrides: str | None) -> VismaClient:
         "token_url": f"{sandbox.http_url}/visma/connect/token",
         **overrides,
     }
-    return VismaClient(f"{sandbox.http_url}/visma", **settings)  # type: ignore[arg-type]
+    return VismaClient(f"{sandbox.http_url}/visma", **settings)
 
 
 @pytest.fixture
@@ -279,15 +280,23 @@ def test_visma_anonymising_a_missing_customer_does_nothing(sandbox: Sandbox, vis
     assert sandbox.effects("visma") == []
 
 
-def test_visma_expired_access_token_is_refreshed_once(sandbox: Sandbox) -> None:
-    renewed: list[str] = []
-    with _visma(sandbox) as client:
+def test_visma_expired_access_token_is_refreshed_once_and_the_new_tokens_handed_out(sandbox: Sandbox) -> None:
+    stored: list[tuple[str, str]] = []
+    with _visma(sandbox, on_tokens=lambda access, refresh: stored.append((access, refresh))) as client:
         client.upsert_customer("1001", ANNA)
         sandbox.expire_tokens("visma")
         client.upsert_customer("1001", ANNA)
         client.upsert_customer("1001", ANNA)
-        renewed = [r["path"] for r in sandbox.requests("visma") if r["path"] == "/connect/token"]
-    assert len(renewed) == 1
+    renewals = [r for r in sandbox.requests("visma") if r["path"] == "/connect/token"]
+    assert len(renewals) == 1
+    assert len(stored) == 1
+    assert stored[0][1] != SandboxConfig().visma_refresh_token  # rotated: the old one works no more
+
+
+def test_visma_without_an_access_token_starts_by_refreshing(sandbox: Sandbox) -> None:
+    with _visma(sandbox, access_token=None) as client:
+        customer_id = client.upsert_customer("1001", ANNA)
+    assert customer_id in sandbox.state()["visma"]["customers"]
 
 
 def test_visma_without_a_refresh_token_a_401_is_permanent(sandbox: Sandbox) -> None:

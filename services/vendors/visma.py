@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import date
 from typing import Any
 
@@ -68,7 +69,10 @@ class VismaClient(VendorClient):
         *,
         attempts: int = 3,
         max_wait: float = 5.0,
+        on_tokens: Callable[[str, str], None] | None = None,
     ) -> None:
+        """`on_tokens(access, refresh)` runs after each refresh: Visma's refresh tokens work once, so the
+        new one must be stored where the next process start will find it."""
         if access_token is None and not (refresh_token and token_url):
             raise ValueError("VismaClient needs an access token, or a refresh token and the token URL")
         super().__init__(make_client(base_url), attempts=attempts, max_wait=max_wait)
@@ -77,6 +81,7 @@ class VismaClient(VendorClient):
         self._client_auth = (client_id, client_secret) if client_id and client_secret else None
         self._token_url = token_url
         self._token_lock = threading.Lock()
+        self._on_tokens = on_tokens
 
     def _can_refresh(self) -> bool:
         return bool(self._refresh_token and self._token_url)
@@ -92,6 +97,8 @@ class VismaClient(VendorClient):
         self._access_token = str(body["access_token"])
         # Visma may hand out a new refresh token; the old one stops working when it does.
         self._refresh_token = str(body.get("refresh_token") or self._refresh_token)
+        if self._on_tokens is not None:
+            self._on_tokens(self._access_token, self._refresh_token)
 
     def _bearer(self, *, stale: str | None = None) -> dict[str, str]:
         with self._token_lock:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import signal
 
 import pytest
@@ -46,7 +47,7 @@ def test_transient_failure_backs_off_through_the_tiers_then_dead_letters(erasure
     wait_until(lambda: erasure_pipeline.depth(dead_queue) == 1, timeout=30, what="dead letter")
     times = probe.attempts[sent.event_id]
     assert len(times) == 4  # first try + one per tier (0.2 s, 0.4 s, 0.8 s)
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
     assert gaps[0] >= 0.2 and gaps[1] >= 0.4 and gaps[2] >= 0.8
     assert gaps[0] < gaps[1] < gaps[2]
     [dead] = erasure_pipeline.take(dead_queue)

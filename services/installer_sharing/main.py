@@ -1,0 +1,26 @@
+"""Wiring of installer_sharing: settings and the installer directory in, a runnable Service out."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from services.installer_sharing.directory import Installers, parse_directory, sandbox_directory
+from services.installer_sharing.handlers import HANDLERS, SERVICE
+from services.installer_sharing.models import metadata
+from services.installer_sharing.settings import InstallerSharingSettings
+from shared.service import Service
+
+
+def build() -> Service:
+    """installer_sharing with its directory read now, so a broken directory stops the start, not an event."""
+    settings = InstallerSharingSettings()
+    directory = parse_directory(settings.directory) if settings.directory.strip() \
+        else sandbox_directory(settings.sandbox_url)
+    return Service(
+        name=SERVICE,
+        handlers=HANDLERS,
+        metadata=metadata,
+        migrations=Path(__file__).parent / "migrations",
+        build_deps=lambda: Installers(directory, attempts=settings.http_attempts),
+        close_deps=lambda installers: installers.close(),
+    )

@@ -1,0 +1,44 @@
+"""Consumers and the outbox producer reconnect by themselves after the network to the broker is cut."""
+
+from __future__ import annotations
+
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from schemas.examples import example_deregistration
+from shared.testing import Pipeline, wait_until
+from shared.testing.proxy import CuttableProxy
+from tests.probe_service import make_service
+
+
+@pytest.mark.slow
+def test_service_recovers_after_a_network_cut(amqp_url, tmp_path) -> None:
+    target = urlsplit(amqp_url)
+    proxy = CuttableProxy(target.hostname or "127.0.0.1", target.port or 5672)
+    direct = Pipeline(amqp_url, workdir=tmp_path, retry_delays=(0.2, 0.4, 0.8))
+    through_proxy = Pipeline(proxy.url_for(amqp_url), workdir=tmp_path, namespace=direct.namespace,
+                             retry_delays=(0.2, 0.4, 0.8), heartbeat=2)
+    try:
+        running = through_proxy.start(make_service())
+        [first] = direct.publish(example_deregistration("emit-before"))
+        running.wait_handled(first.event_id)
+        proxy.cut()
+        wait_until(lambda: not running.runner.ready.is_set(), timeout=15, what="the cut to be noticed")
+        [during] = direct.publish(example_deregistration("emit-during"))
+        time.sleep(3)
+        proxy.heal()
+        healed_at = time.monotonic()
+        running.wait_handled(during.event_id, timeout=20)
+        recovered_in = time.monotonic() - healed_at
+        assert recovered_in < 10, f"took {recovered_in:.1f}s to recover after the link healed"
+        ledger = f"{direct.namespace}.ledger"
+        reports = lambda: [m for m in direct.take(ledger, ack=False)  # noqa: E731
+                           if m.properties.get("type") == "se.loggamera.erasure.slice_reported.v1"]
+        wait_until(lambda: len(reports()) == 2, timeout=20, what="both slice reports via the outbox")
+    finally:
+        through_proxy.services.clear()
+        running.stop()
+        direct.close()
+        proxy.close()
