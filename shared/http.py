@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from email.utils import parsedate_to_datetime
 from importlib.metadata import PackageNotFoundError, version
-from typing import Any, ParamSpec, TypeVar
+from typing import ParamSpec, TypeVar
 
 import httpx
 from tenacity import RetryCallState, Retrying, retry_if_exception_type
@@ -67,11 +67,12 @@ def _vendor_summary(resp: httpx.Response) -> str:
         ("ErrorCode", "DeveloperErrorMessage"),  # Visma eAccounting
         ("error", "message"),  # installer endpoints
     )
-    for first, second in shapes:
-        if first in body:
-            parts = [str(body[first]), str(body.get(second) or "")]
-            return mask_text(": ".join(part for part in parts if part))
-    return resp.reason_phrase
+    known = [shape for shape in shapes if shape[0] in body]
+    if not known:
+        return resp.reason_phrase
+    first, second = next((shape for shape in known if shape[1] in body), known[0])
+    parts = [str(body[first]), str(body.get(second) or "")]
+    return mask_text(": ".join(part for part in parts if part))
 
 
 def classify_response(resp: httpx.Response, *, vendor: str) -> None:
@@ -172,13 +173,3 @@ def make_client(
         headers={"User-Agent": USER_AGENT, "Accept": "application/json", **(headers or {})},
         follow_redirects=False,
     )
-
-
-def json_or_empty(resp: httpx.Response) -> Any:
-    """The response's JSON body, or an empty dict for an empty or non-JSON body."""
-    if not resp.content:
-        return {}
-    try:
-        return resp.json()
-    except ValueError:
-        return {}

@@ -114,6 +114,7 @@ def test_vendor_detail_echoing_an_email_address_is_masked() -> None:
         ({"name": "RESOURCE_NOT_FOUND", "message": "The specified resource does not exist."}, "RESOURCE_NOT_FOUND"),
         ({"ErrorCode": 4001, "DeveloperErrorMessage": "CanNotBeDeletedException"}, "4001"),
         ({"error": "invalid_client", "error_description": "Client Authentication failed"}, "invalid_client"),
+        ({"error": "unauthorized", "message": "missing or wrong bearer token"}, "unauthorized: missing"),
     ],
 )
 def test_each_vendor_error_shape_is_summarised(body: dict[str, object], words: str) -> None:

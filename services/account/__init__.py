@@ -1,0 +1,1 @@
+"""The account slice: users, mail-dispatch preferences, sign-in sessions and devices, erased on request."""

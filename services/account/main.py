@@ -1,0 +1,30 @@
+"""Wires the account service to the runtime."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.account.handlers import HANDLERS
+from services.account.models import metadata
+from services.account.settings import AccountSettings
+from shared.service import Service
+
+
+@dataclass(frozen=True)
+class AccountDeps:
+    """What the account's handlers may use besides the session: only its settings."""
+
+    settings: AccountSettings
+
+
+def build() -> Service:
+    """The account service, with its settings read from the environment now."""
+    settings = AccountSettings()
+    return Service(
+        name="account",
+        handlers=HANDLERS,
+        metadata=metadata,
+        migrations=Path(__file__).parent / "migrations",
+        build_deps=lambda: AccountDeps(settings),
+    )

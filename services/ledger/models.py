@@ -1,0 +1,121 @@
+"""The ledger's tables: erasure requests, one row per expected slice, and the receipt chain.
+
+No personal data lives here beyond the opaque user id: slice reports name categories, legal bases,
+dates and recipients, never contact details.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
+
+from shared.db import runtime_metadata
+
+metadata = runtime_metadata()
+
+OPEN, COMPLETE = "open", "complete"
+BY_DEREGISTRATION, BY_REPORT = "deregistration", "report"
+
+
+class UtcTimestamp(TypeDecorator[datetime]):
+    """A timezone-aware UTC instant on every backend (SQLite keeps no offset, so store and read UTC)."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("the ledger stores timezone-aware instants only")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = metadata
+
+
+class ErasureRequest(Base):
+    """One erasure request, from its opening to the report of the last of the five slices."""
+
+    __tablename__ = "erasure_requests"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'complete')", name="ck_erasure_requests_status"),
+        CheckConstraint("opened_by IN ('deregistration', 'report')", name="ck_erasure_requests_opened_by"),
+        Index("ix_erasure_requests_status_due_at", "status", "due_at"),
+    )
+
+    request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    # reason and requested_at stay NULL while a request opened by an early slice report awaits its event.
+    reason: Mapped[str | None] = mapped_column(String(20))
+    requested_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
+    opened_at: Mapped[datetime] = mapped_column(UtcTimestamp)
+    opened_by: Mapped[str] = mapped_column(String(20))
+    due_at: Mapped[datetime] = mapped_column(UtcTimestamp)
+    replay: Mapped[bool] = mapped_column(Boolean, default=False)
+    original_request_id: Mapped[str | None] = mapped_column(String(36))
+    status: Mapped[str] = mapped_column(String(10), default=OPEN)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcTimestamp, index=True)
+    receipt_hash: Mapped[str | None] = mapped_column(String(64))
+
+    slices: Mapped[list[SliceReport]] = relationship(
+        back_populates="request", order_by="SliceReport.position", cascade="all, delete-orphan")
+    entries: Mapped[list[ReceiptEntry]] = relationship(
+        back_populates="request", order_by="ReceiptEntry.seq", cascade="all, delete-orphan")
+
+
+class SliceReport(Base):
+    """What one expected slice reported for a request; outcome is NULL until it has reported."""
+
+    __tablename__ = "erasure_slices"
+
+    request_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("erasure_requests.request_id", ondelete="CASCADE"), primary_key=True)
+    service: Mapped[str] = mapped_column(String(40), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    reported_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
+    recorded_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+    request: Mapped[ErasureRequest] = relationship(back_populates="slices")
+
+
+class ReceiptEntry(Base):
+    """One link of a request's receipt chain: a slice report, hashed onto the link before it."""
+
+    __tablename__ = "receipt_entries"
+    __table_args__ = (UniqueConstraint("request_id", "service", name="uq_receipt_entries_request_service"),)
+
+    request_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("erasure_requests.request_id", ondelete="CASCADE"), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    service: Mapped[str] = mapped_column(String(40))
+    payload: Mapped[str] = mapped_column(Text)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    entry_hash: Mapped[str] = mapped_column(String(64))
+    recorded_at: Mapped[datetime] = mapped_column(UtcTimestamp)
+
+    request: Mapped[ErasureRequest] = relationship(back_populates="entries")
