@@ -21,7 +21,7 @@ from typing import Any
 import kombu
 import structlog
 from amqp.basic_message import Message as AmqpMessage
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from schemas.catalog import SUBSCRIPTIONS
@@ -36,6 +36,7 @@ from shared.producer import Producer
 from shared.service import Context, Service
 from shared.settings import RuntimeSettings
 from shared.topology import Names, Topology, build_topology, declare
+from shared.web import Request, Response, WebServer, metrics_route
 
 log = get_logger(__name__)
 ATTEMPTS_HEADER = "x-attempts"
@@ -93,8 +94,11 @@ def full_topology(settings: RuntimeSettings, extra: Service | None = None) -> To
 class ServiceRunner:
     """Runs one service: consumes its queue, relays its outbox, survives broker and database outages."""
 
-    def __init__(self, service: Service, settings: RuntimeSettings, database_url: str) -> None:
+    def __init__(
+        self, service: Service, settings: RuntimeSettings, database_url: str, *, http_port: int | None = None
+    ) -> None:
         self.service = service
+        self.http_port = http_port
         self.settings = settings
         self.names = Names(settings.namespace)
         self.queue = self.names.queue(service.name)
@@ -125,6 +129,7 @@ class ServiceRunner:
         structlog.contextvars.bind_contextvars(service=self.service.name)
         self._wait_for_database()
         self.deps = self.service.build_deps()
+        web = self._start_web()
         producer = Producer(self.settings.amqp_url, exchange=self.names.events_exchange,
                             heartbeat=self.settings.heartbeat, name=f"{self.service.name}-outbox")
         producer._timeout = 5.0
@@ -153,8 +158,37 @@ class ServiceRunner:
             self.relay.stop()
             producer.close()
             self.service.close_deps(self.deps)
+            if web is not None:
+                web.stop()
             self.engine.dispose()
             log.info("service stopped")
+
+    def _start_web(self) -> WebServer | None:
+        if self.http_port is None:
+            return None
+        routes = {
+            ("GET", "/metrics"): metrics_route,
+            ("GET", "/healthz"): lambda _r: Response.text(200, "alive"),
+            ("GET", "/readyz"): self._readiness,
+            **self.service.routes(self),
+        }
+        web = WebServer(self.settings.http_host, self.http_port, routes).start()
+        self.http_port = web.port
+        log.info("serving health and metrics", port=web.port)
+        return web
+
+    def _readiness(self, _request: Request) -> Response:
+        problems = []
+        if not self.ready.is_set():
+            problems.append("broker: not consuming")
+        try:
+            with self.engine.connect() as conn:
+                conn.execute(text("select 1"))
+        except DBAPIError as exc:
+            problems.append(f"database: {type(exc.orig).__name__}")
+        if problems:
+            return Response.text(503, "; ".join(problems))
+        return Response.text(200, "ready")
 
     def _wait_for_database(self) -> None:
         delay = 0.5

@@ -63,7 +63,7 @@ def make_engine(url: str, *, pool_size: int = 5, echo: bool = False, **kwargs: A
         return engine
     return create_engine(
         url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-        pool_recycle=1800, **kwargs,
+        pool_recycle=1800, connect_args={"connect_timeout": 5}, **kwargs,
     )
 
 

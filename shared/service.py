@@ -46,6 +46,7 @@ class Service:
     migrations: Path | None = None
     build_deps: Callable[[], Any] = lambda: None
     close_deps: Callable[[Any], None] = lambda _deps: None
+    routes: Callable[[Any], Mapping[tuple[str, str], Callable[..., Any]]] = lambda _runner: {}
 
     @property
     def event_types(self) -> tuple[str, ...]:

@@ -41,6 +41,7 @@ class RuntimeSettings(BaseSettings):
     dead_letter_ttl_days: int = Field(90, description="Dead letters hold personal data: they expire.")
     heartbeat: int = Field(30, description="AMQP heartbeat in seconds.")
     log_level: str = Field("INFO")
+    http_host: str = Field("127.0.0.1", description="Where /metrics, /healthz and /readyz listen (0.0.0.0 in a pod).")
 
     @field_validator("retry_delays", mode="before")
     @classmethod
@@ -61,6 +62,15 @@ class RuntimeSettings(BaseSettings):
         if self.signing_key_id not in ring:
             raise ValueError(f"signing key {self.signing_key_id!r} is not in ERASURE_SIGNING_KEYS")
         return ring
+
+
+HTTP_PORTS = {"account": 9101, "installer_sharing": 9102, "payment": 9103, "bookkeeping": 9104,
+              "newsletter": 9105, "ledger": 9106}
+
+
+def http_port_for(service: str) -> int:
+    """The port of a service's health/metrics server: `ERASURE_<SERVICE>_HTTP_PORT` or its default."""
+    return int(os.environ.get(f"ERASURE_{service.upper()}_HTTP_PORT", HTTP_PORTS.get(service, 0)))
 
 
 def database_url_for(service: str) -> str:

@@ -2,7 +2,7 @@
 
 `ok-*` writes one effect row; `transient-*` always fails transiently; `flaky<N>-*` fails N times then
 succeeds; `permanent-*` fails permanently; `emit-*` writes an effect and emits a slice report; `slow-*`
-sleeps 0.3 s before writing. Attempt times are kept in memory so tests can read the back-off.
+sleeps 0.3 s before writing; `hold-*` sleeps 4 s. Attempt times are kept in memory so tests can read the back-off.
 """
 
 from __future__ import annotations
@@ -46,6 +46,8 @@ def _act(user_id: str, event_id: str, ctx: Context) -> None:
             raise TransientError("flaky")
     if user_id.startswith("slow-"):
         time.sleep(0.3)
+    if user_id.startswith("hold-"):
+        time.sleep(4)
     ctx.session.execute(insert(effects).values(event_id=event_id, user_id=user_id))
 
 

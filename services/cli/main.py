@@ -10,7 +10,7 @@ import click
 
 from services.cli.ops import ops_commands
 from services.registry import SERVICES
-from shared.settings import RuntimeSettings, database_url_for
+from shared.settings import RuntimeSettings, database_url_for, http_port_for
 
 BROKER_HELP = """No RabbitMQ answers at {url}.
 Start one with either of:
@@ -51,7 +51,7 @@ def run(name: str, no_sandbox: bool) -> None:
 
     settings = RuntimeSettings()
     configure(settings.log_level, service=name)
-    ServiceRunner(load(name), settings, database_url_for(name)).run()
+    ServiceRunner(load(name), settings, database_url_for(name), http_port=http_port_for(name)).run()
 
 
 @cli.command()

@@ -39,8 +39,10 @@ def wait_until(check: Callable[[], T], *, timeout: float = 20.0, interval: float
 class RunningService:
     """One service's runtime in a background thread, with helpers to observe its database."""
 
-    def __init__(self, service: Service, settings: RuntimeSettings, database_url: str) -> None:
-        self.runner = ServiceRunner(service, settings, database_url)
+    def __init__(
+        self, service: Service, settings: RuntimeSettings, database_url: str, *, http_port: int | None = None
+    ) -> None:
+        self.runner = ServiceRunner(service, settings, database_url, http_port=http_port)
         self.service = service
         self._thread = threading.Thread(target=self.runner.run, name=f"svc-{service.name}", daemon=True)
 
@@ -99,9 +101,12 @@ class Pipeline:
             return create_database(self.postgres_admin_url, name)
         return f"sqlite:///{self.workdir / f'{self.namespace}_{service}.db'}"
 
-    def start(self, service: Service, database_url: str | None = None) -> RunningService:
-        """Start a service in-process and wait until it consumes."""
-        running = RunningService(service, self.settings, database_url or self.database_url(service.name))
+    def start(
+        self, service: Service, database_url: str | None = None, *, http_port: int | None = None
+    ) -> RunningService:
+        """Start a service in-process and wait until it consumes (http_port=0: serve health on a free port)."""
+        running = RunningService(service, self.settings, database_url or self.database_url(service.name),
+                                 http_port=http_port)
         self.services[service.name] = running
         self._extra.append(service)
         return running.start()

@@ -136,3 +136,19 @@ def test_sigterm_finishes_in_flight_work_before_exit(erasure_pipeline, spawn, tm
         handled = conn.execute(select(func.count()).select_from(effects)).scalar_one()
     # Whatever was taken was finished and acked; the rest is still on the queue. Nothing lost or doubled.
     assert handled + erasure_pipeline.depth(f"{ns}.probe") == 5
+
+
+@pytest.mark.slow
+def test_heartbeats_continue_while_a_handler_runs_long(amqp_url, tmp_path) -> None:
+    """A handler busy for 4 s with 1 s heartbeats does not cost the connection (kombu #806)."""
+    from shared.testing import Pipeline
+
+    pipeline = Pipeline(amqp_url, workdir=tmp_path, heartbeat=1)
+    try:
+        running = pipeline.start(make_service())
+        [sent] = pipeline.publish(example_deregistration("hold-1"))
+        running.wait_handled(sent.event_id, timeout=15)
+        wait_until(lambda: pipeline.depth(f"{pipeline.namespace}.probe") == 0, what="acked")
+        assert running.runner._generation == 1, "the consumer had to reconnect: heartbeats were missed"
+    finally:
+        pipeline.close()

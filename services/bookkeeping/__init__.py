@@ -1,0 +1,1 @@
+"""bookkeeping: customers and sales forwarded to Visma eAccounting, kept as long as the Bookkeeping Act says."""

@@ -1,0 +1,101 @@
+"""The ledger's operator commands (`erasure status`, `erasure receipt`): text or JSON, and an exit code.
+
+Exit codes: 0 answered, 1 a receipt failed verification, 2 nothing found (or the question was malformed).
+The commands only read: they never migrate or write the ledger database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import inspect
+from sqlalchemy.orm import Session
+
+from services.ledger import queries, report
+from services.ledger.models import ErasureRequest
+from services.ledger.settings import LedgerSettings
+from shared.db import make_engine
+from shared.settings import database_url_for
+
+OK, FAILED, NOT_FOUND = 0, 1, 2
+
+
+@contextmanager
+def _session(database_url: str | None) -> Iterator[Session | None]:
+    """A session on the ledger database, or None when the ledger has never run there."""
+    engine = make_engine(database_url or database_url_for("ledger"))
+    database = engine.url.database
+    if engine.url.get_backend_name() == "sqlite" and database and not Path(database).exists():
+        engine.dispose()
+        yield None  # connecting would create an empty file
+        return
+    try:
+        if not inspect(engine).has_table(ErasureRequest.__tablename__):
+            yield None
+            return
+        with Session(engine) as session:
+            yield session
+    finally:
+        engine.dispose()
+
+
+def _dump(data: Any) -> str:
+    return json.dumps(data, indent=2, ensure_ascii=False)
+
+
+def _answer(as_json: bool, data: Any, text: Callable[[], str]) -> str:
+    return _dump(data) if as_json else text()
+
+
+def _not_found(as_json: bool, what: str) -> tuple[str, int]:
+    message = f"no erasure request found for {what}"
+    return (_dump({"error": message}) if as_json else message), NOT_FOUND
+
+
+def status_command(
+    database_url: str | None,
+    request_id: str | None = None,
+    user_id: str | None = None,
+    overdue: bool = False,
+    as_json: bool = False,
+) -> tuple[str, int]:
+    """Show one request, every request of a user, or every overdue/stuck request; text and exit code."""
+    if sum((request_id is not None, user_id is not None, overdue)) != 1:
+        return "give exactly one of: a request id, --user ID, or --overdue", NOT_FOUND
+    with _session(database_url) as session:
+        if overdue:
+            items = [] if session is None else queries.overdue(
+                session, datetime.now(UTC), LedgerSettings().stuck_after)
+            return _answer(as_json, report.overdue_dict(items), lambda: report.overdue_text(items)), OK
+        if session is None:
+            return _not_found(as_json, f"request {request_id}" if request_id else f"user {user_id}")
+        if request_id is not None:
+            status = queries.request_status(session, request_id)
+            if status is None:
+                return _not_found(as_json, f"request {request_id}")
+            return _answer(as_json, report.status_dict(status), lambda: report.status_text(status)), OK
+        found = queries.requests_for_user(session, str(user_id))
+        if not found:
+            return _not_found(as_json, f"user {user_id}")
+        return _answer(as_json, [report.status_dict(s) for s in found],
+                       lambda: "\n\n".join(report.status_text(s) for s in found)), OK
+
+
+def receipt_command(
+    database_url: str | None, request_id: str, verify: bool, as_json: bool = False
+) -> tuple[str, int]:
+    """Show a request's receipt chain and, with `verify`, check it; exit 1 when the check fails."""
+    with _session(database_url) as session:
+        status = queries.request_status(session, request_id) if session is not None else None
+        if session is None or status is None:
+            return _not_found(as_json, f"request {request_id}")
+        entries = queries.receipt_entries(session, request_id)
+        result = queries.verify_receipt(session, request_id) if verify else None
+    args = (status.request_id, entries, status.receipt_hash, result)
+    text = _answer(as_json, report.receipt_dict(*args), lambda: report.receipt_text(*args))
+    return text, FAILED if result is not None and not result.ok else OK

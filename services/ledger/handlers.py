@@ -1,0 +1,166 @@
+"""Ledger handlers: open a request on deregistration, record slice reports, close it when all five are in.
+
+A report may arrive before its deregistration (the ledger's copy of the event was delayed): it opens the
+request "by report" so nothing is lost. The receipt chain starts from the opening record, which needs
+the reason and requested_at, so such reports are chained (and the request closed) when the event arrives.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from schemas import SLICE_SERVICES, ErasureCompleted, ErasureSliceReported, RetainedCategory, UserDeregistered
+from services.ledger.models import (
+    BY_DEREGISTRATION,
+    BY_REPORT,
+    COMPLETE,
+    OPEN,
+    ErasureRequest,
+    ReceiptEntry,
+    SliceReport,
+)
+from services.ledger.receipt import link, opening_hash
+from services.ledger.settings import LedgerSettings
+from shared.errors import PermanentError
+from shared.service import Context
+
+
+def report_payload(event: ErasureSliceReported) -> dict[str, Any]:
+    """The PII-free content of a slice report as kept in the ledger and hashed into the receipt."""
+    return event.model_dump(
+        mode="json",
+        include={"request_id", "service", "outcome", "erased", "retained", "recipients_notified",
+                 "reported_at", "replay"},
+    )
+
+
+def _locked_request(session: Session, request_id: str) -> ErasureRequest | None:
+    # The row lock serialises two replicas handling the same request (SQLite serialises whole writes).
+    return session.get(ErasureRequest, request_id, with_for_update=True)
+
+
+def _new_request(request_id: str, user_id: str, now: datetime, *, due: datetime, opened_by: str,
+                 replay: bool) -> ErasureRequest:
+    request = ErasureRequest(
+        request_id=request_id, user_id=user_id, opened_at=now, opened_by=opened_by, due_at=due,
+        replay=replay, status=OPEN)
+    request.slices = [SliceReport(service=name, position=i) for i, name in enumerate(SLICE_SERVICES)]
+    return request
+
+
+def _check_same_user(request: ErasureRequest, user_id: str, event_id: str) -> None:
+    if request.user_id != user_id:
+        raise PermanentError(
+            f"request {request.request_id} belongs to user {request.user_id}, but event {event_id} names "
+            f"user {user_id}; check the producer of the event")
+
+
+def _chain(session: Session, request: ErasureRequest, pending: list[SliceReport], now: datetime) -> None:
+    """Append reports to the request's receipt chain in the order the ledger received them."""
+    assert request.reason is not None and request.requested_at is not None
+    entries = request.entries
+    prev = entries[-1].entry_hash if entries else opening_hash(
+        request.request_id, request.user_id, request.reason, request.requested_at)
+    for row in sorted(pending, key=lambda r: (r.recorded_at or now, r.position)):
+        made = link(prev, len(entries) + 1, row.service, row.report or {})
+        entries.append(ReceiptEntry(
+            seq=made.seq, service=made.service, payload=made.payload, prev_hash=made.prev_hash,
+            entry_hash=made.entry_hash, recorded_at=now))
+        prev = made.entry_hash
+    session.flush()
+
+
+def _retained_union(request: ErasureRequest) -> list[RetainedCategory]:
+    kept: dict[RetainedCategory, None] = {}
+    for row in request.slices:
+        for item in (row.report or {}).get("retained", []):
+            kept[RetainedCategory.model_validate(item)] = None
+    return list(kept)
+
+
+def _complete_if_all_reported(request: ErasureRequest, ctx: Context) -> None:
+    """Close the request and emit ErasureCompleted once every slice has reported and the chain is whole."""
+    if request.status != OPEN or request.reason is None:
+        return
+    if any(row.outcome is None for row in request.slices) or not request.entries:
+        return
+    request.status = COMPLETE
+    request.completed_at = max(row.reported_at for row in request.slices if row.reported_at is not None)
+    request.receipt_hash = request.entries[-1].entry_hash
+    ctx.emit(ErasureCompleted(
+        request_id=request.request_id, user_id=request.user_id, completed_at=request.completed_at,
+        receipt_hash=request.receipt_hash, retained=_retained_union(request), replay=request.replay))
+    ctx.log.info("erasure request complete", request_id=request.request_id, receipt_hash=request.receipt_hash)
+
+
+def open_erasure_request(event: UserDeregistered, ctx: Context) -> None:
+    """Open a request expecting the five slices; fill in a request that an early report already opened."""
+    settings: LedgerSettings = ctx.deps
+    session, now = ctx.session, datetime.now(UTC)
+    request_id = str(event.request_id)
+    due = event.requested_at + settings.due_period
+    request = _locked_request(session, request_id)
+    if request is None:
+        request = _new_request(request_id, event.user_id, now, due=due, opened_by=BY_DEREGISTRATION,
+                               replay=event.replay)
+        session.add(request)
+    else:
+        _check_same_user(request, event.user_id, ctx.event_id)
+        if request.reason is not None:
+            ctx.log.info("erasure request already open; deregistration ignored", request_id=request_id)
+            return
+    request.reason = event.reason
+    request.requested_at = event.requested_at
+    request.due_at = due
+    request.replay = event.replay
+    request.original_request_id = str(event.original_request_id) if event.original_request_id else None
+    session.flush()
+    early = [row for row in request.slices if row.outcome is not None]
+    if early:
+        _chain(session, request, early, now)
+    ctx.log.info("erasure request opened", request_id=request_id, reason=event.reason,
+                 opened_by=request.opened_by, due_at=due.isoformat(), replay=event.replay,
+                 already_reported=len(early))
+    _complete_if_all_reported(request, ctx)
+
+
+def record_slice_report(event: ErasureSliceReported, ctx: Context) -> None:
+    """Record a slice's report (first report wins) and close the request when it was the last one."""
+    settings: LedgerSettings = ctx.deps
+    session, now = ctx.session, datetime.now(UTC)
+    request_id = str(event.request_id)
+    request = _locked_request(session, request_id)
+    if request is None:
+        # Its deregistration has not reached us yet; the provisional deadline keeps it from being forgotten.
+        request = _new_request(request_id, event.user_id, now, due=now + settings.due_period,
+                               opened_by=BY_REPORT, replay=event.replay)
+        session.add(request)
+        ctx.log.info("erasure request opened by an early slice report", request_id=request_id,
+                     service=event.service)
+    _check_same_user(request, event.user_id, ctx.event_id)
+    row = next(r for r in request.slices if r.service == event.service)
+    payload = report_payload(event)
+    if row.outcome is not None:
+        same = {**(row.report or {}), "reported_at": None} == {**payload, "reported_at": None}
+        if same:
+            ctx.log.info("duplicate slice report ignored", request_id=request_id, service=event.service)
+        else:
+            ctx.log.warning("a different report for an already reported slice; the first one stands",
+                            request_id=request_id, service=event.service, first_outcome=row.outcome,
+                            ignored_outcome=event.outcome)
+        return
+    row.outcome, row.reported_at, row.recorded_at, row.report = event.outcome, event.reported_at, now, payload
+    session.flush()
+    ctx.log.info("slice reported", request_id=request_id, service=event.service, outcome=event.outcome)
+    if request.reason is not None:
+        _chain(session, request, [row], now)
+    _complete_if_all_reported(request, ctx)
+
+
+HANDLERS = {
+    UserDeregistered: open_erasure_request,
+    ErasureSliceReported: record_slice_report,
+}

@@ -1,0 +1,180 @@
+"""Read-only questions about the ledger, as plain functions on a session."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session, selectinload
+
+from services.ledger.models import OPEN, ErasureRequest
+from services.ledger.receipt import Entry, VerifyResult, opening_hash, verify_chain
+from services.ledger.settings import DEFAULT_STUCK_AFTER
+
+
+@dataclass(frozen=True)
+class SliceState:
+    """One expected slice of a request: its outcome and report, or None while it has not reported."""
+
+    service: str
+    outcome: str | None
+    reported_at: datetime | None
+    report: dict[str, Any] | None
+
+    @property
+    def retained(self) -> list[dict[str, Any]]:
+        return list((self.report or {}).get("retained", []))
+
+    @property
+    def recipients(self) -> list[str]:
+        return list((self.report or {}).get("recipients_notified", []))
+
+
+@dataclass(frozen=True)
+class RequestStatus:
+    """Everything the ledger knows about one erasure request."""
+
+    request_id: str
+    user_id: str
+    status: str
+    reason: str | None
+    requested_at: datetime | None
+    opened_at: datetime
+    opened_by: str
+    due_at: datetime
+    replay: bool
+    original_request_id: str | None
+    completed_at: datetime | None
+    receipt_hash: str | None
+    slices: tuple[SliceState, ...]
+
+    @property
+    def missing(self) -> tuple[str, ...]:
+        """Slices that have not reported yet."""
+        return tuple(s.service for s in self.slices if s.outcome is None)
+
+    @property
+    def awaiting_deregistration(self) -> bool:
+        """Opened by an early slice report; its UserDeregistered has not reached the ledger yet."""
+        return self.reason is None
+
+
+@dataclass(frozen=True)
+class OverdueRequest:
+    """An open request past its deadline ("past_due") or with a slice silent too long ("stuck")."""
+
+    request_id: str
+    user_id: str
+    why: str
+    due_at: datetime
+    opened_at: datetime
+    missing: tuple[str, ...]
+    awaiting_deregistration: bool
+
+
+@dataclass(frozen=True)
+class CompletedRequest:
+    """A request closed at `completed_at` (the time its last slice reported)."""
+
+    request_id: str
+    user_id: str
+    completed_at: datetime
+    replay: bool
+
+
+def _utc(value: datetime) -> datetime:
+    if value.tzinfo is None:
+        raise ValueError("pass a timezone-aware instant")
+    return value.astimezone(UTC)
+
+
+def _status(request: ErasureRequest) -> RequestStatus:
+    return RequestStatus(
+        request_id=request.request_id, user_id=request.user_id, status=request.status, reason=request.reason,
+        requested_at=request.requested_at, opened_at=request.opened_at, opened_by=request.opened_by,
+        due_at=request.due_at, replay=request.replay, original_request_id=request.original_request_id,
+        completed_at=request.completed_at, receipt_hash=request.receipt_hash,
+        slices=tuple(SliceState(s.service, s.outcome, s.reported_at, s.report) for s in request.slices),
+    )
+
+
+def request_status(session: Session, request_id: str) -> RequestStatus | None:
+    """The status of one request, or None if the ledger has never heard of it."""
+    request = session.get(ErasureRequest, str(request_id), options=[selectinload(ErasureRequest.slices)])
+    return _status(request) if request is not None else None
+
+
+def requests_for_user(session: Session, user_id: str) -> list[RequestStatus]:
+    """Every request for a user, oldest first (a replay after a backup restore is a request of its own)."""
+    rows = session.scalars(
+        select(ErasureRequest).where(ErasureRequest.user_id == user_id)
+        .options(selectinload(ErasureRequest.slices)).order_by(ErasureRequest.opened_at)
+    ).all()
+    return [_status(r) for r in rows]
+
+
+def overdue(session: Session, now: datetime, stuck_after: timedelta = DEFAULT_STUCK_AFTER) -> list[OverdueRequest]:
+    """Open requests past their deadline, or opened longer than `stuck_after` ago and still incomplete."""
+    now = _utc(now)
+    rows = session.scalars(
+        select(ErasureRequest)
+        .where(ErasureRequest.status == OPEN,
+               or_(ErasureRequest.due_at < now, ErasureRequest.opened_at < now - stuck_after))
+        .options(selectinload(ErasureRequest.slices)).order_by(ErasureRequest.due_at)
+    ).all()
+    found = []
+    for request in rows:
+        state = _status(request)
+        found.append(OverdueRequest(
+            request_id=state.request_id, user_id=state.user_id,
+            why="past_due" if state.due_at < now else "stuck",
+            due_at=state.due_at, opened_at=state.opened_at, missing=state.missing,
+            awaiting_deregistration=state.awaiting_deregistration,
+        ))
+    return found
+
+
+def receipt_entries(session: Session, request_id: str) -> list[Entry]:
+    """The stored receipt chain of a request, in order."""
+    request = session.get(ErasureRequest, str(request_id))
+    if request is None:
+        return []
+    return [Entry(e.seq, e.service, e.payload, e.prev_hash, e.entry_hash) for e in request.entries]
+
+
+def verify_receipt(session: Session, request_id: str) -> VerifyResult | None:
+    """Check a request's receipt chain against its opening record and receipt hash; None if unknown."""
+    request = session.get(ErasureRequest, str(request_id))
+    if request is None:
+        return None
+    entries = receipt_entries(session, request.request_id)
+    if request.reason is None or request.requested_at is None:
+        if entries:
+            return VerifyResult(False, entries[0].seq, "entries exist before the request's opening record")
+        return VerifyResult(True, None, "no receipt yet: the request awaits its deregistration event")
+    opening = opening_hash(request.request_id, request.user_id, request.reason, request.requested_at)
+    result = verify_chain(entries, opening=opening, head=request.receipt_hash)
+    if not result.ok:
+        return result
+    if request.status == OPEN:
+        if request.receipt_hash is not None:
+            return VerifyResult(False, None, "an open request carries a receipt hash")
+        return VerifyResult(True, None, f"{len(entries)} of {len(request.slices)} entries intact; still open")
+    if request.receipt_hash is None:
+        return VerifyResult(False, None, "a complete request without a receipt hash")
+    if len(entries) != len(request.slices):
+        return VerifyResult(False, None, f"complete, but the chain holds {len(entries)} of "
+                                         f"{len(request.slices)} slice reports")
+    return result
+
+
+def completed_since(session: Session, since: datetime) -> list[CompletedRequest]:
+    """Requests completed at or after `since`, oldest first: whose erasure a backup from then predates."""
+    rows = session.scalars(
+        select(ErasureRequest).where(ErasureRequest.completed_at >= _utc(since))
+        .order_by(ErasureRequest.completed_at, ErasureRequest.request_id)
+    ).all()
+    return [CompletedRequest(r.request_id, r.user_id, r.completed_at, r.replay)
+            for r in rows if r.completed_at is not None]
