@@ -113,7 +113,7 @@ class OutboxRelay:
             except (PublishError, Exception) as exc:  # the relay must outlive any one failure
                 failures += 1
                 log.warning("outbox relay failed; will retry", error=str(exc), failures=failures)
-                self._stop.wait(min(0.2 * 2**failures, 10.0))
+                self._stop.wait(min(0.2 * 2**failures, 3.0))
                 if self._stop.is_set() and failures > 3:
                     return
                 continue

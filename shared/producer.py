@@ -150,7 +150,7 @@ class Producer:
             if self._closing:
                 break
             time.sleep(backoff)
-            backoff = min(backoff * 2, 5.0)
+            backoff = min(backoff * 2, 3.0)
             if self._ready.is_set():
                 backoff = 0.2
 

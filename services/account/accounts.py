@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -62,10 +62,10 @@ def _utc(at: datetime | None) -> datetime:
     return at.replace(tzinfo=UTC) if at.tzinfo is None else at.astimezone(UTC)
 
 
-def _valid(normalise: object, value: str, what: str) -> str:
+def _valid(normalise: Callable[[str], str], value: str, what: str) -> str:
     """The normalised value, or AccountError naming only the field (the value is personal data)."""
     try:
-        return normalise(value)  # type: ignore[operator]
+        return normalise(value)
     except ValueError as exc:
         raise AccountError(f"invalid {what}: {exc}") from None
 

@@ -3,7 +3,7 @@
 Bokföringslagen (1999:1078) 7 kap. 2 §: accounting records are kept "until and including the seventh
 year after the end of the calendar year in which the financial year ended". A financial year is twelve
 whole calendar months (3 kap. 1 §), so it always ends on the last day of a month; a broken financial
-year (e.g. May–April) moves a sale made after the year-end month into the next year's retention.
+year (e.g. May to April) moves a sale made after the year-end month into the next year's retention.
 """
 
 from __future__ import annotations
@@ -22,10 +22,8 @@ def check_fiscal_year_end(month: int, day: int) -> None:
     """Raise ValueError unless (month, day) is the last day of a month (28 or 29 both mean end of February)."""
     if not 1 <= month <= 12:
         raise ValueError(f"fiscal year end month must be 1-12, got {month}")
-    if month == 2:
-        valid = day in {28, 29}
-    else:
-        valid = day == calendar.monthrange(2001, month)[1]
+    # 2001 is no leap year: February is checked on its own, where 28 and 29 both mean its last day.
+    valid = day in {28, 29} if month == 2 else day == calendar.monthrange(2001, month)[1]
     if not valid:
         raise ValueError(
             f"a financial year is whole calendar months (Bokföringslagen 3 kap. 1 §): it must end on the last "

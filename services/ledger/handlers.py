@@ -81,14 +81,16 @@ def _retained_union(request: ErasureRequest) -> list[RetainedCategory]:
     return list(kept)
 
 
-def _complete_if_all_reported(request: ErasureRequest, ctx: Context) -> None:
+def _complete_if_all_reported(request: ErasureRequest, ctx: Context, now: datetime) -> None:
     """Close the request and emit ErasureCompleted once every slice has reported and the chain is whole."""
     if request.status != OPEN or request.reason is None:
         return
     if any(row.outcome is None for row in request.slices) or not request.entries:
         return
     request.status = COMPLETE
-    request.completed_at = max(row.reported_at for row in request.slices if row.reported_at is not None)
+    # The ledger's clock, not the slices': a backup replay selects by this time and must not miss a request
+    # because a slice's clock ran behind.
+    request.completed_at = now
     request.receipt_hash = request.entries[-1].entry_hash
     ctx.emit(ErasureCompleted(
         request_id=request.request_id, user_id=request.user_id, completed_at=request.completed_at,
@@ -124,7 +126,7 @@ def open_erasure_request(event: UserDeregistered, ctx: Context) -> None:
     ctx.log.info("erasure request opened", request_id=request_id, reason=event.reason,
                  opened_by=request.opened_by, due_at=due.isoformat(), replay=event.replay,
                  already_reported=len(early))
-    _complete_if_all_reported(request, ctx)
+    _complete_if_all_reported(request, ctx, now)
 
 
 def record_slice_report(event: ErasureSliceReported, ctx: Context) -> None:
@@ -157,7 +159,7 @@ def record_slice_report(event: ErasureSliceReported, ctx: Context) -> None:
     ctx.log.info("slice reported", request_id=request_id, service=event.service, outcome=event.outcome)
     if request.reason is not None:
         _chain(session, request, [row], now)
-    _complete_if_all_reported(request, ctx)
+    _complete_if_all_reported(request, ctx, now)
 
 
 HANDLERS = {

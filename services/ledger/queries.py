@@ -76,7 +76,7 @@ class OverdueRequest:
 
 @dataclass(frozen=True)
 class CompletedRequest:
-    """A request closed at `completed_at` (the time its last slice reported)."""
+    """A request the ledger closed at `completed_at` (when it recorded the last of its slice reports)."""
 
     request_id: str
     user_id: str

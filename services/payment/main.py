@@ -1,0 +1,32 @@
+"""Wiring of payment: settings in, a runnable Service out."""
+
+from __future__ import annotations
+
+from services.payment.handlers import HANDLERS, SERVICE, Gateways
+from services.payment.models import MIGRATIONS, metadata
+from services.payment.settings import PaymentSettings
+from services.vendors.paypal import PayPalClient
+from shared.service import Service
+
+
+def _gateways(settings: PaymentSettings) -> Gateways:
+    paypal = PayPalClient(
+        settings.paypal_client_id,
+        settings.paypal_client_secret.get_secret_value(),
+        settings.paypal_base_url,
+        attempts=settings.http_attempts,
+    )
+    return Gateways(paypal=paypal, fiscal_year_end=(settings.fiscal_year_end_month, settings.fiscal_year_end_day))
+
+
+def build() -> Service:
+    """payment, speaking to the configured PayPal REST app."""
+    settings = PaymentSettings()
+    return Service(
+        name=SERVICE,
+        handlers=HANDLERS,
+        metadata=metadata,
+        migrations=MIGRATIONS,
+        build_deps=lambda: _gateways(settings),
+        close_deps=lambda gateways: gateways.paypal.close(),
+    )

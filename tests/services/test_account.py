@@ -1,0 +1,374 @@
+"""The account service: erasure of every row of a user, sessions, device free text, completions, seeding."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy import Engine, func, insert, select
+from sqlalchemy.orm import Session, sessionmaker
+from structlog.testing import capture_logs
+
+from schemas import ErasureCompleted, ErasureSliceReported
+from schemas.examples import example_completion, example_deregistration
+from services.account import accounts
+from services.account.main import build
+from services.account.models import (
+    CompletedErasure,
+    Device,
+    Preference,
+    SignInSession,
+    User,
+    metadata,
+)
+from services.account.seed import seed_users
+from shared.codec import decode
+from shared.db import ensure_schema, make_engine, session_factory
+from shared.testing import create_database, drop_database, wait_until
+from shared.testing.pipeline import Pipeline
+from shared.testing.scan import personal_data_hits
+
+MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "account" / "migrations"
+NOW = datetime(2026, 4, 14, 8, 0, tzinfo=UTC)
+ANNA = {
+    "name": "Anna Lindqvist",
+    "email": "Anna.Lindqvist@Example.com",
+    "phone": "070-174 06 05",
+    "street": "Storgatan 12",
+    "postal_code": "11455",
+    "city": "Stockholm",
+    "company_name": "Anna Lindqvist Fastighetsservice",
+    "corporate_id": "811218-9876",
+}
+# Every spelling in which Anna's data may sit in a table.
+ANNA_TRACES = ["anna.lindqvist@example.com", "+46701740605", "070-174 06 05", "Anna Lindqvist",
+               "198112189876", "Storgatan 12"]
+ERIK = {"name": "Erik Johansson", "email": "erik.johansson@example.com", "phone": "070-174 06 06"}
+
+
+# ---- helpers -----------------------------------------------------------------------------------------
+@pytest.fixture
+def account_db(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Engine]:
+    """An account database migrated to head, on the backend of this test run (no broker)."""
+    name = f"acct_{uuid.uuid4().hex[:10]}"
+    admin = request.getfixturevalue("postgres_admin_url") if db_backend == "postgresql" else None
+    url = create_database(admin, name) if admin else f"sqlite:///{tmp_path / f'{name}.db'}"
+    engine = make_engine(url)
+    ensure_schema(engine, metadata, MIGRATIONS)
+    try:
+        yield engine
+    finally:
+        engine.dispose()
+        if admin:
+            drop_database(admin, name)
+
+
+def _sessions(engine: Engine) -> sessionmaker[Session]:
+    return session_factory(engine, metadata)
+
+
+def _populate(engine: Engine, person: dict[str, Any], *, user_id: str) -> str:
+    """A user with preferences, two sign-ins and a device and a plant; returns a session token."""
+    token = accounts.new_session_token()
+    with _sessions(engine)() as session, session.begin():
+        accounts.register_user(session, user_id=user_id, at=NOW - timedelta(days=400), **person)
+        accounts.set_preferences(session, user_id, [("email", "freight_status"), ("sms", "offers")])
+        accounts.record_sign_in(session, user_id, accounts.new_session_token(), NOW - timedelta(days=2))
+        accounts.record_sign_in(session, user_id, token, datetime.now(UTC))
+        accounts.save_device(session, user_id, kind="device", name="Gateway källaren",
+                             location_note="Bakom pannan", description="Mäter temperatur")
+        accounts.save_device(session, user_id, kind="plant", name="Värmecentral",
+                             description="Nyckel hos grannen")
+    return token
+
+
+def _rows_of(engine: Engine, user_id: str) -> dict[str, int]:
+    with engine.connect() as conn:
+        return {model.__tablename__: conn.execute(
+            select(func.count()).select_from(model).where(model.user_id == user_id)).scalar_one()
+            for model in (User, Preference, SignInSession, Device)}
+
+
+def _validate(engine: Engine, token: str, at: datetime | None = None) -> str | None:
+    with _sessions(engine)() as session:
+        return accounts.validate_session(session, token, at)
+
+
+class Ledger:
+    """Slice reports read from the namespace's ledger queue (which receives every report)."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.queue = f"{pipeline.namespace}.ledger"
+        self.reports: list[ErasureSliceReported] = []
+
+    def _drain(self) -> None:
+        settings = self.pipeline.settings
+        for message in self.pipeline.take(self.queue):
+            if message.properties.get("type") != ErasureSliceReported.event_type:
+                continue  # the ledger queue also receives the deregistrations themselves
+            inbound = decode(message.body, content_type=message.properties.get("content_type"),
+                             headers=message.headers, keyring=settings.keyring, max_bytes=settings.max_body_bytes)
+            self.reports.append(inbound.data)  # type: ignore[arg-type]
+
+    def of(self, user_id: str) -> list[ErasureSliceReported]:
+        self._drain()
+        return [r for r in self.reports if r.user_id == user_id]
+
+    def wait_for(self, user_id: str, count: int = 1) -> list[ErasureSliceReported]:
+        """Block until `count` reports about the user have arrived; return them."""
+        return wait_until(lambda: len(self.of(user_id)) >= count and self.of(user_id), timeout=10,
+                          what=f"{count} slice report(s) for {user_id}")
+
+
+# ---- erasure through the pipeline ----------------------------------------------------------------------
+def test_erasure_leaves_no_trace_of_the_user_in_any_table(erasure_pipeline, db_backend) -> None:
+    running = erasure_pipeline.start(build())
+    _populate(running.engine, ANNA, user_id="u-anna")
+    _populate(running.engine, ERIK, user_id="u-erik")
+    assert personal_data_hits(running.engine, ANNA_TRACES), "the scan must see Anna before the erasure"
+
+    [sent] = erasure_pipeline.publish(example_deregistration("u-anna"))
+    running.wait_handled(sent.event_id)
+    Ledger(erasure_pipeline).wait_for("u-anna")
+
+    assert personal_data_hits(running.engine, ANNA_TRACES) == []
+    assert _rows_of(running.engine, "u-anna") == {"users": 0, "preferences": 0, "sessions": 0, "devices": 0}
+    assert _rows_of(running.engine, "u-erik") == {"users": 1, "preferences": 2, "sessions": 2, "devices": 2}
+    assert personal_data_hits(running.engine, ["Erik Johansson"]) == [("users", "name")]
+    with _sessions(running.engine)() as session:
+        assert accounts.is_erased_user(session, "u-anna")
+
+
+def test_slice_report_names_the_categories_that_were_held(erasure_pipeline, db_backend) -> None:
+    running = erasure_pipeline.start(build())
+    with _sessions(running.engine)() as session, session.begin():
+        accounts.register_user(session, user_id="u-thin", name="Maria Karlsson", email="maria@example.com")
+        accounts.record_sign_in(session, "u-thin", accounts.new_session_token())
+    [sent] = erasure_pipeline.publish(example_deregistration("u-thin"))
+    running.wait_handled(sent.event_id)
+    [report] = Ledger(erasure_pipeline).wait_for("u-thin")
+    assert report.service == "account"
+    assert report.outcome == "erased"
+    assert report.erased == ["account profile", "sign-in sessions"]
+    assert report.retained == []
+    assert report.recipients_notified == []
+    assert str(report.request_id) == str(example_deregistration("u-thin").request_id)
+
+
+def test_second_identical_event_has_no_second_effect(erasure_pipeline) -> None:
+    running = erasure_pipeline.start(build())
+    _populate(running.engine, ANNA, user_id="u-anna")
+    message = erasure_pipeline.encode(example_deregistration("u-anna"))
+    erasure_pipeline.producer.publish(message)
+    running.wait_handled(message.event_id)
+    ledger = Ledger(erasure_pipeline)
+    ledger.wait_for("u-anna")
+    # A row that appears afterwards shows whether the duplicate erased again; it must not.
+    with running.engine.begin() as conn:
+        conn.execute(insert(User).values(user_id="u-anna", name="Anna Lindqvist", email="anna@example.com",
+                                         country="SE", created_at=NOW, last_sign_in_at=NOW))
+    erasure_pipeline.producer.publish(message)
+    [sentinel] = erasure_pipeline.publish(example_deregistration("u-sentinel"))
+    running.wait_handled(sentinel.event_id)  # one queue, one consumer: the duplicate was settled before
+    ledger.wait_for("u-sentinel")
+    assert _rows_of(running.engine, "u-anna")["users"] == 1
+    assert len(ledger.of("u-anna")) == 1
+
+
+def test_replayed_deregistration_erases_restored_rows_and_reports_again(erasure_pipeline) -> None:
+    running = erasure_pipeline.start(build())
+    _populate(running.engine, ANNA, user_id="u-anna")
+    first = example_deregistration("u-anna")
+    erasure_pipeline.publish(first)
+    ledger = Ledger(erasure_pipeline)
+    ledger.wait_for("u-anna")
+    with running.engine.begin() as conn:  # a backup restore brings the profile back
+        conn.execute(insert(User).values(user_id="u-anna", name="Anna Lindqvist", email="anna@example.com",
+                                         country="SE", created_at=NOW, last_sign_in_at=NOW))
+    replay = example_deregistration("u-anna", request_id=str(uuid.uuid4()), replay=True,
+                                    original_request_id=str(first.request_id))
+    erasure_pipeline.publish(replay)
+    reports = ledger.wait_for("u-anna", count=2)
+    assert personal_data_hits(running.engine, ANNA_TRACES) == []
+    assert [(r.replay, r.outcome) for r in reports] == [(False, "erased"), (True, "erased")]
+    assert reports[1].erased == ["account profile"]
+
+
+def test_unknown_user_reports_nothing_held_and_is_tombstoned(erasure_pipeline, db_backend) -> None:
+    running = erasure_pipeline.start(build())
+    [sent] = erasure_pipeline.publish(example_deregistration("u-stranger"))
+    running.wait_handled(sent.event_id)
+    [report] = Ledger(erasure_pipeline).wait_for("u-stranger")
+    assert report.outcome == "nothing_held"
+    assert report.erased == []
+    with _sessions(running.engine)() as session:
+        assert accounts.is_erased_user(session, "u-stranger")
+
+
+def test_erased_users_cookie_no_longer_validates_even_after_a_restore(erasure_pipeline, db_backend) -> None:
+    running = erasure_pipeline.start(build())
+    token = _populate(running.engine, ANNA, user_id="u-anna")
+    assert _validate(running.engine, token) == "u-anna"
+    [sent] = erasure_pipeline.publish(example_deregistration("u-anna"))
+    running.wait_handled(sent.event_id)
+    assert _validate(running.engine, token) is None
+    with running.engine.begin() as conn:  # a backup restore brings the user and the session back
+        conn.execute(insert(User).values(user_id="u-anna", name="Anna Lindqvist", email="anna@example.com",
+                                         country="SE", created_at=NOW, last_sign_in_at=NOW))
+        conn.execute(insert(SignInSession).values(
+            token_sha256=accounts.hash_token(token), user_id="u-anna", created_at=NOW,
+            expires_at=datetime.now(UTC) + timedelta(days=1), revoked_at=None))
+    assert _validate(running.engine, token) is None
+
+
+def test_completed_erasure_is_recorded_once_without_personal_data(erasure_pipeline, db_backend) -> None:
+    running = erasure_pipeline.start(build())
+    completion = example_completion("u-anna")
+    message = erasure_pipeline.encode(completion)
+    erasure_pipeline.producer.publish(message)
+    erasure_pipeline.producer.publish(message)
+    [resent] = erasure_pipeline.publish(completion)  # the same completion again under a new event id
+    running.wait_handled(resent.event_id)
+    with running.engine.connect() as conn:
+        rows = conn.execute(select(CompletedErasure.request_id, CompletedErasure.user_id,
+                                   CompletedErasure.replay)).all()
+    assert [tuple(r) for r in rows] == [(str(completion.request_id), "u-anna", False)]
+    assert ErasureCompleted.event_type in build().event_types
+
+
+# ---- sessions -------------------------------------------------------------------------------------------
+def test_revoked_session_cookie_no_longer_validates(account_db) -> None:
+    with _sessions(account_db)() as session, session.begin():
+        accounts.register_user(session, user_id="u-anna", **ANNA)
+        token = accounts.new_session_token()
+        accounts.record_sign_in(session, "u-anna", token)
+    assert _validate(account_db, token) == "u-anna"
+    with _sessions(account_db)() as session, session.begin():
+        assert accounts.revoke_sessions(session, "u-anna") == 1
+    assert _validate(account_db, token) is None
+
+
+def test_expired_or_unknown_session_cookie_does_not_validate(account_db) -> None:
+    with _sessions(account_db)() as session, session.begin():
+        accounts.register_user(session, user_id="u-anna", **ANNA)
+        token = accounts.new_session_token()
+        expires = accounts.record_sign_in(session, "u-anna", token, NOW, lifetime=timedelta(hours=1))
+    assert _validate(account_db, token, NOW + timedelta(minutes=59)) == "u-anna"
+    assert _validate(account_db, token, expires) is None
+    assert _validate(account_db, accounts.new_session_token(), NOW) is None
+
+
+def test_only_the_hash_of_a_session_token_is_stored(account_db) -> None:
+    with _sessions(account_db)() as session, session.begin():
+        accounts.register_user(session, user_id="u-anna", **ANNA)
+        token = accounts.new_session_token()
+        accounts.record_sign_in(session, "u-anna", token, NOW)
+    assert personal_data_hits(account_db, [token]) == []
+    with account_db.connect() as conn:
+        signed_in = conn.execute(select(User.last_sign_in_at)).scalar_one()
+    assert (signed_in if signed_in.tzinfo else signed_in.replace(tzinfo=UTC)) == NOW
+
+
+# ---- profile and preferences ----------------------------------------------------------------------------
+def test_registration_normalises_contact_details_and_finds_email_in_any_case(account_db) -> None:
+    with _sessions(account_db)() as session, session.begin():
+        accounts.register_user(session, user_id="u-anna", **ANNA)
+        user = accounts.find_user_by_email(session, "ANNA.LINDQVIST@example.COM")
+        assert user is not None
+        assert (user.email, user.phone, user.postal_code, user.corporate_id) == (
+            "anna.lindqvist@example.com", "+46701740605", "114 55", "198112189876")
+        with pytest.raises(accounts.AccountError, match="already registered"):
+            accounts.register_user(session, name="Other", email="anna.lindqvist@EXAMPLE.com")
+
+
+@pytest.mark.parametrize(("field", "value"), [
+    ("corporate_id", "811218-9875"), ("phone", "12345"), ("postal_code", "01234"), ("email", "not-an-address")])
+def test_invalid_contact_details_are_refused_without_echoing_them(account_db, field: str, value: str) -> None:
+    with _sessions(account_db)() as session, pytest.raises(accounts.AccountError) as refused:
+        accounts.register_user(session, **{**ANNA, field: value})
+    assert value not in str(refused.value)
+
+
+def test_preferences_keep_one_row_per_enabled_combination(account_db) -> None:
+    with _sessions(account_db)() as session, session.begin():
+        accounts.register_user(session, user_id="u-anna", **ANNA)
+        accounts.set_preferences(session, "u-anna", [("email", "newsletters"), ("sms", "freight_status")])
+        kept = accounts.set_preferences(session, "u-anna", [("phone", "offers"), ("phone", "offers")])
+        with pytest.raises(accounts.AccountError, match="unknown channel"):
+            accounts.set_preferences(session, "u-anna", [("fax", "offers")])
+    assert kept == [("phone", "offers")]
+    with account_db.connect() as conn:
+        assert conn.execute(select(Preference.channel, Preference.topic)).all() == [("phone", "offers")]
+
+
+# ---- devices --------------------------------------------------------------------------------------------
+@pytest.mark.parametrize(("text", "kinds"), [
+    ("Ring Anna på 070-174 06 05 om larmet", ("phone",)),
+    ("Larm till anna.lindqvist@example.com", ("email",)),
+    ("Ägare 811218-9876", ("personnummer",)),
+    ("anna@example.com, +46 70 174 06 05, 19811218-9876", ("email", "phone", "personnummer")),
+])
+def test_device_free_text_with_personal_data_is_flagged(account_db, text: str, kinds: tuple[str, ...]) -> None:
+    with _sessions(account_db)() as session, session.begin():
+        accounts.register_user(session, user_id="u-anna", **ANNA)
+        with capture_logs() as logs:
+            saved = accounts.save_device(session, "u-anna", kind="plant", name="Värmecentral", description=text)
+    assert saved.personal_data_flags == kinds
+    assert saved.flagged_fields == ("description",)
+    with account_db.connect() as conn:
+        assert conn.execute(select(Device.personal_data_flags)).scalar_one() == ",".join(kinds)
+    [warning] = [entry for entry in logs if entry["log_level"] == "warning"]
+    assert warning["kinds"] == list(kinds)
+    assert text not in repr(warning) and "070" not in repr(warning) and "@" not in repr(warning)
+
+
+def test_device_free_text_without_personal_data_is_not_flagged(account_db) -> None:
+    with _sessions(account_db)() as session, session.begin():
+        accounts.register_user(session, user_id="u-anna", **ANNA)
+        saved = accounts.save_device(session, "u-anna", kind="device", name="Gateway SN 1234567890",
+                                     location_note="Källaren, givare 0-10 V", description="Modell 2021 12 03")
+        flagged = accounts.save_device(session, "u-anna", device_id=saved.device_id, kind="device",
+                                       name="Gateway", location_note="Ring 070-174 06 05")
+    assert saved.personal_data_flags == ()
+    assert flagged.personal_data_flags == ("phone",) and flagged.flagged_fields == ("location_note",)
+    with account_db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(Device)).scalar_one() == 1
+
+
+# ---- seeding --------------------------------------------------------------------------------------------
+def test_seed_users_inserts_n_users_with_the_requested_inactive_fraction(account_db) -> None:
+    three_years_ago = NOW - timedelta(days=3 * 365)
+    with _sessions(account_db)() as session, session.begin():
+        seeded = seed_users(session, 1000, inactive_fraction=0.25, now=NOW, batch=300)
+    with account_db.connect() as conn:
+        total = conn.execute(select(func.count()).select_from(User)).scalar_one()
+        emails = conn.execute(select(func.count(func.distinct(User.email)))).scalar_one()
+        inactive = conn.execute(select(func.count()).select_from(User)
+                                .where(User.last_sign_in_at < three_years_ago)).scalar_one()
+    assert (seeded.count, seeded.inactive) == (1000, 250)
+    assert (total, emails, inactive) == (1000, 1000, 250)
+
+
+def test_seeding_twice_adds_users_without_colliding(account_db) -> None:
+    with _sessions(account_db)() as session, session.begin():
+        seed_users(session, 50, now=NOW)
+        seed_users(session, 50, now=NOW)
+    with account_db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(User)).scalar_one() == 100
+
+
+# ---- the scan itself ------------------------------------------------------------------------------------
+def test_scan_finds_traces_in_text_and_binary_columns_case_insensitively(account_db) -> None:
+    _populate(account_db, ANNA, user_id="u-anna")
+    with account_db.begin() as conn:  # an outbox body is bytes: a leak there must be found as well
+        conn.execute(insert(metadata.tables["outbox"]).values(
+            event_id="e-1", event_type="t", routing_key="k", body=b'{"mail": "ANNA.LINDQVIST@EXAMPLE.COM"}',
+            signature="s", source="urn:test", created_at=NOW))
+    assert personal_data_hits(account_db, ["anna.lindqvist@example.com", "+46701740605"]) == [
+        ("outbox", "body"), ("users", "email"), ("users", "phone")]
+    assert personal_data_hits(account_db, ["%"]) == []  # a wildcard is searched as text

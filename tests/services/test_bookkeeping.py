@@ -1,0 +1,421 @@
+"""bookkeeping on the real broker, the sandbox's Visma over HTTP, SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from sqlalchemy import Engine, insert, select
+from sqlalchemy.orm import Session
+
+from schemas import ErasureSliceReported, PurchaseCompleted
+from schemas.examples import example_deregistration, example_purchase
+from services.bookkeeping.main import build
+from services.bookkeeping.models import MIGRATIONS, CustomerRecord, Purge, Sale, metadata
+from services.bookkeeping.purge import run_purge
+from services.bookkeeping.retention import (
+    LEGAL_BASIS,
+    accounting_date,
+    check_fiscal_year_end,
+    fiscal_year_end_for,
+    retain_until_for,
+)
+from services.bookkeeping.settings import BookkeepingSettings
+from services.sandbox import Sandbox
+from shared.db import ensure_schema, make_engine
+from shared.testing import Pipeline, RunningService, wait_until
+
+SALES_CATEGORY = "sales transaction details (amounts, VAT, dates, invoice lines)"
+
+
+# ---- the retention rule ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("sold_on", "year_end", "fiscal_year_end", "retain_until"),
+    [
+        (date(2026, 3, 2), (12, 31), date(2026, 12, 31), date(2033, 12, 31)),
+        (date(2026, 1, 1), (12, 31), date(2026, 12, 31), date(2033, 12, 31)),
+        (date(2026, 12, 31), (12, 31), date(2026, 12, 31), date(2033, 12, 31)),
+        (date(2027, 1, 1), (12, 31), date(2027, 12, 31), date(2034, 12, 31)),
+        # Broken financial year May-April: the year ending 30 April 2027 is kept through 2034.
+        (date(2026, 3, 2), (4, 30), date(2026, 4, 30), date(2033, 12, 31)),
+        (date(2026, 4, 30), (4, 30), date(2026, 4, 30), date(2033, 12, 31)),
+        (date(2026, 5, 1), (4, 30), date(2027, 4, 30), date(2034, 12, 31)),
+        (date(2025, 7, 1), (6, 30), date(2026, 6, 30), date(2033, 12, 31)),
+        (date(2025, 12, 31), (8, 31), date(2026, 8, 31), date(2033, 12, 31)),
+        # Leap days: a February year end is the last day of February, 28th or 29th.
+        (date(2028, 2, 29), (2, 29), date(2028, 2, 29), date(2035, 12, 31)),
+        (date(2028, 2, 29), (2, 28), date(2028, 2, 29), date(2035, 12, 31)),
+        (date(2027, 3, 1), (2, 28), date(2028, 2, 29), date(2035, 12, 31)),
+        (date(2027, 2, 28), (2, 29), date(2027, 2, 28), date(2034, 12, 31)),
+        (date(2028, 2, 29), (12, 31), date(2028, 12, 31), date(2035, 12, 31)),
+        (date(2028, 3, 1), (2, 29), date(2029, 2, 28), date(2036, 12, 31)),
+    ],
+)
+def test_sale_is_kept_through_the_seventh_year_after_its_financial_year_ended(
+    sold_on: date, year_end: tuple[int, int], fiscal_year_end: date, retain_until: date
+) -> None:
+    assert fiscal_year_end_for(sold_on, *year_end) == fiscal_year_end
+    assert retain_until_for(sold_on, *year_end) == retain_until
+
+
+def test_default_financial_year_is_the_calendar_year() -> None:
+    assert retain_until_for(date(2026, 3, 2)) == date(2033, 12, 31)
+
+
+@pytest.mark.parametrize("year_end", [(4, 15), (4, 31), (2, 30), (13, 31), (0, 31), (6, 1)])
+def test_financial_year_that_does_not_end_on_a_month_end_is_refused(year_end: tuple[int, int]) -> None:
+    with pytest.raises(ValueError, match="month"):
+        check_fiscal_year_end(*year_end)
+    with pytest.raises(ValueError, match="month"):
+        retain_until_for(date(2026, 3, 2), *year_end)
+
+
+def test_settings_refuse_a_financial_year_end_that_is_no_month_end() -> None:
+    with pytest.raises(ValidationError, match="last day of a month"):
+        BookkeepingSettings(fiscal_year_end_month=4, fiscal_year_end_day=15)
+
+
+def test_sale_just_before_midnight_utc_on_new_years_eve_is_booked_on_swedish_new_years_day() -> None:
+    from datetime import UTC, datetime
+
+    booked = accounting_date(datetime(2026, 12, 31, 23, 30, tzinfo=UTC))
+    assert booked == date(2027, 1, 1)
+    assert retain_until_for(booked) == date(2034, 12, 31)
+
+
+# ---- the service on the broker ------------------------------------------------------------------------
+
+@pytest.fixture
+def sandbox() -> Iterator[Sandbox]:
+    with Sandbox() as running:
+        yield running
+
+
+@pytest.fixture
+def start_bookkeeping(
+    erasure_pipeline: Pipeline, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., RunningService]:
+    """Start bookkeeping against this test's sandbox; keyword arguments set further ERASURE_BOOKKEEPING_ vars."""
+
+    def start(**env: str) -> RunningService:
+        monkeypatch.setenv("ERASURE_BOOKKEEPING_VISMA_BASE_URL", f"{sandbox.http_url}/visma")
+        monkeypatch.setenv("ERASURE_BOOKKEEPING_VISMA_TOKEN_URL", f"{sandbox.http_url}/visma/connect/token")
+        for name, value in env.items():
+            monkeypatch.setenv(f"ERASURE_BOOKKEEPING_{name.upper()}", value)
+        return erasure_pipeline.start(build())
+
+    return start
+
+
+class Reports:
+    """Slice reports bookkeeping emitted, read from the namespace's ledger queue."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.seen: list[dict[str, Any]] = []
+
+    def _drain(self) -> None:
+        for message in self.pipeline.take(f"{self.pipeline.namespace}.ledger"):
+            envelope = json.loads(message.body)
+            if envelope["type"] == ErasureSliceReported.event_type:
+                self.seen.append(envelope["data"])
+
+    def wait(self, user_id: str, count: int = 1) -> list[dict[str, Any]]:
+        """The user's reports once at least `count` have arrived."""
+
+        def enough() -> list[dict[str, Any]] | None:
+            self._drain()
+            mine = [r for r in self.seen if r["user_id"] == user_id and r["service"] == "bookkeeping"]
+            return mine if len(mine) >= count else None
+
+        return wait_until(enough, timeout=10, what=f"{count} slice report(s) for {user_id}")
+
+
+@pytest.fixture
+def reports(erasure_pipeline: Pipeline) -> Reports:
+    return Reports(erasure_pipeline)
+
+
+def _personal_values(event: PurchaseCompleted) -> list[str]:
+    buyer = event.customer
+    return [v for v in (buyer.name, buyer.email, buyer.phone, buyer.address.street) if v]
+
+
+def _tables_containing(engine: Engine, needles: list[str]) -> list[str]:
+    """Every (table, value) where a personal value still appears, scanning every table of the service."""
+    hits = []
+    with engine.connect() as conn:
+        for table in metadata.sorted_tables:
+            for row in conn.execute(select(table)):
+                text = " ".join(v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in row)
+                hits += [f"{table.name}: {needle}" for needle in needles if needle.lower() in text.lower()]
+    return hits
+
+
+def _visma_customers(sandbox: Sandbox) -> list[dict[str, Any]]:
+    return list(sandbox.state()["visma"]["customers"].values())
+
+
+def _visma_invoices(sandbox: Sandbox) -> list[dict[str, Any]]:
+    return list(sandbox.state()["visma"]["invoices"].values())
+
+
+def _effects(sandbox: Sandbox, kind: str) -> list[dict[str, Any]]:
+    return [e for e in sandbox.effects("visma") if e["effect"] == kind]
+
+
+def _sale(running: RunningService, purchase_id: str) -> Sale | None:
+    with Session(running.engine) as session:
+        return session.get(Sale, purchase_id)
+
+
+def _customer(running: RunningService, user_id: str) -> CustomerRecord | None:
+    with Session(running.engine) as session:
+        return session.get(CustomerRecord, user_id)
+
+
+def test_purchase_books_customer_and_invoice_at_visma_and_keeps_the_sale_through_2033(
+    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox
+) -> None:
+    running = start_bookkeeping()
+    purchase = example_purchase("bk-buy")
+    [sent] = erasure_pipeline.publish(purchase)
+    running.wait_handled(sent.event_id)
+
+    [customer] = _visma_customers(sandbox)
+    assert customer["CustomerNumber"] == "bk-buy"
+    assert customer["Name"] == purchase.customer.name
+    assert customer["EmailAddress"] == purchase.customer.email
+    assert customer["InvoiceCity"] == purchase.customer.address.city
+    [invoice] = _visma_invoices(sandbox)
+    assert invoice["CustomerId"] == customer["Id"]
+    assert invoice["YourReference"] == sent.event_id
+    assert invoice["InvoiceDate"] == "2026-03-02"
+    assert [row["ArticleNumber"] for row in invoice["Rows"]] == [line.sku for line in purchase.lines]
+
+    sale = _sale(running, purchase.purchase_id)
+    assert sale is not None
+    assert sale.visma_invoice_id == invoice["Id"]
+    assert sale.sale_date == date(2026, 3, 2)
+    assert sale.fiscal_year_end == date(2026, 12, 31)
+    assert sale.retain_until == date(2033, 12, 31)
+    assert (sale.total_excl_vat, sale.vat_amount, sale.total_incl_vat) == (
+        purchase.total_excl_vat, purchase.vat_amount, purchase.total_incl_vat)
+    assert [line["sku"] for line in sale.lines] == [line.sku for line in purchase.lines]
+    kept = _customer(running, "bk-buy")
+    assert kept is not None and kept.visma_customer_id == customer["Id"] and kept.active
+
+
+def test_company_with_a_broken_financial_year_keeps_a_may_sale_through_the_year_after(
+    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline
+) -> None:
+    running = start_bookkeeping(fiscal_year_end_month="4", fiscal_year_end_day="30")
+    purchase = example_purchase("bk-broken", purchased_at="2026-05-10T10:00:00Z")
+    [sent] = erasure_pipeline.publish(purchase)
+    running.wait_handled(sent.event_id)
+    sale = _sale(running, purchase.purchase_id)
+    assert sale is not None
+    assert sale.fiscal_year_end == date(2027, 4, 30)
+    assert sale.retain_until == date(2034, 12, 31)
+
+
+def test_same_purchase_published_twice_books_one_customer_and_one_invoice(
+    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox
+) -> None:
+    running = start_bookkeeping()
+    message = erasure_pipeline.encode(example_purchase("bk-twice"))
+    erasure_pipeline.producer.publish(message)
+    erasure_pipeline.producer.publish(message)
+    running.wait_handled(message.event_id)
+    wait_until(lambda: erasure_pipeline.depth(f"{erasure_pipeline.namespace}.bookkeeping") == 0, what="settled")
+    # The same purchase re-sent upstream under a new event id is not booked again either.
+    [resent] = erasure_pipeline.publish(example_purchase("bk-twice"))
+    running.wait_handled(resent.event_id)
+    assert len(_effects(sandbox, "customer_created")) == 1
+    assert len(_effects(sandbox, "invoice_created")) == 1
+
+
+def test_erasure_keeps_the_sale_and_leaves_the_visma_customer_inactive_and_anonymised(
+    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    reports: Reports, db_backend: str,
+) -> None:
+    running = start_bookkeeping()
+    purchase = example_purchase("bk-erase", customer={
+        **example_purchase("bk-erase").customer.model_dump(mode="json"),
+        "company_name": "Lindqvist Fastigheter AB", "corporate_id": "559123-4561",
+    })
+    [bought] = erasure_pipeline.publish(purchase)
+    running.wait_handled(bought.event_id)
+    [erase] = erasure_pipeline.publish(example_deregistration("bk-erase"))
+    running.wait_handled(erase.event_id)
+
+    [customer] = _visma_customers(sandbox)
+    assert customer["IsActive"] is False
+    assert customer["Name"].startswith("Anonymised customer")
+    for field in ("EmailAddress", "Telephone", "MobilePhone", "InvoiceAddress1", "ContactPersonName",
+                  "CorporateIdentityNumber"):
+        assert customer.get(field) in (None, ""), field
+    assert purchase.customer.name not in json.dumps(customer)
+    assert len(_visma_invoices(sandbox)) == 1, "the invoice stays: the law requires it"
+
+    needles = [*_personal_values(purchase), "Lindqvist Fastigheter AB", "559123-4561"]
+    assert _tables_containing(running.engine, needles) == []
+    anonymised = _customer(running, "bk-erase")
+    assert anonymised is not None and not anonymised.active and anonymised.anonymised_at is not None
+    sale = _sale(running, purchase.purchase_id)
+    assert sale is not None and sale.retain_until == date(2033, 12, 31)
+    assert sale.total_incl_vat == purchase.total_incl_vat
+
+    [report] = reports.wait("bk-erase")
+    assert report["outcome"] == "retained"
+    assert report["recipients_notified"] == ["Visma eAccounting"]
+    assert {"name", "e-mail", "phone", "postal address"} <= set(report["erased"])
+    assert report["retained"] == [
+        {"category": SALES_CATEGORY, "legal_basis": LEGAL_BASIS, "retain_until": "2033-12-31", "held_by": holder}
+        for holder in ("Loggamera", "Visma eAccounting")
+    ]
+
+
+def test_redelivered_erasure_has_no_second_effect_and_a_replay_erases_and_reports_again(
+    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    reports: Reports,
+) -> None:
+    running = start_bookkeeping()
+    [bought] = erasure_pipeline.publish(example_purchase("bk-again"))
+    running.wait_handled(bought.event_id)
+    message = erasure_pipeline.encode(example_deregistration("bk-again"))
+    erasure_pipeline.producer.publish(message)
+    erasure_pipeline.producer.publish(message)
+    running.wait_handled(message.event_id)
+    wait_until(lambda: erasure_pipeline.depth(f"{erasure_pipeline.namespace}.bookkeeping") == 0, what="settled")
+    assert len(_effects(sandbox, "customer_replaced")) == 1
+    assert len(reports.wait("bk-again")) == 1
+
+    replay = example_deregistration("bk-again", request_id=str(uuid.uuid4()), replay=True,
+                                    original_request_id=str(uuid.uuid4()))
+    [replayed] = erasure_pipeline.publish(replay)
+    running.wait_handled(replayed.event_id)
+    first, second = reports.wait("bk-again", count=2)
+    assert second["replay"] is True
+    assert second["outcome"] == "retained"
+    assert second["retained"] == first["retained"]
+    assert [c["IsActive"] for c in _visma_customers(sandbox)] == [False]
+
+
+def test_erasure_of_a_user_we_never_booked_reports_nothing_held(
+    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    reports: Reports,
+) -> None:
+    running = start_bookkeeping()
+    [sent] = erasure_pipeline.publish(example_deregistration("bk-stranger"))
+    running.wait_handled(sent.event_id)
+    [report] = reports.wait("bk-stranger")
+    assert report["outcome"] == "nothing_held"
+    assert report["recipients_notified"] == []
+    assert sandbox.requests("visma") == []
+
+
+def test_late_purchase_for_an_erased_user_books_a_minimised_sale_and_no_named_customer(
+    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+) -> None:
+    running = start_bookkeeping()
+    [erase] = erasure_pipeline.publish(example_deregistration("bk-late"))
+    running.wait_handled(erase.event_id)
+    purchase = example_purchase("bk-late")
+    [late] = erasure_pipeline.publish(purchase)
+    running.wait_handled(late.event_id)
+
+    customers = _visma_customers(sandbox)
+    assert [c["Name"] for c in customers] == ["Anonymised customer"]
+    assert all(c["CustomerNumber"] != "bk-late" for c in customers)
+    for needle in _personal_values(purchase):
+        assert needle not in json.dumps(sandbox.state()["visma"]), "no contact detail may reach Visma"
+    [invoice] = _visma_invoices(sandbox)
+    assert invoice["CustomerId"] == customers[0]["Id"]
+    assert invoice["YourReference"] == late.event_id
+
+    assert _customer(running, "bk-late") is None
+    sale = _sale(running, purchase.purchase_id)
+    assert sale is not None
+    assert sale.retain_until == date(2033, 12, 31)
+    assert sale.vat_amount == purchase.vat_amount
+    assert _tables_containing(running.engine, _personal_values(purchase)) == []
+
+
+def test_visma_outage_shorter_than_the_retry_window_delays_but_does_not_dead_letter(
+    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+) -> None:
+    running = start_bookkeeping()
+    sandbox.set_outage("visma", "503", seconds=1.5)
+    [sent] = erasure_pipeline.publish(example_purchase("bk-outage"))
+    running.wait_handled(sent.event_id, timeout=15)
+    assert any(r["status"] == 503 for r in sandbox.requests("visma")), "the outage should have been hit"
+    assert erasure_pipeline.depth(f"{erasure_pipeline.namespace}.bookkeeping.dead") == 0
+    assert len(_effects(sandbox, "invoice_created")) == 1
+
+
+def test_permanent_refusal_by_visma_dead_letters_at_once_with_the_reason(
+    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+) -> None:
+    running = start_bookkeeping(visma_access_token="revoked", visma_refresh_token="revoked")
+    [sent] = erasure_pipeline.publish(example_purchase("bk-refused"))
+    dead_queue = f"{erasure_pipeline.namespace}.bookkeeping.dead"
+    wait_until(lambda: erasure_pipeline.depth(dead_queue) == 1, what="dead letter")
+    [dead] = erasure_pipeline.take(dead_queue)
+    assert dead.headers["x-error-kind"] == "permanent"
+    assert dead.headers["x-attempts"] == 1
+    assert sent.event_id in dead.headers["x-error"]
+    assert "answered 400" in dead.headers["x-error"] and "invalid_grant" in dead.headers["x-error"]
+    assert not running.handled(sent.event_id)
+    assert _sale(running, "P-2026-bk-refused") is None
+    assert sandbox.state()["visma"]["customers"] == {}
+
+
+# ---- the retention purge ---------------------------------------------------------------------------------
+
+def _sale_row(purchase_id: str, user_id: str, retain_until: date) -> dict[str, Any]:
+    return {
+        "purchase_id": purchase_id, "user_id": user_id, "visma_invoice_id": f"inv-{purchase_id}",
+        "sale_date": date(retain_until.year - 7, 3, 2), "fiscal_year_end": date(retain_until.year - 7, 12, 31),
+        "currency": "SEK", "total_excl_vat": Decimal("100.00"), "vat_amount": Decimal("25.00"),
+        "total_incl_vat": Decimal("125.00"), "lines": [], "retain_until": retain_until,
+    }
+
+
+def test_purge_erases_only_sales_past_their_retention_and_customers_left_without_sales(
+    erasure_pipeline: Pipeline, db_backend: str
+) -> None:
+    from datetime import UTC, datetime
+
+    url = erasure_pipeline.database_url("bookkeeping")
+    engine = make_engine(url)
+    ensure_schema(engine, metadata, MIGRATIONS)
+    erased_at = datetime(2027, 1, 1, tzinfo=UTC)
+    with engine.begin() as conn:
+        conn.execute(insert(Sale), [
+            _sale_row("p-old", "u-gone", date(2033, 12, 31)),
+            _sale_row("p-old-2", "u-kept", date(2033, 12, 31)),
+            _sale_row("p-new", "u-kept", date(2034, 12, 31)),
+            _sale_row("p-active", "u-active", date(2033, 12, 31)),
+        ])
+        conn.execute(insert(CustomerRecord), [
+            {"user_id": "u-gone", "customer_number": "u-gone", "active": False, "anonymised_at": erased_at},
+            {"user_id": "u-kept", "customer_number": "u-kept", "active": False, "anonymised_at": erased_at},
+            {"user_id": "u-active", "customer_number": "u-active", "active": True, "anonymised_at": None},
+        ])
+
+    assert run_purge(url, today=date(2033, 12, 31)) == 0, "the last day of retention is still kept"
+    assert run_purge(url, today=date(2034, 1, 1)) == 4
+
+    with Session(engine) as session:
+        assert session.scalars(select(Sale.purchase_id)).all() == ["p-new"]
+        assert sorted(session.scalars(select(CustomerRecord.user_id))) == ["u-active", "u-kept"]
+        assert [p.rows for p in session.scalars(select(Purge).order_by(Purge.id))] == [0, 4]
+    engine.dispose()

@@ -1,0 +1,357 @@
+"""The ledger on the real broker and both databases: every erasure is tracked to completion, with a receipt."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Iterable
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from schemas import SLICE_SERVICES, ErasureCompleted, ErasureSliceReported, UserDeregistered
+from schemas.examples import example_deregistration, example_slice_report
+from services.ledger import queries
+from services.ledger.commands import receipt_command, status_command
+from services.ledger.main import build
+from services.ledger.models import ReceiptEntry
+from services.ledger.receipt import Entry, canonical, entry_hash, link, opening_hash, verify_chain
+from shared.testing import wait_until
+from shared.testing.pipeline import Pipeline, RunningService
+
+
+def _deregistration(**overrides: Any) -> UserDeregistered:
+    """A fresh request for a fresh user, received now."""
+    fields = {"request_id": str(uuid4()), "requested_at": datetime.now(UTC), **overrides}
+    return example_deregistration(f"u-{uuid4().hex[:12]}", **fields)
+
+
+def _reports(request: UserDeregistered, services: Iterable[str] = SLICE_SERVICES) -> list[ErasureSliceReported]:
+    return [example_slice_report(s, request.user_id, request_id=str(request.request_id), replay=request.replay,
+                                 reported_at=datetime.now(UTC))
+            for s in services]
+
+
+def _publish_and_wait(pipeline: Pipeline, running: RunningService, *events: Any) -> None:
+    for sent in pipeline.publish(*events):
+        running.wait_handled(sent.event_id)
+
+
+class Completions:
+    """ErasureCompleted events read from the account queue (bound to them), kept across reads."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pipeline = pipeline
+        self.seen: list[dict[str, Any]] = []
+
+    def read(self) -> list[dict[str, Any]]:
+        for message in self.pipeline.take(f"{self.pipeline.namespace}.account"):
+            envelope = json.loads(message.body)
+            if envelope["type"] == ErasureCompleted.event_type:
+                self.seen.append(envelope["data"])
+        return self.seen
+
+    def of(self, request: UserDeregistered) -> list[dict[str, Any]]:
+        return [c for c in self.read() if c["request_id"] == str(request.request_id)]
+
+    def wait_one(self, request: UserDeregistered) -> dict[str, Any]:
+        wait_until(lambda: self.of(request), what=f"ErasureCompleted for {request.request_id}")
+        time.sleep(0.3)  # give a wrongly repeated completion the time to show up
+        [completion] = self.of(request)
+        return completion
+
+
+def _status(running: RunningService, request: UserDeregistered) -> queries.RequestStatus:
+    with Session(running.engine) as session:
+        status = queries.request_status(session, str(request.request_id))
+    assert status is not None
+    return status
+
+
+def _verify(running: RunningService, request: UserDeregistered) -> queries.VerifyResult:
+    with Session(running.engine) as session:
+        result = queries.verify_receipt(session, str(request.request_id))
+    assert result is not None
+    return result
+
+
+@pytest.fixture
+def ledger_url(erasure_pipeline: Pipeline) -> str:
+    return erasure_pipeline.database_url("ledger")
+
+
+@pytest.fixture
+def ledger(erasure_pipeline: Pipeline, ledger_url: str) -> RunningService:
+    return erasure_pipeline.start(build(), ledger_url)
+
+
+# ---- the receipt chain as pure functions ------------------------------------------------------------------
+
+def _chain(payloads: list[dict[str, Any]], opening: str) -> list[Entry]:
+    entries, prev = [], opening
+    for seq, payload in enumerate(payloads, start=1):
+        entries.append(link(prev, seq, payload["service"], payload))
+        prev = entries[-1].entry_hash
+    return entries
+
+
+OPENING = opening_hash("r-1", "u-1", "user_request", datetime(2026, 4, 14, 8, tzinfo=UTC))
+PAYLOADS = [{"service": s, "outcome": "erased", "erased": ["x"]} for s in SLICE_SERVICES]
+
+
+def test_entry_hash_is_sha256_of_prev_hash_and_canonical_payload() -> None:
+    payload = {"service": "payment", "b": [1, 2], "a": "Bokföringslagen"}
+    assert canonical(payload) == '{"a":"Bokföringslagen","b":[1,2],"service":"payment"}'
+    expected = hashlib.sha256(("0" * 64 + canonical(payload)).encode()).hexdigest()
+    assert entry_hash("0" * 64, payload) == expected == entry_hash("0" * 64, canonical(payload))
+
+
+def test_intact_chain_verifies_against_its_opening_record_and_head() -> None:
+    entries = _chain(PAYLOADS, OPENING)
+    result = verify_chain(entries, opening=OPENING, head=entries[-1].entry_hash)
+    assert result.ok and result.broken_at_seq is None
+
+
+def test_changed_payload_breaks_the_chain_at_that_entry() -> None:
+    entries = _chain(PAYLOADS, OPENING)
+    forged = entries[2].payload.replace('"erased"', '"nothing_held"')
+    entries[2] = Entry(3, entries[2].service, forged, entries[2].prev_hash, entries[2].entry_hash)
+    result = verify_chain(entries, opening=OPENING)
+    assert not result.ok and result.broken_at_seq == 3 and "hash" in result.reason
+
+
+def test_rehashed_forgery_is_caught_by_the_next_link_or_the_receipt_hash() -> None:
+    entries = _chain(PAYLOADS, OPENING)
+    head = entries[-1].entry_hash
+    forged = _chain([*PAYLOADS[:3], {**PAYLOADS[3], "outcome": "nothing_held", "erased": []}], OPENING)[3]
+    result = verify_chain([*entries[:3], forged, entries[4]], opening=OPENING, head=head)
+    assert (result.ok, result.broken_at_seq) == (False, 5)
+    rebuilt = _chain([*PAYLOADS[:3], {**PAYLOADS[3], "outcome": "nothing_held", "erased": []}, PAYLOADS[4]],
+                     OPENING)
+    assert verify_chain(rebuilt, opening=OPENING, head=head).broken_at_seq == 5
+
+
+def test_chain_from_another_opening_record_fails_at_its_first_entry() -> None:
+    other = opening_hash("r-1", "u-2", "user_request", datetime(2026, 4, 14, 8, tzinfo=UTC))
+    result = verify_chain(_chain(PAYLOADS, other), opening=OPENING)
+    assert (result.ok, result.broken_at_seq) == (False, 1)
+
+
+def test_missing_or_repeated_entries_break_the_chain() -> None:
+    entries = _chain(PAYLOADS, OPENING)
+    assert verify_chain([entries[0], *entries[2:]], opening=OPENING).broken_at_seq == 3
+    twice = _chain([*PAYLOADS, PAYLOADS[0]], OPENING)
+    assert verify_chain(twice, opening=OPENING).broken_at_seq == 6
+
+
+# ---- the ledger service ----------------------------------------------------------------------------------
+
+def test_request_completes_once_all_five_slices_have_reported(erasure_pipeline, db_backend, ledger) -> None:
+    completions = Completions(erasure_pipeline)
+    request = _deregistration()
+    _publish_and_wait(erasure_pipeline, ledger, request)
+    opened = _status(ledger, request)
+    assert (opened.status, opened.reason, opened.opened_by) == ("open", "user_request", "deregistration")
+    assert opened.due_at == request.requested_at + timedelta(days=30)
+    assert opened.missing == SLICE_SERVICES
+
+    reports = _reports(request)
+    _publish_and_wait(erasure_pipeline, ledger, *reports[:4])
+    assert _status(ledger, request).missing == ("newsletter",)
+    assert completions.of(request) == []
+    _publish_and_wait(erasure_pipeline, ledger, reports[4])
+
+    status = _status(ledger, request)
+    assert status.status == "complete" and status.missing == ()
+    assert {s.service: s.outcome for s in status.slices} == {r.service: r.outcome for r in reports}
+    assert _verify(ledger, request).ok
+    completion = completions.wait_one(request)
+    assert completion["user_id"] == request.user_id
+    assert completion["receipt_hash"] == status.receipt_hash
+    assert completion["replay"] is False
+    assert datetime.fromisoformat(completion["completed_at"]) == status.completed_at
+    assert max(r.reported_at for r in reports) <= status.completed_at <= datetime.now(UTC)
+    kept = {(c["category"], c["held_by"], c["retain_until"]) for c in completion["retained"]}
+    assert kept == {("payment transaction record", "PayPal", "2033-12-31"),
+                    ("sales transaction details", "Visma eAccounting", "2033-12-31")}
+
+
+def test_duplicate_reports_are_ignored_and_the_first_one_stands(erasure_pipeline, db_backend, ledger) -> None:
+    completions = Completions(erasure_pipeline)
+    request = _deregistration()
+    first, *rest = _reports(request)
+    different = example_slice_report("account", request.user_id, request_id=str(request.request_id),
+                                     erased=["contact details"])
+    _publish_and_wait(erasure_pipeline, ledger, request, first, first, different, *rest)
+    status = _status(ledger, request)
+    assert status.status == "complete"
+    assert status.slices[0].report["erased"] == list(first.erased)
+    with Session(ledger.engine) as session:
+        assert len(queries.receipt_entries(session, str(request.request_id))) == 5
+    completions.wait_one(request)
+
+    _publish_and_wait(erasure_pipeline, ledger, first, rest[-1])
+    time.sleep(0.3)
+    assert len(completions.of(request)) == 1, "a late duplicate must not complete the request again"
+    assert _status(ledger, request).receipt_hash == status.receipt_hash
+
+
+@pytest.mark.parametrize("early", [2, 5])
+def test_reports_before_the_deregistration_open_the_request_and_nothing_is_lost(
+        erasure_pipeline, db_backend, ledger, early) -> None:
+    completions = Completions(erasure_pipeline)
+    request = _deregistration(reason="inactivity")
+    reports = _reports(request)
+    _publish_and_wait(erasure_pipeline, ledger, *reports[:early])
+    waiting = _status(ledger, request)
+    assert (waiting.status, waiting.opened_by, waiting.reason, waiting.requested_at) == ("open", "report", None, None)
+    assert waiting.awaiting_deregistration
+    assert waiting.missing == SLICE_SERVICES[early:]
+    assert completions.of(request) == []
+
+    _publish_and_wait(erasure_pipeline, ledger, request, *reports[early:])
+    status = _status(ledger, request)
+    assert (status.status, status.reason, status.opened_by) == ("complete", "inactivity", "report")
+    assert status.requested_at == request.requested_at
+    assert status.due_at == request.requested_at + timedelta(days=30)
+    assert _verify(ledger, request).ok
+    assert completions.wait_one(request)["receipt_hash"] == status.receipt_hash
+
+
+def test_ledger_stopped_midway_loses_nothing(erasure_pipeline, db_backend, ledger_url) -> None:
+    completions = Completions(erasure_pipeline)
+    request = _deregistration()
+    reports = _reports(request)
+    first = erasure_pipeline.start(build(), ledger_url)
+    _publish_and_wait(erasure_pipeline, first, request, *reports[:2])
+    first.stop()
+
+    sent = erasure_pipeline.publish(*reports[2:])
+    second = erasure_pipeline.start(build(), ledger_url)
+    for message in sent:
+        second.wait_handled(message.event_id)
+    status = _status(second, request)
+    assert status.status == "complete"
+    assert _verify(second, request).ok
+    assert completions.wait_one(request)["receipt_hash"] == status.receipt_hash
+
+
+def test_tampered_receipt_entry_fails_verification_at_that_entry(
+        erasure_pipeline, db_backend, ledger, ledger_url) -> None:
+    request = _deregistration()
+    _publish_and_wait(erasure_pipeline, ledger, request, *_reports(request))
+    assert _verify(ledger, request).ok
+    with ledger.engine.begin() as conn:
+        payload = conn.execute(select(ReceiptEntry.payload).where(
+            ReceiptEntry.request_id == str(request.request_id), ReceiptEntry.seq == 3)).scalar_one()
+        conn.execute(update(ReceiptEntry).where(
+            ReceiptEntry.request_id == str(request.request_id), ReceiptEntry.seq == 3,
+        ).values(payload=payload.replace("2033-12-31", "2026-12-31")))
+
+    result = _verify(ledger, request)
+    assert (result.ok, result.broken_at_seq) == (False, 3)
+    text, code = receipt_command(ledger_url, str(request.request_id), verify=True)
+    assert code == 1
+    assert "VERIFICATION FAILED at entry 3" in text
+
+
+def test_request_with_a_silent_slice_is_overdue_naming_that_slice(
+        erasure_pipeline, db_backend, ledger_url, monkeypatch) -> None:
+    monkeypatch.setenv("ERASURE_LEDGER_DUE_SECONDS", "1")
+    ledger = erasure_pipeline.start(build(), ledger_url)
+    request = _deregistration()
+    _publish_and_wait(erasure_pipeline, ledger, request, *_reports(request, SLICE_SERVICES[:4]))
+
+    def listed(now: datetime) -> list[queries.OverdueRequest]:
+        with Session(ledger.engine) as session:
+            return [o for o in queries.overdue(session, now) if o.request_id == str(request.request_id)]
+
+    assert listed(request.requested_at) == []
+    [late] = wait_until(lambda: listed(datetime.now(UTC)), timeout=5, what="the request to be overdue")
+    assert late.why == "past_due"
+    assert late.missing == ("newsletter",)
+    text, code = status_command(ledger_url, overdue=True)
+    assert code == 0
+    assert str(request.request_id) in text and "newsletter" in text and "past_due" in text
+
+
+def test_request_open_longer_than_the_stuck_threshold_is_reported_stuck(erasure_pipeline, ledger) -> None:
+    request = _deregistration()
+    _publish_and_wait(erasure_pipeline, ledger, request, *_reports(request, ["account", "payment"]))
+    opened_at = _status(ledger, request).opened_at
+    with Session(ledger.engine) as session:
+        assert queries.overdue(session, opened_at, stuck_after=timedelta(seconds=1)) == []
+        [stuck] = queries.overdue(session, opened_at + timedelta(seconds=2), stuck_after=timedelta(seconds=1))
+    assert stuck.why == "stuck"
+    assert stuck.missing == ("installer_sharing", "bookkeeping", "newsletter")
+
+
+def test_report_naming_another_user_is_dead_lettered(erasure_pipeline, ledger) -> None:
+    request = _deregistration()
+    _publish_and_wait(erasure_pipeline, ledger, request)
+    stray = example_slice_report("account", "u-someone-else", request_id=str(request.request_id))
+    erasure_pipeline.publish(stray)
+    dead_queue = f"{erasure_pipeline.namespace}.ledger.dead"
+    wait_until(lambda: erasure_pipeline.depth(dead_queue) == 1, what="dead letter")
+    [dead] = erasure_pipeline.take(dead_queue)
+    assert dead.headers["x-error-kind"] == "permanent"
+    assert str(request.request_id) in dead.headers["x-error"]
+    assert _status(ledger, request).missing == SLICE_SERVICES
+
+
+def test_replayed_erasure_is_its_own_request_and_completes_as_a_replay(erasure_pipeline, ledger) -> None:
+    completions = Completions(erasure_pipeline)
+    original = _deregistration()
+    _publish_and_wait(erasure_pipeline, ledger, original, *_reports(original))
+    replay = example_deregistration(original.user_id, request_id=str(uuid4()), requested_at=datetime.now(UTC),
+                                    replay=True, original_request_id=str(original.request_id))
+    _publish_and_wait(erasure_pipeline, ledger, replay, *_reports(replay))
+
+    status = _status(ledger, replay)
+    assert status.replay and status.original_request_id == str(original.request_id)
+    assert completions.wait_one(replay)["replay"] is True
+    with Session(ledger.engine) as session:
+        since = _status(ledger, original).completed_at
+        done = queries.completed_since(session, since)
+        assert [d.request_id for d in done] == [str(original.request_id), str(replay.request_id)]
+        mine = queries.requests_for_user(session, original.user_id)
+        assert [r.request_id for r in mine] == [str(original.request_id), str(replay.request_id)]
+
+
+def test_status_and_receipt_commands_show_every_slice_and_the_receipt_hash(
+        erasure_pipeline, db_backend, ledger, ledger_url) -> None:
+    request = _deregistration()
+    reports = _reports(request)
+    _publish_and_wait(erasure_pipeline, ledger, request, *reports)
+    receipt_hash = _status(ledger, request).receipt_hash
+    assert receipt_hash
+
+    text, code = status_command(ledger_url, request_id=str(request.request_id))
+    assert code == 0
+    assert str(request.request_id) in text and receipt_hash in text
+    rows = {line.split()[0]: line.split()[1] for line in text.splitlines()
+            if line.split() and line.split()[0] in SLICE_SERVICES}
+    assert rows == {r.service: r.outcome for r in reports}
+    assert "Bokföringslagen (1999:1078) 7 kap. 2 §; until 2033-12-31" in text
+
+    data = json.loads(status_command(ledger_url, request_id=str(request.request_id), as_json=True)[0])
+    assert data["receipt_hash"] == receipt_hash and data["status"] == "complete"
+    assert [s["outcome"] for s in data["slices"]] == [r.outcome for r in reports]
+    by_user, code = status_command(ledger_url, user_id=request.user_id)
+    assert code == 0 and str(request.request_id) in by_user
+
+    text, code = receipt_command(ledger_url, str(request.request_id), verify=True)
+    assert code == 0
+    assert receipt_hash in text and "Verified: 5 entries intact" in text
+    data = json.loads(receipt_command(ledger_url, str(request.request_id), verify=True, as_json=True)[0])
+    assert data["verification"]["ok"] and data["entries"][-1]["entry_hash"] == receipt_hash
+
+    assert status_command(ledger_url, request_id=str(uuid4()))[1] == 2
+    assert status_command(ledger_url, user_id="u-nobody")[1] == 2
+    assert receipt_command(ledger_url, str(uuid4()), verify=True)[1] == 2
+    assert status_command(ledger_url)[1] == 2
