@@ -3,7 +3,8 @@
 Browsing takes messages with basic_get and holds them unacknowledged until it is done, then returns all it did
 not settle (basic_nack, requeue). Each return adds one to the message's quorum delivery count; that is harmless
 here because dead-letter queues have no `x-delivery-limit` (on RabbitMQ 3.x a quorum queue without one never
-drops a message for being redelivered).
+drops a message for being redelivered; RabbitMQ 4 gives quorum queues a default limit, so there the dead-letter
+queues need an explicit one, e.g. -1, before browsing is safe).
 
 Replay is crash-safe through a small journal, keyed by (service, event id, failed-at): "publishing" before the
 confirmed publish, "published" after its confirm, gone after the dead letter's ack has reached the broker. A
@@ -16,8 +17,10 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -45,6 +48,7 @@ BROKER_DEATH_PREFIXES = ("x-first-death-", "x-last-death-")
 PROPERTY_NAMES = ("content_type", "content_encoding", "delivery_mode", "priority", "correlation_id", "reply_to",
                   "expiration", "message_id", "timestamp", "type", "user_id", "app_id", "cluster_id")
 JOURNAL_FILE = "dlq-replay.sqlite"
+RETURN_WAIT_S = 5.0
 Advance = Callable[[int], None]
 
 
@@ -81,10 +85,6 @@ class DeadLetter:
         return self.properties.message_id or "sha256:" + hashlib.sha256(self.body).hexdigest()[:16]
 
     @property
-    def event_type(self) -> str:
-        return self.properties.type or ""
-
-    @property
     def death(self) -> dict[str, Any]:
         """The broker's latest x-death entry (set when the broker itself dead-lettered the message)."""
         deaths = self.headers.get("x-death") or []
@@ -117,9 +117,10 @@ class DeadLetter:
         raw = self.headers.get("x-failed-at")
         if isinstance(raw, str):
             try:
-                return datetime.fromisoformat(raw)
+                parsed = datetime.fromisoformat(raw)
             except ValueError:
                 return None
+            return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
         when = self.death.get("time")
         return when if isinstance(when, datetime) else None
 
@@ -137,15 +138,9 @@ class DeadLetter:
 
     def summary(self) -> dict[str, Any]:
         """The list view of this dead letter, personal data masked."""
-        return {
-            "service": self.service,
-            "id": self.id,
-            "type": self.event_type,
-            "kind": self.kind,
-            "error": self.error,
-            "attempts": self.attempts,
-            "failed_at": self.failed_at.isoformat() if self.failed_at else None,
-        }
+        return {"service": self.service, "id": self.id, "type": self.properties.type or "", "kind": self.kind,
+                "error": self.error, "attempts": self.attempts,
+                "failed_at": self.failed_at.isoformat() if self.failed_at else None}
 
     def detail(self, *, reveal: bool = False) -> dict[str, Any]:
         """Properties, headers and body; personal data masked unless `reveal`."""
@@ -196,19 +191,12 @@ class QueueSummary:
     count: int = 0
     oldest_failed_at: datetime | None = None
 
-    def as_dict(self, now: datetime) -> dict[str, Any]:
-        oldest = self.oldest_failed_at
-        return {"service": self.service, "queue": self.queue, "exists": self.exists, "count": self.count,
-                "oldest_failed_at": oldest.isoformat() if oldest else None,
-                "oldest_age_s": round((now - oldest).total_seconds(), 1) if oldest else None}
-
 
 @dataclass
 class ReplayReport:
     selected: int = 0
     moved: dict[str, int] = field(default_factory=dict)
     acked_only: int = 0
-    dry_run: bool = False
 
     @property
     def total_moved(self) -> int:
@@ -250,9 +238,6 @@ class Journal:
         with self._db:
             self._db.execute("DELETE FROM replay WHERE updated_at < ?", (cutoff,))
 
-    def entries(self) -> list[tuple[str, str, str, str]]:
-        return self._db.execute("SELECT service, event_id, failed_at, state FROM replay").fetchall()
-
     def close(self) -> None:
         self._db.close()
 
@@ -264,6 +249,7 @@ class HeldQueue:
         self.channel = channel
         self.service = service
         self.name = names.dead_queue(service)
+        self._held = 0
 
     def depth(self) -> int:
         return int(self.channel.queue_declare(self.name, passive=True).method.message_count)
@@ -274,18 +260,27 @@ class HeldQueue:
             method, properties, body = self.channel.basic_get(self.name, auto_ack=False)
             if method is None:
                 return
+            self._held += 1
             yield DeadLetter(self.service, method.delivery_tag, body, properties)
 
     def ack(self, letters: Sequence[DeadLetter]) -> None:
         """Delete these dead letters, and return once the broker has processed the acks."""
         for letter in letters:
             self.channel.basic_ack(letter.tag)
+        self._held -= len(letters)
         self.depth()  # a synchronous round trip on the same channel: the acks before it are processed
 
     def release(self) -> None:
-        """Return every message still held (requeue), in one nack."""
-        if self.channel.is_open:
-            self.channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
+        """Return every message still held (one nack) and wait until the queue counts them as ready again."""
+        if not self.channel.is_open or not self._held:
+            return
+        expected = self.depth() + self._held
+        self.channel.basic_nack(delivery_tag=0, multiple=True, requeue=True)
+        # A quorum queue applies returns a moment after the nack; the next command must see them all.
+        deadline = time.monotonic() + RETURN_WAIT_S
+        while self.depth() < expected and time.monotonic() < deadline:
+            time.sleep(0.005)
+        self._held = 0
 
 
 @contextmanager
@@ -309,8 +304,10 @@ def connect(settings: RuntimeSettings) -> Iterator[pika.BlockingConnection]:
 def existing(conn: pika.BlockingConnection, names: Names, services: Sequence[str] | None) -> list[str]:
     """The services whose dead-letter queue exists; a service named explicitly must have one."""
     found = []
+    channel_log = logging.getLogger("pika.channel")
     for service in services or catalog_services():
         channel = conn.channel()
+        level, channel_log.level = channel_log.level, logging.ERROR  # a missing queue is an answer, not a warning
         try:
             channel.queue_declare(names.dead_queue(service), passive=True)
             channel.close()
@@ -321,6 +318,8 @@ def existing(conn: pika.BlockingConnection, names: Names, services: Sequence[str
                                       f"{names.namespace!r}: check the service name and ERASURE_NAMESPACE") from exc
             if exc.reply_code != 404:
                 raise
+        finally:
+            channel_log.setLevel(level)
     return found
 
 
@@ -342,10 +341,17 @@ def depths(settings: RuntimeSettings, services: Sequence[str] | None) -> dict[st
     with connect(settings) as conn:
         result = {}
         for service in existing(conn, names, services):
-            channel = conn.channel()
-            result[service] = int(channel.queue_declare(names.dead_queue(service), passive=True).method.message_count)
-            channel.close()
+            with held(conn, names, service) as queue:
+                result[service] = queue.depth()
         return result
+
+
+def _matching(queue: HeldQueue, selection: Selection, advance: Advance | None) -> Iterator[DeadLetter]:
+    for letter in queue.letters():
+        if advance:
+            advance(1)
+        if selection.matches(letter):
+            yield letter
 
 
 def survey(settings: RuntimeSettings, services: Sequence[str] | None,
@@ -373,16 +379,12 @@ def select(settings: RuntimeSettings, services: Sequence[str] | None, selection:
            advance: Advance | None = None) -> list[DeadLetter]:
     """The dead letters a selection matches, without changing any queue."""
     names = Names(settings.namespace)
-    chosen = []
     with connect(settings) as conn:
+        chosen = []
         for service in existing(conn, names, services):
             with held(conn, names, service) as queue:
-                for letter in queue.letters():
-                    if advance:
-                        advance(1)
-                    if selection.matches(letter):
-                        chosen.append(letter)
-    return chosen
+                chosen.extend(_matching(queue, selection, advance))
+        return chosen
 
 
 def purge(settings: RuntimeSettings, services: Sequence[str] | None, selection: Selection,
@@ -393,12 +395,7 @@ def purge(settings: RuntimeSettings, services: Sequence[str] | None, selection: 
     with connect(settings) as conn:
         for service in existing(conn, names, services):
             with held(conn, names, service) as queue:
-                doomed = []
-                for letter in queue.letters():
-                    if advance:
-                        advance(1)
-                    if selection.matches(letter):
-                        doomed.append(letter)
+                doomed = list(_matching(queue, selection, advance))
                 queue.ack(doomed)
             if doomed:
                 removed[service] = len(doomed)
@@ -417,44 +414,39 @@ def replay(
 ) -> ReplayReport:
     """Move the selected dead letters back to their service queues with the attempt count reset."""
     names = Names(settings.namespace)
-    report = ReplayReport(dry_run=dry_run)
-    journal.prune(timedelta(days=settings.dead_letter_ttl_days + 1))
+    report = ReplayReport()
+    if not dry_run:
+        journal.prune(timedelta(days=settings.dead_letter_ttl_days + 1))
     now = datetime.now(UTC)
     with connect(settings) as conn:
         present = existing(conn, names, services)
-        if dry_run:
-            producer = None
-        else:
-            producer = Producer(settings.amqp_url, exchange="", name="erasure-dlq-replay").start()
+        producer = None if dry_run else Producer(settings.amqp_url, exchange="", name="erasure-dlq-replay").start()
         try:
             for service in present:
                 with held(conn, names, service) as queue:
                     pending: list[DeadLetter] = []
-                    for letter in queue.letters():
-                        if advance:
-                            advance(1)
-                        if not selection.matches(letter):
-                            continue
+                    for letter in _matching(queue, selection, advance):
                         report.selected += 1
                         if journal.state(letter.key) == "published":
                             report.acked_only += 1
-                            if not dry_run:
+                            if producer is not None:
                                 queue.ack([letter])
                                 journal.forget([letter.key])
                             continue
                         pending.append(letter)
                         if len(pending) >= batch_size:
-                            _move(producer, queue, journal, pending, names, now, report)
+                            _move(producer, queue, journal, pending, names=names, now=now, report=report)
                             pending = []
-                    _move(producer, queue, journal, pending, names, now, report)
+                    _move(producer, queue, journal, pending, names=names, now=now, report=report)
         finally:
             if producer is not None:
                 producer.close()
     return report
 
 
-def _move(producer: Producer | None, queue: HeldQueue, journal: Journal, letters: list[DeadLetter],
+def _move(producer: Producer | None, queue: HeldQueue, journal: Journal, letters: list[DeadLetter], *,
           names: Names, now: datetime, report: ReplayReport) -> None:
+    """Publish with confirms first, journal that, then ack: a crash anywhere loses nothing."""
     if not letters:
         return
     if producer is not None:

@@ -68,3 +68,7 @@ def publish(kind: str, user_id: str, data_file: Any, count: int, as_json: bool) 
 
 
 ops_commands = [publish]
+
+from services.cli.dlq import dlq  # noqa: E402
+
+ops_commands.append(dlq)

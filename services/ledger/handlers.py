@@ -112,7 +112,8 @@ def open_erasure_request(event: UserDeregistered, ctx: Context) -> None:
     else:
         _check_same_user(request, event.user_id, ctx.event_id)
         if request.reason is not None:
-            ctx.log.info("erasure request already open; deregistration ignored", request_id=request_id)
+            ctx.log.info("erasure request already known; deregistration ignored", request_id=request_id,
+                         status=request.status)
             return
     request.reason = event.reason
     request.requested_at = event.requested_at

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -144,6 +145,16 @@ def receipt_entries(session: Session, request_id: str) -> list[Entry]:
     return [Entry(e.seq, e.service, e.payload, e.prev_hash, e.entry_hash) for e in request.entries]
 
 
+def _report_differing_from_chain(request: ErasureRequest, entries: list[Entry]) -> VerifyResult | None:
+    """The status table must say what the receipt says: a slice row edited after the fact is caught here."""
+    reports = {row.service: row.report for row in request.slices}
+    for entry in entries:
+        if json.loads(entry.payload) != reports.get(entry.service):
+            return VerifyResult(False, entry.seq, f"the recorded report of {entry.service} differs from its "
+                                                  "receipt entry")
+    return None
+
+
 def verify_receipt(session: Session, request_id: str) -> VerifyResult | None:
     """Check a request's receipt chain against its opening record and receipt hash; None if unknown."""
     request = session.get(ErasureRequest, str(request_id))
@@ -158,6 +169,9 @@ def verify_receipt(session: Session, request_id: str) -> VerifyResult | None:
     result = verify_chain(entries, opening=opening, head=request.receipt_hash)
     if not result.ok:
         return result
+    mismatch = _report_differing_from_chain(request, entries)
+    if mismatch is not None:
+        return mismatch
     if request.status == OPEN:
         if request.receipt_hash is not None:
             return VerifyResult(False, None, "an open request carries a receipt hash")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Self
 
-from pydantic import AliasChoices, Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.bookkeeping.retention import check_fiscal_year_end
@@ -45,12 +45,12 @@ class PaymentSettings(BaseSettings):
     http_attempts: int = Field(3, ge=1, description="Tries of one PayPal call in process before the delay tiers.")
     fiscal_year_end_month: int = Field(
         12,
-        validation_alias=AliasChoices("ERASURE_BOOKKEEPING_FISCAL_YEAR_END_MONTH", "fiscal_year_end_month"),
+        validation_alias="ERASURE_BOOKKEEPING_FISCAL_YEAR_END_MONTH",
         description="Month the company's financial year ends in (shared with bookkeeping).",
     )
     fiscal_year_end_day: int = Field(
         31,
-        validation_alias=AliasChoices("ERASURE_BOOKKEEPING_FISCAL_YEAR_END_DAY", "fiscal_year_end_day"),
+        validation_alias="ERASURE_BOOKKEEPING_FISCAL_YEAR_END_DAY",
         description="Last day of that month (shared with bookkeeping).",
     )
 

@@ -82,21 +82,24 @@ class Pipeline:
         workdir: Path,
         postgres_admin_url: str | None = None,
         namespace: str | None = None,
+        keep_namespace: bool = False,
         **settings: Any,
     ) -> None:
         self.namespace = namespace or f"t{uuid.uuid4().hex[:10]}"
+        # Quorum queues are not made for churn: a suite shares one namespace per process and purges it
+        # between tests instead of declaring and deleting ~40 queues each time (rabbitmq-server #13828).
+        self.keep_namespace = keep_namespace
         self.settings = RuntimeSettings(amqp_url=amqp_url, namespace=self.namespace, **settings)
         self.workdir = workdir
         self.postgres_admin_url = postgres_admin_url
         self.services: dict[str, RunningService] = {}
         self._databases: list[str] = []
         self._producer: Producer | None = None
-        self._extra: list[Service] = []
 
     def database_url(self, service: str) -> str:
         """A new, empty database for a service: PostgreSQL if an admin URL was given, else SQLite."""
         if self.postgres_admin_url:
-            name = f"{self.namespace}_{service}"
+            name = f"{self.namespace}_{uuid.uuid4().hex[:6]}_{service}"
             self._databases.append(name)
             return create_database(self.postgres_admin_url, name)
         return f"sqlite:///{self.workdir / f'{self.namespace}_{service}.db'}"
@@ -108,7 +111,7 @@ class Pipeline:
         running = RunningService(service, self.settings, database_url or self.database_url(service.name),
                                  http_port=http_port)
         self.services[service.name] = running
-        self._extra.append(service)
+        self._remember(service)
         return running.start()
 
     @property
@@ -130,8 +133,7 @@ class Pipeline:
 
     def declare(self, extra: Service | None = None) -> None:
         """Declare the namespace's full topology, plus an extra service's (as every service does at start)."""
-        if extra is not None:
-            self._extra.append(extra)
+        self._remember(extra)
         with kombu.Connection(self.settings.amqp_url) as conn:
             declare(conn.default_channel, full_topology(self.settings, extra))
 
@@ -154,22 +156,52 @@ class Pipeline:
                     channel.basic_reject(message.delivery_tag, requeue=True)
         return taken
 
+    def _remember(self, extra: Service | None) -> None:
+        names = _DECLARED.setdefault(self.namespace, set())
+        names.update(q.name for q in full_topology(self.settings, extra).queues)
+
     def queue_names(self) -> Iterable[str]:
-        topology = full_topology(self.settings)
-        extra = [q.name for s in self._extra for q in full_topology(self.settings, s).queues]
-        return sorted({q.name for q in topology.queues} | set(extra))
+        """Every queue this namespace has had declared through a Pipeline in this process."""
+        self._remember(None)
+        return sorted(_DECLARED[self.namespace])
+
+    def purge(self) -> None:
+        """Empty every queue of the namespace (ready messages; unacked ones return when consumers stop)."""
+        _for_each_queue(self.settings.amqp_url, self.queue_names(), "queue_purge")
 
     def close(self) -> None:
-        """Stop services, delete the namespace's queues and exchanges, drop its databases."""
+        """Stop services; purge (shared namespace) or delete (own namespace) its queues; drop databases."""
         for running in self.services.values():
             running.stop()
         if self._producer is not None:
             self._producer.close()
-        with kombu.Connection(self.settings.amqp_url) as conn:
-            channel = conn.channel()
-            for name in self.queue_names():
-                channel.queue_delete(name)
-            for name, _kind in full_topology(self.settings).exchanges:
-                channel.exchange_delete(name)
+        if self.keep_namespace:
+            self.purge()
+        else:
+            delete_namespace(self.settings.amqp_url, self.namespace)
         for name in self._databases:
             drop_database(self.postgres_admin_url or "", name)
+
+
+_DECLARED: dict[str, set[str]] = {}
+
+
+def _for_each_queue(amqp_url: str, names: Iterable[str], method: str) -> None:
+    from amqp.exceptions import NotFound
+
+    with kombu.Connection(amqp_url) as conn:
+        channel = conn.channel()
+        for name in names:
+            try:
+                getattr(channel, method)(name)
+            except NotFound:
+                channel = conn.channel()  # the broker closed the channel; the queue was never declared
+
+
+def delete_namespace(amqp_url: str, namespace: str) -> None:
+    """Delete every queue and exchange a Pipeline declared in this namespace."""
+    _for_each_queue(amqp_url, sorted(_DECLARED.pop(namespace, set())), "queue_delete")
+    with kombu.Connection(amqp_url) as conn:
+        channel = conn.channel()
+        for name in (f"{namespace}.events", f"{namespace}.dead"):
+            channel.exchange_delete(name)

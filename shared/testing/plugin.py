@@ -11,13 +11,14 @@ Upstream services get it by installing this package:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from shared.testing.infra import amqp_url_or_none, postgres_url_or_none
-from shared.testing.pipeline import Pipeline
+from shared.testing.pipeline import Pipeline, delete_namespace
 
 
 @pytest.fixture(scope="session")
@@ -44,13 +45,24 @@ def db_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture(scope="session")
+def erasure_namespace(amqp_url: str) -> Iterator[str]:
+    """One broker namespace for this test process, deleted at the end (tests purge it between them)."""
+    namespace = f"t{uuid.uuid4().hex[:8]}"
+    yield namespace
+    delete_namespace(amqp_url, namespace)
+
+
 @pytest.fixture
-def erasure_pipeline(amqp_url: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Pipeline]:
-    """A Pipeline in a private namespace; on PostgreSQL when the test also uses db_backend=postgresql."""
+def erasure_pipeline(
+    amqp_url: str, erasure_namespace: str, tmp_path: Path, request: pytest.FixtureRequest
+) -> Iterator[Pipeline]:
+    """A Pipeline on the process's namespace, emptied before and after; PostgreSQL under db_backend=postgresql."""
     backend = request.getfixturevalue("db_backend") if "db_backend" in request.fixturenames else "sqlite"
     admin = request.getfixturevalue("postgres_admin_url") if backend == "postgresql" else None
-    pipeline = Pipeline(amqp_url, workdir=tmp_path, postgres_admin_url=admin,
-                        retry_delays=(0.2, 0.4, 0.8), delivery_limit=5)
+    pipeline = Pipeline(amqp_url, workdir=tmp_path, postgres_admin_url=admin, namespace=erasure_namespace,
+                        keep_namespace=True, retry_delays=(0.2, 0.4, 0.8), delivery_limit=5)
+    pipeline.purge()
     try:
         yield pipeline
     finally:

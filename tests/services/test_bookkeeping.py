@@ -309,6 +309,32 @@ def test_redelivered_erasure_has_no_second_effect_and_a_replay_erases_and_report
     assert [c["IsActive"] for c in _visma_customers(sandbox)] == [False]
 
 
+def test_visma_customer_without_invoices_is_deleted_there_and_nothing_is_kept_here(
+    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    reports: Reports,
+) -> None:
+    running = start_bookkeeping()
+    seeded = sandbox.seed({"visma": {"customers": [{
+        "CustomerNumber": "bk-noinv", "Name": "Erik Johansson", "EmailAddress": "erik@example.com",
+        "InvoiceCity": "Umeå", "InvoicePostalCode": "903 26",
+    }]}})
+    [visma_id] = seeded["visma"]["customers"]
+    with running.engine.begin() as conn:
+        conn.execute(insert(CustomerRecord).values(
+            user_id="bk-noinv", customer_number="bk-noinv", visma_customer_id=visma_id, name="Erik Johansson",
+            email="erik@example.com", active=True))
+    [sent] = erasure_pipeline.publish(example_deregistration("bk-noinv"))
+    running.wait_handled(sent.event_id)
+    assert sandbox.state()["visma"]["customers"] == {}
+    assert [e["effect"] for e in sandbox.effects("visma")] == ["customer_deleted"]
+    assert _customer(running, "bk-noinv") is None
+    assert _tables_containing(running.engine, ["Erik Johansson", "erik@example.com"]) == []
+    [report] = reports.wait("bk-noinv")
+    assert report["outcome"] == "erased"
+    assert report["retained"] == []
+    assert report["recipients_notified"] == ["Visma eAccounting"]
+
+
 def test_erasure_of_a_user_we_never_booked_reports_nothing_held(
     start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
     reports: Reports,
@@ -364,7 +390,8 @@ def test_visma_outage_shorter_than_the_retry_window_delays_but_does_not_dead_let
 def test_permanent_refusal_by_visma_dead_letters_at_once_with_the_reason(
     start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
 ) -> None:
-    running = start_bookkeeping(visma_access_token="revoked", visma_refresh_token="revoked")
+    revoked = {"visma_access_token": "revoked", "visma_refresh_token": "revoked"}
+    running = start_bookkeeping(**revoked)
     [sent] = erasure_pipeline.publish(example_purchase("bk-refused"))
     dead_queue = f"{erasure_pipeline.namespace}.bookkeeping.dead"
     wait_until(lambda: erasure_pipeline.depth(dead_queue) == 1, what="dead letter")

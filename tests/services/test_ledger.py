@@ -19,7 +19,7 @@ from schemas.examples import example_deregistration, example_slice_report
 from services.ledger import queries
 from services.ledger.commands import receipt_command, status_command
 from services.ledger.main import build
-from services.ledger.models import ReceiptEntry
+from services.ledger.models import ReceiptEntry, SliceReport
 from services.ledger.receipt import Entry, canonical, entry_hash, link, opening_hash, verify_chain
 from shared.testing import wait_until
 from shared.testing.pipeline import Pipeline, RunningService
@@ -151,7 +151,8 @@ def test_missing_or_repeated_entries_break_the_chain() -> None:
 
 # ---- the ledger service ----------------------------------------------------------------------------------
 
-def test_request_completes_once_all_five_slices_have_reported(erasure_pipeline, db_backend, ledger) -> None:
+def test_request_completes_once_all_five_slices_have_reported(
+        erasure_pipeline: Pipeline, db_backend: str, ledger: RunningService) -> None:
     completions = Completions(erasure_pipeline)
     request = _deregistration()
     _publish_and_wait(erasure_pipeline, ledger, request)
@@ -181,7 +182,8 @@ def test_request_completes_once_all_five_slices_have_reported(erasure_pipeline, 
                     ("sales transaction details", "Visma eAccounting", "2033-12-31")}
 
 
-def test_duplicate_reports_are_ignored_and_the_first_one_stands(erasure_pipeline, db_backend, ledger) -> None:
+def test_duplicate_reports_are_ignored_and_the_first_one_stands(
+        erasure_pipeline: Pipeline, db_backend: str, ledger: RunningService) -> None:
     completions = Completions(erasure_pipeline)
     request = _deregistration()
     first, *rest = _reports(request)
@@ -203,7 +205,7 @@ def test_duplicate_reports_are_ignored_and_the_first_one_stands(erasure_pipeline
 
 @pytest.mark.parametrize("early", [2, 5])
 def test_reports_before_the_deregistration_open_the_request_and_nothing_is_lost(
-        erasure_pipeline, db_backend, ledger, early) -> None:
+        erasure_pipeline: Pipeline, db_backend: str, ledger: RunningService, early: int) -> None:
     completions = Completions(erasure_pipeline)
     request = _deregistration(reason="inactivity")
     reports = _reports(request)
@@ -223,7 +225,7 @@ def test_reports_before_the_deregistration_open_the_request_and_nothing_is_lost(
     assert completions.wait_one(request)["receipt_hash"] == status.receipt_hash
 
 
-def test_ledger_stopped_midway_loses_nothing(erasure_pipeline, db_backend, ledger_url) -> None:
+def test_ledger_stopped_midway_loses_nothing(erasure_pipeline: Pipeline, db_backend: str, ledger_url: str) -> None:
     completions = Completions(erasure_pipeline)
     request = _deregistration()
     reports = _reports(request)
@@ -241,8 +243,20 @@ def test_ledger_stopped_midway_loses_nothing(erasure_pipeline, db_backend, ledge
     assert completions.wait_one(request)["receipt_hash"] == status.receipt_hash
 
 
+def test_edited_slice_row_no_longer_matches_the_receipt(erasure_pipeline: Pipeline, ledger: RunningService) -> None:
+    request = _deregistration()
+    _publish_and_wait(erasure_pipeline, ledger, request, *_reports(request))
+    with Session(ledger.engine) as session, session.begin():
+        row = session.get(SliceReport, (str(request.request_id), "bookkeeping"))
+        assert row is not None
+        row.outcome, row.report = "erased", {**(row.report or {}), "outcome": "erased", "retained": []}
+    result = _verify(ledger, request)
+    assert (result.ok, result.broken_at_seq) == (False, 4)
+    assert "bookkeeping" in result.reason
+
+
 def test_tampered_receipt_entry_fails_verification_at_that_entry(
-        erasure_pipeline, db_backend, ledger, ledger_url) -> None:
+        erasure_pipeline: Pipeline, db_backend: str, ledger: RunningService, ledger_url: str) -> None:
     request = _deregistration()
     _publish_and_wait(erasure_pipeline, ledger, request, *_reports(request))
     assert _verify(ledger, request).ok
@@ -261,7 +275,7 @@ def test_tampered_receipt_entry_fails_verification_at_that_entry(
 
 
 def test_request_with_a_silent_slice_is_overdue_naming_that_slice(
-        erasure_pipeline, db_backend, ledger_url, monkeypatch) -> None:
+        erasure_pipeline: Pipeline, db_backend: str, ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ERASURE_LEDGER_DUE_SECONDS", "1")
     ledger = erasure_pipeline.start(build(), ledger_url)
     request = _deregistration()
@@ -280,7 +294,8 @@ def test_request_with_a_silent_slice_is_overdue_naming_that_slice(
     assert str(request.request_id) in text and "newsletter" in text and "past_due" in text
 
 
-def test_request_open_longer_than_the_stuck_threshold_is_reported_stuck(erasure_pipeline, ledger) -> None:
+def test_request_open_longer_than_the_stuck_threshold_is_reported_stuck(
+        erasure_pipeline: Pipeline, ledger: RunningService) -> None:
     request = _deregistration()
     _publish_and_wait(erasure_pipeline, ledger, request, *_reports(request, ["account", "payment"]))
     opened_at = _status(ledger, request).opened_at
@@ -291,7 +306,7 @@ def test_request_open_longer_than_the_stuck_threshold_is_reported_stuck(erasure_
     assert stuck.missing == ("installer_sharing", "bookkeeping", "newsletter")
 
 
-def test_report_naming_another_user_is_dead_lettered(erasure_pipeline, ledger) -> None:
+def test_report_naming_another_user_is_dead_lettered(erasure_pipeline: Pipeline, ledger: RunningService) -> None:
     request = _deregistration()
     _publish_and_wait(erasure_pipeline, ledger, request)
     stray = example_slice_report("account", "u-someone-else", request_id=str(request.request_id))
@@ -304,7 +319,8 @@ def test_report_naming_another_user_is_dead_lettered(erasure_pipeline, ledger) -
     assert _status(ledger, request).missing == SLICE_SERVICES
 
 
-def test_replayed_erasure_is_its_own_request_and_completes_as_a_replay(erasure_pipeline, ledger) -> None:
+def test_replayed_erasure_is_its_own_request_and_completes_as_a_replay(
+        erasure_pipeline: Pipeline, ledger: RunningService) -> None:
     completions = Completions(erasure_pipeline)
     original = _deregistration()
     _publish_and_wait(erasure_pipeline, ledger, original, *_reports(original))
@@ -324,7 +340,7 @@ def test_replayed_erasure_is_its_own_request_and_completes_as_a_replay(erasure_p
 
 
 def test_status_and_receipt_commands_show_every_slice_and_the_receipt_hash(
-        erasure_pipeline, db_backend, ledger, ledger_url) -> None:
+        erasure_pipeline: Pipeline, db_backend: str, ledger: RunningService, ledger_url: str) -> None:
     request = _deregistration()
     reports = _reports(request)
     _publish_and_wait(erasure_pipeline, ledger, request, *reports)
