@@ -83,7 +83,7 @@ def configure(level: str = "INFO", *, stream: Any = None, service: str | None = 
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("pika", "amqp", "kombu", "httpx", "httpcore", "mail.log"):
+    for noisy in ("pika", "amqp", "kombu", "httpx", "httpcore", "mail.log", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
     structlog.configure(
         processors=[*_shared_processors(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],

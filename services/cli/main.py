@@ -8,7 +8,10 @@ from pathlib import Path
 
 import click
 
-from services.cli.ops import ops_commands
+from services.cli.dlq import dlq
+from services.cli.ledger import receipt, status
+from services.cli.ops import publish
+from services.cli.retention import retention
 from services.registry import SERVICES
 from shared.settings import RuntimeSettings, database_url_for, http_port_for
 
@@ -141,7 +144,7 @@ def schemas_generate(check: bool) -> None:
         click.echo(f"wrote {path}")
 
 
-for command in ops_commands:
+for command in (publish, dlq, status, receipt, retention):
     cli.add_command(command)
 
 

@@ -1,4 +1,4 @@
-"""Operator commands that act on events: publish a signed event."""
+"""`erasure publish`: a signed event, as an upstream service would send it."""
 
 from __future__ import annotations
 
@@ -65,10 +65,3 @@ def publish(kind: str, user_id: str, data_file: Any, count: int, as_json: bool) 
             click.echo(json.dumps({"id": m.event_id, "type": m.event_type, "routing_key": m.routing_key}))
         else:
             click.echo(f"published {m.event_type} id={m.event_id} (routing key {m.routing_key})")
-
-
-ops_commands = [publish]
-
-from services.cli.dlq import dlq  # noqa: E402
-
-ops_commands.append(dlq)
