@@ -93,7 +93,7 @@ def example_purchase(user_id: str = "u-1001", **overrides: Any) -> PurchaseCompl
         "user_id": user_id,
         "purchased_at": "2026-03-02T09:15:00Z",
         "customer": example_customer(user_id),
-        "installer": {"id": "inst-42", "name": "Exempel Elinstallation AB"},
+        "installer": {"id": "inst-1", "name": "Exempel Elinstallation AB"},
         "lines": lines,
         "currency": "SEK",
         **_totals(lines),
@@ -146,7 +146,7 @@ _SLICE_DEFAULTS: dict[str, dict[str, Any]] = {
     "installer_sharing": {
         "outcome": "erased",
         "erased": ["contact details sent to installers"],
-        "recipients_notified": ["installer:inst-42"],
+        "recipients_notified": ["installer:inst-1"],
     },
     "payment": {
         "outcome": "retained",

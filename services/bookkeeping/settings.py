@@ -11,21 +11,19 @@ from services.bookkeeping.retention import check_fiscal_year_end
 
 
 def _sandbox_url(path: str) -> str:
-    from services.sandbox.server import DEFAULT_HTTP_PORT
+    from services.sandbox.defaults import sandbox_url
 
-    return f"http://127.0.0.1:{DEFAULT_HTTP_PORT}{path}"
+    return sandbox_url(path)
 
 
 def _sandbox_secret(name: str) -> SecretStr:
-    from services.sandbox import SandboxConfig
-
-    return SecretStr(str(getattr(SandboxConfig(), name)))
+    return SecretStr(_sandbox_value(name))
 
 
 def _sandbox_value(name: str) -> str:
-    from services.sandbox import SandboxConfig
+    from services.sandbox.defaults import sandbox_value
 
-    return str(getattr(SandboxConfig(), name))
+    return sandbox_value(name)
 
 
 class BookkeepingSettings(BaseSettings):

@@ -7,9 +7,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _sandbox_url() -> str:
-    from services.sandbox.server import DEFAULT_HTTP_PORT
+    from services.sandbox.defaults import sandbox_url
 
-    return f"http://127.0.0.1:{DEFAULT_HTTP_PORT}"
+    return sandbox_url()
 
 
 class InstallerSharingSettings(BaseSettings):

@@ -7,15 +7,15 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
 def _sandbox_mailchimp_url() -> str:
-    from services.sandbox.server import DEFAULT_HTTP_PORT
+    from services.sandbox.defaults import sandbox_url
 
-    return f"http://127.0.0.1:{DEFAULT_HTTP_PORT}/mailchimp/3.0"
+    return sandbox_url("/mailchimp/3.0")
 
 
 def _sandbox_config_value(name: str) -> str:
-    from services.sandbox import SandboxConfig
+    from services.sandbox.defaults import sandbox_value
 
-    return str(getattr(SandboxConfig(), name))
+    return sandbox_value(name)
 
 
 class NewsletterSettings(BaseSettings):

@@ -11,15 +11,15 @@ from services.bookkeeping.retention import check_fiscal_year_end
 
 
 def _sandbox_paypal_url() -> str:
-    from services.sandbox.server import DEFAULT_HTTP_PORT
+    from services.sandbox.defaults import sandbox_url
 
-    return f"http://127.0.0.1:{DEFAULT_HTTP_PORT}/paypal"
+    return sandbox_url("/paypal")
 
 
 def _sandbox_value(name: str) -> str:
-    from services.sandbox import SandboxConfig
+    from services.sandbox.defaults import sandbox_value
 
-    return str(getattr(SandboxConfig(), name))
+    return sandbox_value(name)
 
 
 class PaymentSettings(BaseSettings):

@@ -9,12 +9,11 @@ import threading
 from types import TracebackType
 from typing import Any, Self
 
+from services.sandbox.defaults import DEFAULT_HTTP_PORT, DEFAULT_SMTP_PORT
 from services.sandbox.smtp import SinkController, start_sink
 from services.sandbox.state import SandboxConfig, SandboxState
 from services.sandbox.web import SandboxHTTPServer
 
-DEFAULT_HTTP_PORT = 8480
-DEFAULT_SMTP_PORT = 8025
 
 
 class Sandbox:
