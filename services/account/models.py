@@ -1,10 +1,10 @@
-"""The account slice: users, mail-dispatch preferences, sign-in sessions, devices and completed erasures."""
+"""The account slice: users, preferences, sessions, devices, erasure requests by e-mail and the sweep's marks."""
 
 from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, String, Text
+from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Index, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import runtime_metadata
@@ -30,6 +30,8 @@ class User(Base):
     """A registered user; `last_sign_in_at` drives the three-year inactivity sweep."""
 
     __tablename__ = "users"
+    # The sweep pages through inactive users by (last_sign_in_at, user_id): one index serves range and order.
+    __table_args__ = (Index("ix_users_last_sign_in_at_user_id", "last_sign_in_at", "user_id"),)
 
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
@@ -44,7 +46,7 @@ class User(Base):
     corporate_id: Mapped[str | None] = mapped_column(String(12))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # Registration counts as the first sign-in, so the sweep never has to look at created_at.
-    last_sign_in_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    last_sign_in_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 
 
 class Preference(Base):
@@ -107,3 +109,43 @@ class CompletedErasure(Base):
     completed_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     # A re-applied erasure after a backup restore: the user was told the first time.
     replay: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class IntakeRequest(Base):
+    """An erasure request received by e-mail: confirmed by a single-use token, of which only the hash is kept.
+
+    Ids and times only; the address the request came from is the user's own, read from `users` when needed.
+    """
+
+    __tablename__ = "intake_requests"
+
+    request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    token_sha256: Mapped[str] = mapped_column(String(64), unique=True)
+    # When the e-mail arrived: the one-month deadline of GDPR Art. 12(3) runs from here, not from the click.
+    received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+class CompletionNotice(Base):
+    """The one copy of an erased user's e-mail address, kept only to tell them the erasure is done.
+
+    Purpose-bound (GDPR Art. 12(3)): deleted when the final mail is sent, and at `keep_until` at the latest.
+    """
+
+    __tablename__ = "completion_notices"
+
+    request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    email: Mapped[str] = mapped_column(String(254))
+    keep_until: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+
+
+class SweepMark(Base):
+    """A user the inactivity sweep has already deregistered: a re-run never deregisters them twice."""
+
+    __tablename__ = "sweep_marks"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    request_id: Mapped[str] = mapped_column(String(36))
+    swept_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

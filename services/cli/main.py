@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from services.cli.demo import demo
 from services.cli.dlq import dlq
 from services.cli.ledger import receipt, status
 from services.cli.ops import publish
@@ -144,7 +145,7 @@ def schemas_generate(check: bool) -> None:
         click.echo(f"wrote {path}")
 
 
-for command in (publish, dlq, status, receipt, retention):
+for command in (publish, dlq, status, receipt, retention, demo):
     cli.add_command(command)
 
 

@@ -58,7 +58,14 @@ def run_all(*, with_sandbox: bool = True, services: tuple[str, ...] = SERVICES) 
     python = sys.executable
     children = [Child(name, [python, "-m", "services.cli", "run", name]) for name in services]
     if with_sandbox:
-        children.insert(0, Child("sandbox", [python, "-m", "services.sandbox"]))
+        from urllib.parse import urlsplit
+
+        from services.sandbox.defaults import DEFAULT_SMTP_PORT, sandbox_url
+
+        http_port = str(urlsplit(sandbox_url()).port or 80)
+        smtp_port = os.environ.get("ERASURE_SANDBOX_SMTP_PORT", str(DEFAULT_SMTP_PORT))
+        children.insert(0, Child("sandbox", [python, "-m", "services.sandbox", "--http-port", http_port,
+                                             "--smtp-port", smtp_port]))
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     env.setdefault("ERASURE_LOG_FORMAT", "console" if sys.stdout.isatty() else "json")
     width = max(len(c.name) for c in children)

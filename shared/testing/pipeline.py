@@ -178,6 +178,7 @@ class Pipeline:
         if self.keep_namespace:
             self.purge()
         else:
+            self._remember(None)
             delete_namespace(self.settings.amqp_url, self.namespace)
         for name in self._databases:
             drop_database(self.postgres_admin_url or "", name)

@@ -1,0 +1,1 @@
+"""Benchmarks of the erasure pipeline against the real broker, databases and sandbox (`make bench`)."""

@@ -1,0 +1,70 @@
+"""How big each section runs and how long it may take: `tiny` (smoke test), `small`, `full`."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Sizes and time caps of every section; a run stops at its cap and reports what it measured."""
+
+    name: str
+    # 1, 2, 6: backlog of events per drain, fanned out to `queues` quorum queues.
+    drain_events: int
+    queues: int
+    drain_cap_s: float
+    # 2: (batch_size, prefetch) pairs tried per database; the best is reported.
+    sweep: tuple[tuple[int, int], ...]
+    # 3: events per confirmed publish measurement, and the producer windows tried.
+    publish_events: int
+    publish_windows: tuple[int, ...]
+    # 4: the fixed-rate latency run and the throughput backlog.
+    latency_rate: float
+    latency_seconds: float
+    pipeline_backlog: int
+    pipeline_cap_s: float
+    buyer_fraction: float
+    # 5: the big backlog through the whole pipeline, and the account database sizes compared.
+    scale_backlog: int
+    scale_cap_s: float
+    account_sizes: tuple[int, int]
+    account_erasures: int
+    # 6: which databases the peers run on.
+    peer_backends: tuple[str, ...]
+    pipeline_backends: tuple[str, ...]
+
+
+SCALES = {
+    "tiny": Scale(
+        name="tiny", drain_events=150, queues=5, drain_cap_s=30, sweep=((100, 200),),
+        publish_events=500, publish_windows=(2000,),
+        latency_rate=20, latency_seconds=1.0, pipeline_backlog=30, pipeline_cap_s=40, buyer_fraction=0.25,
+        scale_backlog=40, scale_cap_s=40, account_sizes=(200, 2000), account_erasures=100,
+        peer_backends=("sqlite",), pipeline_backends=("postgresql",),
+    ),
+    "small": Scale(
+        name="small", drain_events=4000, queues=5, drain_cap_s=90, sweep=((50, 100), (100, 200), (200, 400)),
+        publish_events=20_000, publish_windows=(500, 2000, 5000),
+        latency_rate=50, latency_seconds=10, pipeline_backlog=1000, pipeline_cap_s=120, buyer_fraction=0.25,
+        scale_backlog=3000, scale_cap_s=180, account_sizes=(10_000, 100_000), account_erasures=2000,
+        peer_backends=("sqlite", "postgresql"), pipeline_backends=("postgresql",),
+    ),
+    "full": Scale(
+        name="full", drain_events=10_000, queues=5, drain_cap_s=180,
+        sweep=((50, 100), (100, 200), (200, 400), (300, 600), (500, 1000)),
+        publish_events=50_000, publish_windows=(500, 2000, 5000, 10_000),
+        latency_rate=50, latency_seconds=30, pipeline_backlog=3000, pipeline_cap_s=240, buyer_fraction=0.25,
+        scale_backlog=20_000, scale_cap_s=420, account_sizes=(10_000, 1_000_000), account_erasures=5000,
+        peer_backends=("sqlite", "postgresql"), pipeline_backends=("postgresql", "sqlite"),
+    ),
+}
+
+
+def scale_from_env(default: str = "small") -> Scale:
+    """The scale named by BENCH_SCALE (tiny, small or full)."""
+    name = os.environ.get("BENCH_SCALE", default).strip().lower() or default
+    if name not in SCALES:
+        raise ValueError(f"BENCH_SCALE={name!r}: choose one of {', '.join(SCALES)}")
+    return SCALES[name]

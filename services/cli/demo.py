@@ -1,0 +1,118 @@
+"""`erasure demo`: one purchase and one deregistration through a running pipeline, narrated step by step."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+import sys
+import time
+import uuid
+from typing import Any
+
+import click
+
+SLICES = ("account", "installer_sharing", "payment", "bookkeeping", "newsletter")
+
+
+def _say(step: str, text: str) -> None:
+    click.echo(f"{click.style(step, bold=True)} {text}")
+
+
+def _observe(conn: Any, events_exchange: str) -> Any:
+    """A private, temporary queue that sees every event on the exchange (classic: it lives only for the demo)."""
+    import kombu
+
+    queue = kombu.Queue(f"demo-{uuid.uuid4().hex[:8]}", kombu.Exchange(events_exchange, "topic", passive=True),
+                        routing_key="#", exclusive=True, auto_delete=True)
+    bound = queue(conn.default_channel)
+    bound.declare()
+    return bound
+
+
+def _next_event(queue: Any, timeout: float) -> dict[str, Any] | None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        message = queue.get(no_ack=True)
+        if message is not None:
+            return json.loads(message.body)
+        time.sleep(0.05)
+    return None
+
+
+@click.command()
+@click.option("--user", "user_id", default=None, help="Sample user id (default: a new one).")
+@click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the erasure to complete.")
+def demo(user_id: str | None, timeout: float) -> None:
+    """Against a running pipeline (`make run`): buy, deregister, and show what each service did.
+
+    \b
+    Example:
+      make run            # in one terminal
+      erasure demo        # in another
+    """
+    import kombu
+
+    from schemas.examples import example_deregistration, example_purchase
+    from services.account.accounts import register_user
+    from services.ledger.commands import receipt_command, status_command
+    from shared.codec import encode
+    from shared.db import make_engine, session_factory
+    from shared.producer import Producer
+    from shared.settings import RuntimeSettings, database_url_for
+    from shared.topology import Names
+
+    settings = RuntimeSettings()
+    names = Names(settings.namespace)
+    user_id = user_id or f"u-demo-{uuid.uuid4().hex[:6]}"
+    purchase = example_purchase(user_id)
+    deregistration = example_deregistration(user_id, request_id=uuid.uuid4(), requested_at=datetime.now(UTC))
+
+    engine = make_engine(database_url_for("account"))
+    with session_factory(engine)() as session, session.begin():
+        c = purchase.customer
+        register_user(session, user_id=user_id, name=c.name, email=c.email, phone=c.phone,
+                      street=c.address.street, postal_code=c.address.postal_code, city=c.address.city)
+    engine.dispose()
+    _say("1.", f"{c.name} ({user_id}) has an account: name, e-mail, phone and address in the account database.")
+
+    sign = {"source": "urn:loggamera:demo", "keyring": settings.keyring, "key_id": settings.signing_key_id}
+    with kombu.Connection(settings.amqp_url) as conn, \
+            Producer(settings.amqp_url, exchange=names.events_exchange) as producer:
+        queue = _observe(conn, names.events_exchange)
+        producer.publish(encode(purchase, **sign))
+        _say("2.", f"PurchaseCompleted {purchase.purchase_id} published (signed, confirmed). Forwarding, as the "
+                   "policy names it:")
+        for line in ("installer_sharing → contact and address to installer " + purchase.installer.id,
+                     "payment           → PayPal references recorded (order, capture, vault token)",
+                     "bookkeeping       → customer and invoice created in Visma eAccounting",
+                     "newsletter        → e-mail subscribed in Mailchimp (the buyer consented)"):
+            click.echo(f"     {line}")
+        time.sleep(2)
+        producer.publish(encode(deregistration, **sign))
+        _say("3.", f"UserDeregistered published (request {deregistration.request_id}). Each slice reports:")
+        reported: set[str] = set()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            event = _next_event(queue, max(0.1, deadline - time.monotonic()))
+            if event is None:
+                break
+            data = event.get("data", {})
+            if data.get("request_id") != str(deregistration.request_id):
+                continue
+            if event["type"].endswith("slice_reported.v1"):
+                reported.add(data["service"])
+                kept = "; ".join(f"kept {r['category']} until {r['retain_until']} ({r['legal_basis']})"
+                                 for r in data.get("retained", []))
+                told = f" told {', '.join(data['recipients_notified'])}." if data.get("recipients_notified") else ""
+                click.echo(f"     {data['service']:<17} {data['outcome']}.{told} {kept}".rstrip())
+            elif event["type"].endswith("erasure.completed.v1"):
+                _say("4.", f"The ledger closed the request: receipt hash {data['receipt_hash']}")
+                break
+        else:
+            click.echo(f"timed out; reported so far: {sorted(reported)}", err=True)
+            sys.exit(1)
+    text, _ = status_command(None, request_id=str(deregistration.request_id))
+    click.echo("\n" + text)
+    verdict, code = receipt_command(None, str(deregistration.request_id), verify=True)
+    click.echo(verdict.splitlines()[-1] if verdict else "")
+    sys.exit(code)

@@ -1,0 +1,228 @@
+"""The load a chaos test runs under, and the accounting after it: what was sent, completed, lost, doubled.
+
+Each user first buys (PurchaseCompleted: contact to an installer, customer and invoice at Visma, a vaulted
+PayPal token, a Mailchimp subscription) and then deregisters (UserDeregistered with its own request id).
+After the fault, every request must be complete in the ledger, every queue empty, nothing dead-lettered,
+and every outside effect there exactly once.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections import Counter
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import pika
+from sqlalchemy import Engine, column, func, select, table
+from sqlalchemy.exc import DBAPIError
+
+from schemas import EventData, PurchaseCompleted, UserDeregistered
+from schemas.examples import example_deregistration, example_purchase
+from services.sandbox import DEFAULT_INSTALLERS, SandboxControl
+from services.vendors.mailchimp import subscriber_hash
+from shared.codec import Outbound, encode
+from shared.db import make_engine
+from shared.producer import Producer
+from shared.settings import RuntimeSettings
+from shared.topology import Names
+
+INSTALLERS = tuple(sorted(DEFAULT_INSTALLERS))
+CHAOS_KEYS = "chaos:chaos-suite-signing-key"
+
+
+@dataclass(frozen=True)
+class Person:
+    """One user of the load: ids only; the contact details follow from the user id (schemas.examples)."""
+
+    user_id: str
+    request_id: str
+    installer_id: str
+    token_id: str
+
+
+def people(tag: str, count: int) -> list[Person]:
+    """`count` users whose ids start with `tag`, spread over the sandbox's installers."""
+    return [Person(f"{tag}-{i:05d}", str(uuid.uuid4()), INSTALLERS[i % len(INSTALLERS)], f"tok-{tag}-{i:05d}")
+            for i in range(count)]
+
+
+def purchase_of(person: Person, **overrides: Any) -> PurchaseCompleted:
+    """A PayPal purchase with newsletter consent, installed by the person's installer."""
+    payment = {"method": "paypal", "paypal": {"payer_id": "7XKQZ3LMN8P2A", "order_id": f"O-{person.user_id}",
+                                              "capture_id": f"C-{person.user_id}",
+                                              "vault_token_ids": [person.token_id]}}
+    fields: dict[str, Any] = {"purchase_id": f"P-{person.user_id}", "payment": payment,
+                              "installer": {"id": person.installer_id, "name": f"Installer {person.installer_id}"}}
+    return example_purchase(person.user_id, **{**fields, **overrides})
+
+
+def deregistration_of(person: Person) -> UserDeregistered:
+    """The person's deregistration, requested now."""
+    return example_deregistration(person.user_id, request_id=person.request_id, requested_at=datetime.now(UTC))
+
+
+def seed_vault(control: SandboxControl, persons: Iterable[Person]) -> None:
+    """Vault each person's PayPal token at the sandbox, under their user id as PayPal customer id."""
+    control.seed({"paypal": {"vault": {p.user_id: [p.token_id] for p in persons}}})
+
+
+class Upstream:
+    """What the web shop and portal do: publish signed events (confirmed) straight to the broker."""
+
+    def __init__(self, amqp_url: str, namespace: str) -> None:
+        self.settings = RuntimeSettings(amqp_url=amqp_url, namespace=namespace, signing_keys=CHAOS_KEYS,
+                                        signing_key_id="chaos")
+        self.names = Names(namespace)
+        self._producer: Producer | None = None
+
+    def encode(self, data: EventData) -> Outbound:
+        """Sign an event with the pipeline's key."""
+        return encode(data, source="urn:loggamera:chaos", keyring=self.settings.keyring, key_id="chaos")
+
+    def publish(self, events: Iterable[EventData]) -> list[Outbound]:
+        """Publish events with confirms; what was sent."""
+        messages = [self.encode(e) for e in events]
+        if self._producer is None:
+            self._producer = Producer(self.settings.amqp_url, exchange=self.names.events_exchange,
+                                      name="chaos-upstream").start()
+        self._producer.publish_many(messages)
+        return messages
+
+    def publish_raw(self, body: bytes, *, routing_key: str, headers: Mapping[str, Any] | None = None,
+                    content_type: str | None = "application/cloudevents+json", message_id: str | None = None,
+                    event_type: str | None = None) -> None:
+        """Publish exact bytes with exact properties (confirmed, mandatory), as a broken or hostile producer."""
+        conn = pika.BlockingConnection(pika.URLParameters(self.settings.amqp_url))
+        try:
+            channel = conn.channel()
+            channel.confirm_delivery()
+            channel.basic_publish(self.names.events_exchange, routing_key, body,
+                                  pika.BasicProperties(content_type=content_type, delivery_mode=2,
+                                                       message_id=message_id, type=event_type,
+                                                       headers=dict(headers or {})),
+                                  mandatory=True)
+        finally:
+            conn.close()
+
+    def close(self) -> None:
+        if self._producer is not None:
+            self._producer.close()
+
+
+class Ledger:
+    """Reads the ledger's and the account's databases: how many erasures are complete."""
+
+    def __init__(self, ledger_url: str, account_url: str) -> None:
+        self._ledger: Engine = make_engine(ledger_url)
+        self._account: Engine = make_engine(account_url)
+        self._last = 0
+
+    def completed(self) -> int:
+        """Requests the ledger has closed; the last known figure while its database is unreachable."""
+        try:
+            with self._ledger.connect() as conn:
+                self._last = int(conn.execute(
+                    select(func.count()).select_from(table("erasure_requests"))
+                    .where(column("status") == "complete")).scalar_one())
+        except DBAPIError:
+            pass
+        return self._last
+
+    def account_completions(self) -> int:
+        """ErasureCompleted events the account has recorded (the ledger's outbox reached the broker and back)."""
+        with self._account.connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(table("completed_erasures"))).scalar_one())
+
+    def close(self) -> None:
+        self._ledger.dispose()
+        self._account.dispose()
+
+
+@dataclass
+class Accounts:
+    """Outside effects counted per key, and what is left at the vendors of the load's users."""
+
+    duplicates: dict[str, int] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def duplicated(self) -> int:
+        return sum(self.duplicates.values())
+
+
+def _doubled(kind: str, keys: Iterable[Any], accounts: Accounts) -> Counter[Any]:
+    counted = Counter(keys)
+    accounts.counts[kind] = sum(counted.values())
+    accounts.duplicates[kind] = sum(n - 1 for n in counted.values() if n > 1)
+    return counted
+
+
+def account_effects(control: SandboxControl, persons: list[Person], purchases: Mapping[str, str]) -> Accounts:
+    """Count every outside effect of the load's users and check the vendors hold nothing personal of them.
+
+    `purchases` maps user id → the event id of their PurchaseCompleted (Visma's YourReference).
+    """
+    accounts = Accounts()
+    state = control.state()
+    effects = state["effects"]
+    ids = {p.user_id for p in persons}
+    hashes = {subscriber_hash(purchase_of(p).customer.email): p.user_id for p in persons}
+
+    def of(vendor: str, kind: str) -> list[dict[str, Any]]:
+        return [e for e in effects if e["vendor"] == vendor and e["effect"] == kind]
+
+    subscribed = _doubled("mailchimp.member_subscribed",
+                          (e["subscriber_hash"] for e in of("mailchimp", "member_subscribed")
+                           if e["subscriber_hash"] in hashes), accounts)
+    deleted = _doubled("mailchimp.member_deleted_permanently",
+                       (e["subscriber_hash"] for e in of("mailchimp", "member_deleted_permanently")
+                        if e["subscriber_hash"] in hashes), accounts)
+    if set(subscribed) != set(deleted):
+        accounts.problems.append(f"{len(set(subscribed) - set(deleted))} Mailchimp members subscribed but never "
+                                 f"deleted; {len(set(deleted) - set(subscribed))} deleted but never subscribed")
+    left = [h for h in state["mailchimp"]["members"] if h in hashes]
+    if left:
+        accounts.problems.append(f"{len(left)} of the load's members still at Mailchimp")
+
+    contacts = _doubled("installers.contact_received",
+                        ((e["installer_id"], e["purchase_id"]) for e in of("installers", "contact_received")
+                         if e["purchase_id"].removeprefix("P-") in ids), accounts)
+    notices = _doubled("installers.erasure_notice_received",
+                       ((e["installer_id"], e["user_ref"]) for e in of("installers", "erasure_notice_received")
+                        if e["user_ref"] in ids), accounts)
+    told = {(i, p.removeprefix("P-")) for i, p in contacts}
+    if told != set(notices):
+        accounts.problems.append(f"{len(told - set(notices))} installers got contact details but no erasure notice")
+    held = [c for c in state["installers"]["contacts"] if c["purchase_id"].removeprefix("P-") in ids]
+    if held:
+        accounts.problems.append(f"{len(held)} contacts of the load's users still held by installers")
+
+    tokens = _doubled("paypal.payment_token_deleted",
+                      (e["token_id"] for e in of("paypal", "payment_token_deleted") if e["customer_id"] in ids),
+                      accounts)
+    if len(tokens) != len(persons):
+        accounts.problems.append(f"{len(persons) - len(tokens)} vaulted PayPal tokens never deleted")
+
+    customers = [c for c in state["visma"]["customers"].values() if c.get("CustomerNumber") in ids]
+    _doubled("visma.customer", (c["CustomerNumber"] for c in customers), accounts)
+    named = [c for c in customers if c.get("IsActive") or c.get("EmailAddress") or c.get("MobilePhone")]
+    if named:
+        accounts.problems.append(f"{len(named)} Visma customers of the load still active or with contact details")
+    references = set(purchases.values())
+    invoices = _doubled("visma.invoice",
+                        (i["YourReference"] for i in state["visma"]["invoices"].values()
+                         if i.get("YourReference") in references), accounts)
+    if len(invoices) != len(references):
+        accounts.problems.append(f"{len(references) - len(invoices)} sales never booked at Visma")
+    return accounts
+
+
+def queue_figures(queues: Mapping[str, Mapping[str, Any]]) -> dict[str, int]:
+    """Messages left in the namespace's queues: dead letters, and everything else."""
+    dead = sum(int(q["messages"]) for name, q in queues.items() if name.endswith(".dead"))
+    rest = sum(int(q["messages"]) for name, q in queues.items() if not name.endswith(".dead"))
+    return {"dead_lettered": dead, "left_in_queues": rest}
