@@ -17,10 +17,10 @@ run: $(STAMP)
 	$(BIN)/erasure run all
 
 test: $(STAMP)
-	$(BIN)/pytest -m "not chaos" $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not chaos" -n 2 $(PYTEST_ARGS)
 
 test-chaos: $(STAMP)
-	$(BIN)/pytest -m chaos $(PYTEST_ARGS)
+	$(BIN)/pytest tests/chaos -m chaos -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 import uuid
@@ -19,9 +20,11 @@ from shared.producer import Producer
 from shared.service import Service
 from shared.settings import RuntimeSettings
 from shared.testing.infra import create_database, drop_database
+from shared.testing.namespaces import Lease, lease_namespace
 from shared.topology import declare
 
 T = TypeVar("T")
+E = TypeVar("E", bound=EventData)
 
 
 def wait_until(check: Callable[[], T], *, timeout: float = 20.0, interval: float = 0.05, what: str = "") -> T:
@@ -85,15 +88,21 @@ class Pipeline:
         keep_namespace: bool = False,
         **settings: Any,
     ) -> None:
-        self.namespace = namespace or f"t{uuid.uuid4().hex[:10]}"
-        # Quorum queues are not made for churn: a suite shares one namespace per process and purges it
-        # between tests instead of declaring and deleting ~40 queues each time (rabbitmq-server #13828).
+        self.settings = RuntimeSettings(amqp_url=amqp_url, **settings)
+        self._lease: Lease | None = None
+        if namespace is None:  # lease a pooled namespace rather than create one (see shared.testing.namespaces)
+            self._lease = lease_namespace(self.settings)
+            namespace, keep_namespace = self._lease.namespace, True
+        self.namespace = namespace
         self.keep_namespace = keep_namespace
-        self.settings = RuntimeSettings(amqp_url=amqp_url, namespace=self.namespace, **settings)
+        self.settings = self.settings.model_copy(update={"namespace": namespace})
+        if self._lease is not None:
+            self.purge()
         self.workdir = workdir
         self.postgres_admin_url = postgres_admin_url
         self.services: dict[str, RunningService] = {}
         self._databases: list[str] = []
+        self._seen: dict[str, list[dict[str, Any]]] = {}
         self._producer: Producer | None = None
 
     def database_url(self, service: str) -> str:
@@ -160,6 +169,31 @@ class Pipeline:
         names = _DECLARED.setdefault(self.namespace, set())
         names.update(q.name for q in full_topology(self.settings, extra).queues)
 
+    def wait_events(
+        self,
+        model: type[E],
+        *,
+        count: int = 1,
+        where: Callable[[E], bool] = lambda _event: True,
+        queue: str | None = None,
+        timeout: float = 10.0,
+    ) -> list[E]:
+        """Wait until `count` events of a type (matching `where`) reached a queue; the ledger's by default.
+
+        The ledger queue receives every deregistration and slice report, so it is where a test sees what
+        services emitted. Events taken from the queue are remembered, so successive calls see them all.
+        """
+        name = queue or f"{self.namespace}.ledger"
+        seen = self._seen.setdefault(name, [])
+
+        def arrived() -> list[E] | None:
+            seen.extend(json.loads(m.body) for m in self.take(name))
+            found = [model.model_validate(e["data"]) for e in seen if e.get("type") == model.event_type]
+            matching = [e for e in found if where(e)]
+            return matching if len(matching) >= count else None
+
+        return wait_until(arrived, timeout=timeout, what=f"{count} {model.__name__} on {name}")
+
     def queue_names(self) -> Iterable[str]:
         """Every queue this namespace has had declared through a Pipeline in this process."""
         self._remember(None)
@@ -177,6 +211,8 @@ class Pipeline:
             self._producer.close()
         if self.keep_namespace:
             self.purge()
+            if self._lease is not None:
+                self._lease.release()
         else:
             self._remember(None)
             delete_namespace(self.settings.amqp_url, self.namespace)

@@ -11,14 +11,16 @@ Upstream services get it by installing this package:
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from services.sandbox import Sandbox
+from shared.settings import RuntimeSettings
 from shared.testing.infra import amqp_url_or_none, postgres_url_or_none
-from shared.testing.pipeline import Pipeline, delete_namespace
+from shared.testing.namespaces import lease_namespace
+from shared.testing.pipeline import Pipeline
 
 
 @pytest.fixture(scope="session")
@@ -45,12 +47,23 @@ def db_backend(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
+@pytest.fixture
+def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
+    """A private sandbox for this test; every service's vendor defaults point at it (ERASURE_SANDBOX_URL)."""
+    with Sandbox() as running:
+        monkeypatch.setenv("ERASURE_SANDBOX_URL", running.http_url)
+        yield running
+
+
+PIPELINE_SETTINGS = {"retry_delays": (0.2, 0.4, 0.8), "delivery_limit": 5}
+
+
 @pytest.fixture(scope="session")
 def erasure_namespace(amqp_url: str) -> Iterator[str]:
-    """One broker namespace for this test process, deleted at the end (tests purge it between them)."""
-    namespace = f"t{uuid.uuid4().hex[:8]}"
-    yield namespace
-    delete_namespace(amqp_url, namespace)
+    """One broker namespace for this test process, leased from a pool (tests purge it between them)."""
+    lease = lease_namespace(RuntimeSettings(amqp_url=amqp_url, **PIPELINE_SETTINGS))
+    yield lease.namespace
+    lease.release()
 
 
 @pytest.fixture
@@ -61,7 +74,7 @@ def erasure_pipeline(
     backend = request.getfixturevalue("db_backend") if "db_backend" in request.fixturenames else "sqlite"
     admin = request.getfixturevalue("postgres_admin_url") if backend == "postgresql" else None
     pipeline = Pipeline(amqp_url, workdir=tmp_path, postgres_admin_url=admin, namespace=erasure_namespace,
-                        keep_namespace=True, retry_delays=(0.2, 0.4, 0.8), delivery_limit=5)
+                        keep_namespace=True, **PIPELINE_SETTINGS)
     pipeline.purge()
     try:
         yield pipeline

@@ -51,11 +51,14 @@ def _ready(port: int) -> bool:
 
 @pytest.mark.slow
 def test_run_all_restarts_a_killed_service_and_stops_cleanly_on_sigint(amqp_url, tmp_path) -> None:
+    from shared.testing import Pipeline
+
+    pipeline = Pipeline(amqp_url, workdir=tmp_path)  # a pooled namespace shaped like production's
     ports = {name: _free_port() for name in SERVICES}
     env = {
         **os.environ,
         "ERASURE_AMQP_URL": amqp_url,
-        "ERASURE_NAMESPACE": f"runall{os.getpid()}",
+        "ERASURE_NAMESPACE": pipeline.namespace,
         "ERASURE_VAR_DIR": str(tmp_path),
         "ERASURE_SANDBOX_URL": f"http://127.0.0.1:{_free_port()}",
         "ERASURE_SANDBOX_SMTP_PORT": str(_free_port()),
@@ -89,6 +92,4 @@ def test_run_all_restarts_a_killed_service_and_stops_cleanly_on_sigint(amqp_url,
         if supervisor.poll() is None:
             supervisor.kill()
         log.close()
-        from shared.testing.pipeline import Pipeline
-
-        Pipeline(amqp_url, workdir=tmp_path, namespace=env["ERASURE_NAMESPACE"]).close()
+        pipeline.close()

@@ -81,18 +81,17 @@ def test_event_reaches_exactly_the_queues_bound_to_its_type(erasure_pipeline) ->
     }
 
 
-def test_topology_declare_is_idempotent_on_a_raw_channel(amqp_url: str) -> None:
-    from shared.settings import RuntimeSettings
+def test_topology_declare_is_idempotent_on_a_raw_channel(amqp_url: str, tmp_path) -> None:
+    from shared.testing import Pipeline
 
-    settings = RuntimeSettings(amqp_url=amqp_url, namespace="tidem")
-    topology = full_topology(settings)
-    with kombu.Connection(amqp_url) as conn:
-        channel = conn.channel()
-        try:
+    pipeline = Pipeline(amqp_url, workdir=tmp_path)  # production-shaped queues (default tiers and limits)
+    try:
+        topology = full_topology(pipeline.settings)
+        with kombu.Connection(amqp_url) as conn:
+            channel = conn.channel()
             declare(channel, topology)
             declare(channel, topology)
-        finally:
             for q in topology.queues:
-                channel.queue_delete(q.name)
-            for name, _ in topology.exchanges:
-                channel.exchange_delete(name)
+                assert channel.queue_declare(q.name, passive=True).message_count == 0
+    finally:
+        pipeline.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -93,20 +93,12 @@ def test_sale_just_before_midnight_utc_on_new_years_eve_is_booked_on_swedish_new
 # ---- the service on the broker ------------------------------------------------------------------------
 
 @pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox() as running:
-        yield running
-
-
-@pytest.fixture
 def start_bookkeeping(
     erasure_pipeline: Pipeline, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., RunningService]:
     """Start bookkeeping against this test's sandbox; keyword arguments set further ERASURE_BOOKKEEPING_ vars."""
 
     def start(**env: str) -> RunningService:
-        monkeypatch.setenv("ERASURE_BOOKKEEPING_VISMA_BASE_URL", f"{sandbox.http_url}/visma")
-        monkeypatch.setenv("ERASURE_BOOKKEEPING_VISMA_TOKEN_URL", f"{sandbox.http_url}/visma/connect/token")
         for name, value in env.items():
             monkeypatch.setenv(f"ERASURE_BOOKKEEPING_{name.upper()}", value)
         return erasure_pipeline.start(build())
@@ -115,27 +107,16 @@ def start_bookkeeping(
 
 
 class Reports:
-    """Slice reports bookkeeping emitted, read from the namespace's ledger queue."""
+    """Slice reports bookkeeping emitted (as JSON-ready dicts), read through the pipeline."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        self.seen: list[dict[str, Any]] = []
-
-    def _drain(self) -> None:
-        for message in self.pipeline.take(f"{self.pipeline.namespace}.ledger"):
-            envelope = json.loads(message.body)
-            if envelope["type"] == ErasureSliceReported.event_type:
-                self.seen.append(envelope["data"])
 
     def wait(self, user_id: str, count: int = 1) -> list[dict[str, Any]]:
         """The user's reports once at least `count` have arrived."""
-
-        def enough() -> list[dict[str, Any]] | None:
-            self._drain()
-            mine = [r for r in self.seen if r["user_id"] == user_id and r["service"] == "bookkeeping"]
-            return mine if len(mine) >= count else None
-
-        return wait_until(enough, timeout=10, what=f"{count} slice report(s) for {user_id}")
+        found = self.pipeline.wait_events(
+            ErasureSliceReported, count=count, where=lambda r: r.user_id == user_id and r.service == "bookkeeping")
+        return [r.model_dump(mode="json") for r in found]
 
 
 @pytest.fixture

@@ -4,7 +4,6 @@ installer, once; on erasure every installer that got data is told (Art. 19) and 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,32 +24,17 @@ CONTACT_FIELDS = {"name", "address", "phone", "email"}
 
 
 @pytest.fixture
-def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    """A private sandbox; the service's default directory (the sandbox's installers) points at it."""
-    with Sandbox() as running:
-        monkeypatch.setenv("ERASURE_INSTALLER_SHARING_SANDBOX_URL", running.http_url)
-        monkeypatch.delenv("ERASURE_INSTALLER_SHARING_DIRECTORY", raising=False)
-        yield running
+def sandbox(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """The plugin's sandbox; with no directory configured, its installers are the directory."""
+    monkeypatch.delenv("ERASURE_INSTALLER_SHARING_SANDBOX_URL", raising=False)
+    monkeypatch.delenv("ERASURE_INSTALLER_SHARING_DIRECTORY", raising=False)
+    return sandbox
 
 
 def _purchase(user_id: str, installer_id: str = "inst-1", **overrides: Any) -> PurchaseCompleted:
     overrides.setdefault("purchase_id", f"P-{user_id}-{installer_id}")
     return example_purchase(user_id, installer={"id": installer_id, "name": f"Installer {installer_id}"},
                             **overrides)
-
-
-def _reports(pipeline: Pipeline, count: int = 1) -> list[ErasureSliceReported]:
-    """Wait for `count` slice reports on the ledger queue (other events there are dropped)."""
-    found: list[ErasureSliceReported] = []
-
-    def arrived() -> bool:
-        for message in pipeline.take(f"{pipeline.namespace}.ledger"):
-            if message.properties.get("type") == ErasureSliceReported.event_type:
-                found.append(ErasureSliceReported.model_validate(json.loads(message.body)["data"]))
-        return len(found) >= count
-
-    wait_until(arrived, what=f"{count} slice report(s)")
-    return found
 
 
 def _rows(running: RunningService, model: type) -> list[Any]:
@@ -128,7 +112,7 @@ def test_erasure_notifies_every_installer_that_received_data_and_keeps_nothing_p
     erasure_pipeline.producer.publish(deregistration)
     running.wait_handled(deregistration.event_id)
 
-    [report] = _reports(erasure_pipeline)
+    [report] = erasure_pipeline.wait_events(ErasureSliceReported)
     assert report.service == "installer_sharing"
     assert report.outcome == "erased"
     assert report.recipients_notified == ["installer:inst-1", "installer:inst-2"]
@@ -159,7 +143,7 @@ def test_late_purchase_after_erasure_forwards_nothing(erasure_pipeline: Pipeline
     running = erasure_pipeline.start(build())
     [erasure] = erasure_pipeline.publish(example_deregistration("u-late"))
     running.wait_handled(erasure.event_id)
-    [report] = _reports(erasure_pipeline)
+    [report] = erasure_pipeline.wait_events(ErasureSliceReported)
     assert (report.outcome, report.recipients_notified) == ("nothing_held", [])
 
     [late] = erasure_pipeline.publish(_purchase("u-late"))
@@ -185,7 +169,7 @@ def test_replayed_erasure_notifies_again_what_a_backup_restore_brought_back(
                                      original_request_id=str(example_deregistration("u-replay").request_id))
     [again] = erasure_pipeline.publish(replay)
     running.wait_handled(again.event_id)
-    reports = _reports(erasure_pipeline, 2)
+    reports = erasure_pipeline.wait_events(ErasureSliceReported, count=2)
     assert [(r.outcome, r.replay, r.recipients_notified) for r in reports] == [
         ("erased", False, ["installer:inst-3"]), ("erased", True, ["installer:inst-3"])]
     notices = [e for e in sandbox.effects("installers") if e["effect"] == "erasure_notice_received"]

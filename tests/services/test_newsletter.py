@@ -3,8 +3,6 @@ withdrawal or deregistration erases the member there permanently and the copy he
 
 from __future__ import annotations
 
-import json
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -25,27 +23,12 @@ SANDBOX = SandboxConfig()
 
 
 @pytest.fixture
-def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
-    """A private sandbox; the service's Mailchimp settings point at it with the sandbox's credentials."""
-    with Sandbox() as running:
-        monkeypatch.setenv("ERASURE_NEWSLETTER_MAILCHIMP_BASE_URL", f"{running.http_url}/mailchimp/3.0")
-        monkeypatch.delenv("ERASURE_NEWSLETTER_MAILCHIMP_API_KEY", raising=False)
-        monkeypatch.delenv("ERASURE_NEWSLETTER_MAILCHIMP_LIST_ID", raising=False)
-        yield running
-
-
-def _reports(pipeline: Pipeline, count: int = 1) -> list[ErasureSliceReported]:
-    """Wait for `count` slice reports on the ledger queue (other events there are dropped)."""
-    found: list[ErasureSliceReported] = []
-
-    def arrived() -> bool:
-        for message in pipeline.take(f"{pipeline.namespace}.ledger"):
-            if message.properties.get("type") == ErasureSliceReported.event_type:
-                found.append(ErasureSliceReported.model_validate(json.loads(message.body)["data"]))
-        return len(found) >= count
-
-    wait_until(arrived, what=f"{count} slice report(s)")
-    return found
+def sandbox(sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch) -> Sandbox:
+    """The plugin's sandbox, with the service on the sandbox's own Mailchimp credentials."""
+    monkeypatch.delenv("ERASURE_NEWSLETTER_MAILCHIMP_BASE_URL", raising=False)
+    monkeypatch.delenv("ERASURE_NEWSLETTER_MAILCHIMP_API_KEY", raising=False)
+    monkeypatch.delenv("ERASURE_NEWSLETTER_MAILCHIMP_LIST_ID", raising=False)
+    return sandbox
 
 
 def _subscribers(running: RunningService) -> list[tuple[str, str, str]]:
@@ -124,7 +107,7 @@ def test_erasure_deletes_every_member_permanently_and_keeps_nothing_personal(
     erasure_pipeline.producer.publish(deregistration)
     running.wait_handled(deregistration.event_id)
 
-    [report] = _reports(erasure_pipeline)
+    [report] = erasure_pipeline.wait_events(ErasureSliceReported)
     assert (report.service, report.outcome, report.recipients_notified) == ("newsletter", "erased", ["Mailchimp"])
     erased = {subscriber_hash(purchase.customer.email), subscriber_hash(second_address.email)}
     mailchimp = sandbox.state()["mailchimp"]
@@ -151,7 +134,7 @@ def test_forgotten_email_counts_as_already_erased(erasure_pipeline: Pipeline, sa
 
     [erasure] = erasure_pipeline.publish(example_deregistration("u-forgot"))
     running.wait_handled(erasure.event_id)
-    [report] = _reports(erasure_pipeline)
+    [report] = erasure_pipeline.wait_events(ErasureSliceReported)
     assert (report.outcome, report.recipients_notified) == ("erased", ["Mailchimp"])
     assert _subscribers(running) == []
     assert erasure_pipeline.depth(f"{erasure_pipeline.namespace}.newsletter.dead") == 0
@@ -163,7 +146,7 @@ def test_erasure_of_a_never_subscribed_user_reports_nothing_held_and_tombstones(
     running = erasure_pipeline.start(build())
     [erasure] = erasure_pipeline.publish(example_deregistration("u-never"))
     running.wait_handled(erasure.event_id)
-    [report] = _reports(erasure_pipeline)
+    [report] = erasure_pipeline.wait_events(ErasureSliceReported)
     assert (report.outcome, report.erased, report.recipients_notified) == ("nothing_held", [], [])
     assert _tombstoned(running) == ["u-never"]
     assert sandbox.requests("mailchimp") == []

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
@@ -27,19 +26,12 @@ PAYPAL_BASIS = "PayPal's legal obligation to keep financial records (GDPR Art. 1
 
 
 @pytest.fixture
-def sandbox() -> Iterator[Sandbox]:
-    with Sandbox() as running:
-        yield running
-
-
-@pytest.fixture
 def start_payment(
     erasure_pipeline: Pipeline, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> Callable[..., RunningService]:
     """Start payment against this test's sandbox; keyword arguments set further environment variables."""
 
     def start(**env: str) -> RunningService:
-        monkeypatch.setenv("ERASURE_PAYMENT_PAYPAL_BASE_URL", f"{sandbox.http_url}/paypal")
         for name, value in env.items():
             monkeypatch.setenv(name, value)
         return erasure_pipeline.start(build())
@@ -48,24 +40,16 @@ def start_payment(
 
 
 class Reports:
-    """Slice reports payment emitted, read from the namespace's ledger queue."""
+    """Slice reports payment emitted (as JSON-ready dicts), read through the pipeline."""
 
     def __init__(self, pipeline: Pipeline) -> None:
         self.pipeline = pipeline
-        self.seen: list[dict[str, Any]] = []
 
     def wait(self, user_id: str, count: int = 1) -> list[dict[str, Any]]:
         """The user's reports once at least `count` have arrived."""
-
-        def enough() -> list[dict[str, Any]] | None:
-            for message in self.pipeline.take(f"{self.pipeline.namespace}.ledger"):
-                envelope = json.loads(message.body)
-                if envelope["type"] == ErasureSliceReported.event_type:
-                    self.seen.append(envelope["data"])
-            mine = [r for r in self.seen if r["user_id"] == user_id and r["service"] == "payment"]
-            return mine if len(mine) >= count else None
-
-        return wait_until(enough, timeout=10, what=f"{count} slice report(s) for {user_id}")
+        found = self.pipeline.wait_events(
+            ErasureSliceReported, count=count, where=lambda r: r.user_id == user_id and r.service == "payment")
+        return [r.model_dump(mode="json") for r in found]
 
 
 @pytest.fixture
