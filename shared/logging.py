@@ -14,8 +14,9 @@ import structlog
 EMAIL = re.compile(r"[A-Za-z0-9._%+'-]+@[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*\.[A-Za-z]{2,}")
 # Swedish personnummer / samordningsnummer / organisation numbers: 10 or 12 digits, optional -/+.
 PERSONNUMMER = re.compile(r"(?<![\w-])(?:19|20)?(\d{2})(\d{2})(\d{2})[-+ ]?\d{4}(?![\w-])")
+# Lookarounds exclude `-` so that digit runs inside ids (UUID segments such as 0893-4205) are left alone.
 PHONE = re.compile(
-    r"(?<![\w.+])(?:(?:\+|00)\d{1,3}[\s-]?\(?0?\)?\d{1,4}|0\d{1,3})(?:[\s-]?\d{2,4}){2,4}(?![\w])"
+    r"(?<![\w.+-])(?:(?:\+|00)\d{1,3}[\s-]?\(?0?\)?\d{1,4}|0\d{1,3})(?:[\s-]?\d{2,4}){2,4}(?![\w-])"
 )
 
 
