@@ -35,6 +35,7 @@ from shared.outbox import OutboxRelay, backlog, stage
 from shared.producer import Producer
 from shared.service import Context, Service
 from shared.settings import RuntimeSettings
+from shared.tls import kombu_ssl, pika_ssl_options
 from shared.topology import Names, Topology, build_topology, declare
 from shared.web import Request, Response, WebServer, metrics_route
 
@@ -131,7 +132,8 @@ class ServiceRunner:
         self.deps = self.service.build_deps()
         web = self._start_web()
         producer = Producer(self.settings.amqp_url, exchange=self.names.events_exchange,
-                            heartbeat=self.settings.heartbeat, name=f"{self.service.name}-outbox")
+                            heartbeat=self.settings.heartbeat, name=f"{self.service.name}-outbox",
+                            ssl_options=pika_ssl_options(self.settings))
         producer._timeout = 5.0
         self.relay = OutboxRelay(self.engine, self.outbox, producer)
         worker = threading.Thread(target=self._work, name=f"{self.service.name}-worker", daemon=True)
@@ -211,12 +213,13 @@ class ServiceRunner:
             self.settings.amqp_url,
             heartbeat=self.settings.heartbeat,
             connect_timeout=5,
+            ssl=kombu_ssl(self.settings),
             transport_options={"confirm_publish": True, "client_properties": {
                 "connection_name": f"{self.service.name}-consumer"}},
         ) as conn:
             conn.connect()
             channel = conn.channel()
-            declare(channel, full_topology(self.settings, self.service))
+            self._declare(channel)
             publisher = conn.channel()
             consumer = kombu.Consumer(
                 channel,
@@ -241,6 +244,21 @@ class ServiceRunner:
                 conn.heartbeat_check()
                 self._settle(channel, publisher)
                 self._dispatch()
+
+    def _declare(self, channel: Any) -> None:
+        # A least-privilege broker account (deploy/rabbitmq) may configure only its own queues, or nothing:
+        # ERASURE_DECLARE=own|none declares that much and only checks (passively) that the rest exists.
+        topology = full_topology(self.settings, self.service)
+        if self.settings.declare == "all":
+            declare(channel, topology)
+            return
+        for name, kind in topology.exchanges:
+            channel.exchange_declare(name, kind, passive=True)
+        own = tuple(q for q in topology.queues if q.name == self.queue or q.name.startswith(f"{self.queue}.retry."))
+        if self.settings.declare == "own":
+            declare(channel, Topology(exchanges=(), queues=own))
+        for name in (*(q.name for q in own), self.names.dead_queue(self.service.name)):
+            channel.queue_declare(name, passive=True)
 
     def _dispatch(self) -> None:
         while self._buffer and self._in_flight < 2:

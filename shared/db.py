@@ -19,6 +19,9 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Session, sessionmaker
 
+from shared.settings import DatabaseSettings
+from shared.tls import database_tls_args
+
 SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
@@ -55,15 +58,20 @@ def runtime_metadata() -> MetaData:
     return metadata
 
 
-def make_engine(url: str, *, pool_size: int = 5, echo: bool = False, **kwargs: Any) -> Engine:
-    """An engine for a service database; SQLite gets WAL, a busy timeout and real SAVEPOINTs."""
+def make_engine(url: str, *, pool_size: int | None = None, echo: bool = False, **kwargs: Any) -> Engine:
+    """An engine for a service database; SQLite gets WAL, a busy timeout and real SAVEPOINTs.
+
+    PostgreSQL gets its pool size and TLS from `ERASURE_DB_*` (DatabaseSettings) unless pool_size is given.
+    """
     if url.startswith("sqlite"):
         engine = create_engine(url, echo=echo, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs)
         _tune_sqlite(engine)
         return engine
+    db = DatabaseSettings()
     return create_engine(
-        url, echo=echo, pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True,
-        pool_recycle=1800, connect_args={"connect_timeout": 5}, **kwargs,
+        url, echo=echo, pool_size=db.pool_size if pool_size is None else pool_size, max_overflow=db.max_overflow,
+        pool_pre_ping=True, pool_recycle=1800,
+        connect_args={"connect_timeout": 5, **database_tls_args(url, db)}, **kwargs,
     )
 
 

@@ -58,8 +58,11 @@ class Producer:
         timeout: float = 30.0,
         heartbeat: int = 30,
         name: str = "erasure-producer",
+        ssl_options: pika.SSLOptions | None = None,
     ) -> None:
         self._params = pika.URLParameters(amqp_url)
+        if ssl_options is not None:  # shared.tls.pika_ssl_options: the CA, client certificate and host to verify
+            self._params.ssl_options = ssl_options
         self._params.heartbeat = heartbeat
         self._params.blocked_connection_timeout = 60
         self._params.client_properties = {"connection_name": name}

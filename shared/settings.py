@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -42,6 +43,14 @@ class RuntimeSettings(BaseSettings):
     heartbeat: int = Field(30, description="AMQP heartbeat in seconds.")
     log_level: str = Field("INFO")
     http_host: str = Field("127.0.0.1", description="Where /metrics, /healthz and /readyz listen (0.0.0.0 in a pod).")
+    declare: Literal["all", "own", "none"] = Field(
+        "all",
+        description="What a service declares at start: the whole topology, only its own queue and delay queues "
+        "(least-privilege broker accounts, deploy/rabbitmq), or nothing; the rest is only checked to exist.",
+    )
+    amqp_tls_ca: str | None = Field(None, description="CA bundle that signed the broker's certificate (amqps://).")
+    amqp_tls_cert: str | None = Field(None, description="Client certificate for mutual TLS with the broker.")
+    amqp_tls_key: str | None = Field(None, description="Private key of the client certificate.")
 
     @field_validator("retry_delays", mode="before")
     @classmethod
@@ -62,6 +71,19 @@ class RuntimeSettings(BaseSettings):
         if self.signing_key_id not in ring:
             raise ValueError(f"signing key {self.signing_key_id!r} is not in ERASURE_SIGNING_KEYS")
         return ring
+
+
+class DatabaseSettings(BaseSettings):
+    """Pool and TLS of every service's PostgreSQL connections (env prefix `ERASURE_DB_`)."""
+
+    model_config = SettingsConfigDict(env_prefix="ERASURE_DB_", extra="ignore")
+
+    pool_size: int = Field(5, ge=1, description="Connections a process keeps open to its database.")
+    max_overflow: int = Field(5, ge=0, description="Extra connections allowed at a peak, closed when returned.")
+    sslmode: str | None = Field(None, description="libpq sslmode (verify-full in production); the URL's own wins.")
+    sslrootcert: str | None = Field(None, description="CA bundle that signed the database server's certificate.")
+    sslcert: str | None = Field(None, description="Client certificate, when the server asks for one.")
+    sslkey: str | None = Field(None, description="Private key of the client certificate.")
 
 
 HTTP_PORTS = {"account": 9101, "installer_sharing": 9102, "payment": 9103, "bookkeeping": 9104,
