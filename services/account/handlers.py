@@ -6,7 +6,9 @@ from sqlalchemy import select
 
 from schemas import ErasureCompleted, UserDeregistered
 from services.account.accounts import erase_user
+from services.account.intake import drop_pending_requests
 from services.account.models import CompletedErasure
+from services.account.notices import cleanup, keep_address_for_notice, send_completion_notice
 from shared.erasure import slice_report, tombstone
 from shared.service import Context
 
@@ -14,17 +16,30 @@ SERVICE = "account"
 
 
 def erase_account(event: UserDeregistered, ctx: Context) -> None:
-    """Delete the user's profile, preferences, sessions and devices; keep nothing personal; report it."""
+    """Delete the user's profile, preferences, sessions and devices; keep nothing personal; report it.
+
+    The one exception: a request that came by e-mail keeps the address aside, for the completion notice
+    only, and reports it as retained with its purpose and end date.
+    """
+    cleanup(ctx.session)
+    kept = keep_address_for_notice(ctx.session, event, ctx.deps.settings)
     categories = erase_user(ctx.session, event.user_id)
+    dropped = drop_pending_requests(ctx.session, event.user_id)
     tombstone(ctx.session, event)
-    ctx.emit(slice_report(event, SERVICE, erased=categories))
+    ctx.emit(slice_report(event, SERVICE, erased=categories, retained=[kept] if kept else []))
     ctx.log.info("account erased" if categories else "account held nothing",
-                 user_id=event.user_id, categories=categories, replay=event.replay)
+                 user_id=event.user_id, categories=categories, replay=event.replay,
+                 completion_notice=kept is not None, pending_requests_dropped=dropped)
 
 
 def record_completed_erasure(event: ErasureCompleted, ctx: Context) -> None:
-    """Remember, once per request, that an erasure was completed (ids and times only)."""
+    """Remember, once per request, that an erasure was completed; tell a user who asked by e-mail.
+
+    The completion notice goes out once per request and never for a replay (the user was told the first
+    time); if the relay cannot take it, the event is retried and nothing is recorded meanwhile.
+    """
     request_id = str(event.request_id)
+    cleanup(ctx.session)
     known = ctx.session.execute(
         select(CompletedErasure.request_id).where(CompletedErasure.request_id == request_id)).first()
     if known is not None:
@@ -33,7 +48,9 @@ def record_completed_erasure(event: ErasureCompleted, ctx: Context) -> None:
     ctx.session.add(CompletedErasure(
         request_id=request_id, user_id=event.user_id, completed_at=event.completed_at, replay=event.replay))
     ctx.session.flush()
-    ctx.log.info("erasure completion recorded", user_id=event.user_id, replay=event.replay)
+    notified = False if event.replay else send_completion_notice(ctx.session, event, ctx.deps.settings)
+    ctx.log.info("erasure completion recorded", user_id=event.user_id, replay=event.replay,
+                 completion_notice_sent=notified)
 
 
 HANDLERS = {

@@ -8,12 +8,13 @@ from pathlib import Path
 from services.account.handlers import HANDLERS
 from services.account.models import metadata
 from services.account.settings import AccountSettings
+from services.account.web import intake_routes
 from shared.service import Service
 
 
 @dataclass(frozen=True)
 class AccountDeps:
-    """What the account's handlers may use besides the session: only its settings."""
+    """What the account's handlers may use besides the session: its settings (SMTP relay included)."""
 
     settings: AccountSettings
 
@@ -27,4 +28,5 @@ def build() -> Service:
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         build_deps=lambda: AccountDeps(settings),
+        routes=lambda runner: intake_routes(runner, settings),
     )

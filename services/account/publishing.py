@@ -7,16 +7,17 @@ so it works with the service stopped. Should both relay the same row, consumers 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine
+from sqlalchemy import Engine, insert
 from sqlalchemy.orm import Session, sessionmaker
 
 from schemas import EventData
 from services.account.models import metadata
-from shared.codec import Outbound
+from shared.codec import Outbound, encode
 from shared.db import ensure_schema, make_engine, session_factory
 from shared.outbox import OutboxRelay, stage
 from shared.producer import Producer
@@ -31,6 +32,19 @@ def stage_event(session: Session, data: EventData, runtime: RuntimeSettings) -> 
     """Sign an event as the pipeline does and write it to the account outbox in the caller's transaction."""
     return stage(session, OUTBOX, data, source=runtime.source, keyring=runtime.keyring,
                  key_id=runtime.signing_key_id)
+
+
+def stage_events(session: Session, events: Iterable[EventData], runtime: RuntimeSettings) -> list[Outbound]:
+    """stage_event for many events in one executemany: the same rows, without a round trip per event."""
+    messages = [encode(data, source=runtime.source, keyring=runtime.keyring, key_id=runtime.signing_key_id)
+                for data in events]
+    if messages:
+        now = datetime.now(UTC)
+        session.execute(insert(OUTBOX), [
+            {"event_id": m.event_id, "event_type": m.event_type, "routing_key": m.routing_key, "body": m.body,
+             "signature": m.signature, "source": m.source, "created_at": now}
+            for m in messages])
+    return messages
 
 
 @contextmanager

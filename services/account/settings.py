@@ -8,8 +8,7 @@ from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from services.ledger.settings import LedgerSettings
-
-SANDBOX_SMTP_PORT = 8025  # services/sandbox/server.py DEFAULT_SMTP_PORT
+from services.sandbox.defaults import DEFAULT_SMTP_PORT
 
 
 class AccountSettings(BaseSettings):
@@ -20,7 +19,7 @@ class AccountSettings(BaseSettings):
     session_lifetime_days: int = Field(30, gt=0, description="Days a sign-in cookie stays valid.")
 
     smtp_host: str = Field("127.0.0.1", description="SMTP relay for confirmation and completion mails.")
-    smtp_port: int = Field(SANDBOX_SMTP_PORT, gt=0, description="Its port (default: the sandbox's mail sink).")
+    smtp_port: int = Field(DEFAULT_SMTP_PORT, gt=0, description="Its port (default: the sandbox's mail sink).")
     smtp_sender: str = Field("info@loggamera.se", description="From address of the mails we send.")
     smtp_starttls: bool = Field(False, description="Upgrade the relay connection with STARTTLS.")
     smtp_username: str | None = Field(None, description="Relay login, if it asks for one.")
@@ -57,6 +56,11 @@ class AccountSettings(BaseSettings):
     def due_period(self) -> timedelta:
         """Time from a request's receipt to its deadline: the ledger's setting, so both agree."""
         return LedgerSettings().due_period
+
+    @property
+    def notice_grace(self) -> timedelta:
+        """How long past the due date a completion-notice address may be kept at the latest."""
+        return timedelta(days=self.notice_grace_days)
 
     @property
     def smtp_login(self) -> tuple[str, str] | None:

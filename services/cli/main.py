@@ -10,6 +10,7 @@ import click
 
 from services.cli.demo import demo
 from services.cli.dlq import dlq
+from services.cli.intake import intake, replay, sweep
 from services.cli.ledger import receipt, status
 from services.cli.ops import publish
 from services.cli.retention import retention
@@ -145,7 +146,7 @@ def schemas_generate(check: bool) -> None:
         click.echo(f"wrote {path}")
 
 
-for command in (publish, dlq, status, receipt, retention, demo):
+for command in (publish, dlq, status, receipt, retention, demo, intake, sweep, replay):
     cli.add_command(command)
 
 
