@@ -65,6 +65,9 @@ class Producer:
             self._params.ssl_options = ssl_options
         self._params.heartbeat = heartbeat
         self._params.blocked_connection_timeout = 60
+        # Bound every connection attempt: a handshake that hangs (a half-open link) must not stall recovery.
+        self._params.socket_timeout = 5
+        self._params.stack_timeout = 8
         self._params.client_properties = {"connection_name": name}
         self.exchange = exchange
         self._window = window
@@ -143,13 +146,19 @@ class Producer:
     def _run(self) -> None:
         backoff = 0.2
         while not self._closing:
-            self._conn = pika.SelectConnection(
-                self._params,
-                on_open_callback=self._on_open,
-                on_open_error_callback=self._on_open_error,
-                on_close_callback=self._on_closed,
-            )
-            self._conn.ioloop.start()
+            try:
+                self._conn = pika.SelectConnection(
+                    self._params,
+                    on_open_callback=self._on_open,
+                    on_open_error_callback=self._on_open_error,
+                    on_close_callback=self._on_closed,
+                )
+                self._conn.ioloop.start()
+            except Exception as exc:  # the I/O thread must outlive any one connection's failure
+                self._ready.clear()
+                self._last_error = repr(exc)
+                self._fail_inflight(f"connection failed ({exc!r})")
+                log.warning("producer connection failed; reconnecting", error=repr(exc))
             if self._closing:
                 break
             time.sleep(backoff)
@@ -184,7 +193,7 @@ class Producer:
         self._last_error = repr(reason)
         self._fail_inflight(f"channel closed by the broker ({reason})")
         conn = self._conn
-        if conn is not None and conn.is_open and not self._closing:
+        if conn is not None and conn.is_open and not conn.is_closing and not self._closing:
             conn.channel(on_open_callback=self._on_channel_open)
 
     def _fail_inflight(self, why: str) -> None:
