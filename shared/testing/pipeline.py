@@ -199,9 +199,19 @@ class Pipeline:
         self._remember(None)
         return sorted(_DECLARED[self.namespace])
 
-    def purge(self) -> None:
-        """Empty every queue of the namespace (ready messages; unacked ones return when consumers stop)."""
-        _for_each_queue(self.settings.amqp_url, self.queue_names(), "queue_purge")
+    def purge(self, *, settle: float = 0.0) -> None:
+        """Empty every queue of the namespace; with `settle`, again until nothing more arrives.
+
+        Messages can still be on their way when a test ends (a delay tier expiring, a browsed dead letter
+        being returned): purging until a pass after `settle` seconds finds nothing keeps them out of the next
+        test that shares the namespace.
+        """
+        names = self.queue_names()
+        _for_each_queue(self.settings.amqp_url, names, "queue_purge")
+        for _ in range(4 if settle else 0):
+            time.sleep(settle)
+            if not _for_each_queue(self.settings.amqp_url, names, "queue_purge"):
+                return
 
     def close(self) -> None:
         """Stop services; purge (shared namespace) or delete (own namespace) its queues; drop databases."""
@@ -210,7 +220,7 @@ class Pipeline:
         if self._producer is not None:
             self._producer.close()
         if self.keep_namespace:
-            self.purge()
+            self.purge(settle=0.2)
             if self._lease is not None:
                 self._lease.release()
         else:
@@ -223,16 +233,19 @@ class Pipeline:
 _DECLARED: dict[str, set[str]] = {}
 
 
-def _for_each_queue(amqp_url: str, names: Iterable[str], method: str) -> None:
+def _for_each_queue(amqp_url: str, names: Iterable[str], method: str) -> int:
+    """Call a channel method on each queue; return the message counts the broker reported, summed."""
     from amqp.exceptions import NotFound
 
+    total = 0
     with kombu.Connection(amqp_url) as conn:
         channel = conn.channel()
         for name in names:
             try:
-                getattr(channel, method)(name)
+                total += getattr(channel, method)(name) or 0
             except NotFound:
                 channel = conn.channel()  # the broker closed the channel; the queue was never declared
+    return total
 
 
 def delete_namespace(amqp_url: str, namespace: str) -> None:
