@@ -25,6 +25,11 @@ test-chaos: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
+# BENCH_SCALE=small (a few minutes) or full (the default, about 15 minutes); results go to bench/results/.
+bench: $(STAMP)
+	$(BIN)/pip install --quiet -e '.[bench]'
+	BENCH_SCALE=$(or $(BENCH_SCALE),full) $(BIN)/python -m bench
+
 schemas: $(STAMP)
 	$(BIN)/erasure schemas generate
 

@@ -108,10 +108,14 @@ def decode(
         raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise BadInput("not_json", f"body is not JSON: {exc}") from exc
+    except RecursionError as exc:
+        raise BadInput("not_json", "body is JSON nested too deeply to parse") from exc
     try:
         envelope = CloudEvent.model_validate(raw)
     except ValidationError as exc:
         raise BadInput("schema", f"not a CloudEvents 1.0 envelope: {_summary(exc)}") from exc
+    except (OverflowError, ValueError, RecursionError) as exc:  # e.g. a time beyond what UTC can represent
+        raise BadInput("schema", f"not a CloudEvents 1.0 envelope: {type(exc).__name__}") from exc
     if message_id is not None and message_id != str(envelope.id):
         raise BadInput("schema", f"message_id {message_id!r} differs from the event id {envelope.id}")
     try:
@@ -122,6 +126,8 @@ def decode(
         data = model.model_validate(envelope.data)
     except ValidationError as exc:
         raise BadInput("schema", f"event {envelope.id} ({envelope.type}): {_summary(exc)}") from exc
+    except (OverflowError, ValueError, RecursionError) as exc:
+        raise BadInput("schema", f"event {envelope.id} ({envelope.type}): {type(exc).__name__}") from exc
     return Inbound(envelope=envelope, data=data, body_sha256=hashlib.sha256(body).hexdigest())
 
 

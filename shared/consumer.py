@@ -345,7 +345,12 @@ class ServiceRunner:
             batch = self._todo.get()
             if batch is None:
                 return
-            self._done.put((batch, self._handle_batch(batch)))
+            try:
+                outcomes = self._handle_batch(batch)
+            except Exception as exc:  # the worker must outlive any batch: retry its deliveries later
+                log.exception("batch failed unexpectedly; its deliveries go to the delay tiers")
+                outcomes = [Outcome("retry", "error", f"{type(exc).__name__}: {exc}")] * len(batch)
+            self._done.put((batch, outcomes))
 
     def _handle_batch(self, batch: list[Delivery]) -> list[Outcome]:
         delay = 0.2
@@ -388,6 +393,9 @@ class ServiceRunner:
             )
         except BadInput as exc:
             return Outcome("dead", exc.kind, str(exc)), 0
+        except Exception as exc:  # a decoder bug must cost one message, never the consumer
+            log.exception("decoding failed unexpectedly")
+            return Outcome("dead", "undecodable", f"{type(exc).__name__} while decoding"), 0
         event_type = inbound.envelope.type
         handler = self.service.handler_for(event_type)
         if handler is None:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
+import kombu
 from sqlalchemy import create_engine, text
 
 from services.registry import SERVICES
@@ -70,6 +71,8 @@ class RabbitNode:
         self.node = f"chaos-{os.getpid()}@localhost"
         self.port = free_port()
         self.dist_port = free_port()
+        # An epmd of our own: the shared one may be restarted under us, and Erlang nodes never re-register.
+        self.epmd_port = free_port()
         self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
 
     def _env(self) -> dict[str, str]:
@@ -77,6 +80,7 @@ class RabbitNode:
         return {
             **{k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))},
             "HOME": str(root / "home"),  # the Erlang cookie lives here, apart from the shared node's
+            "ERL_EPMD_PORT": str(self.epmd_port),
             "RABBITMQ_NODENAME": self.node,
             "RABBITMQ_NODE_PORT": str(self.port),
             "RABBITMQ_DIST_PORT": str(self.dist_port),
@@ -133,14 +137,43 @@ class RabbitNode:
         out = self.ctl("list_queues", "-q", "name", "messages", "arguments", "--formatter", "json")
         return {q["name"]: q for q in json.loads(out or "[]") if q["name"].startswith(prefix)}
 
+    def consumers(self, prefix: str) -> dict[str, int]:
+        """Consumers on each queue whose name starts with `prefix`."""
+        out = self.ctl("list_queues", "-q", "name", "consumers", "--formatter", "json")
+        return {q["name"]: int(q["consumers"]) for q in json.loads(out or "[]") if q["name"].startswith(prefix)}
+
+    def connection_names(self) -> list[str]:
+        """The client-given names of every open connection (services name theirs `<service>-consumer|outbox`)."""
+        out = self.ctl("list_connections", "-q", "client_properties", "--formatter", "json")
+        names = []
+        for conn in json.loads(out or "[]"):
+            props = {item[0]: item[2] for item in conn.get("client_properties") or []}
+            names.append(str(props.get("connection_name", "")))
+        return names
+
+    def take(self, queue: str) -> list[Any]:
+        """Every message ready in a queue, removed from it."""
+        taken = []
+        with kombu.Connection(self.url) as conn:
+            channel = conn.channel()
+            while (message := channel.basic_get(queue, no_ack=False)) is not None:
+                taken.append(message)
+            for message in taken:
+                channel.basic_ack(message.delivery_tag)
+        return taken
+
     def delete_queues(self, prefix: str) -> None:
-        """Delete the queues of a finished test, so the node stays light for the next."""
-        for name in self.queues(prefix):
-            with contextlib.suppress(RuntimeError):
-                self.ctl("delete_queue", name)
+        """Delete the queues and exchanges of a finished test, so the node stays light for the next."""
+        names = list(self.queues(prefix))
+        with kombu.Connection(self.url) as conn:
+            channel = conn.channel()
+            for name in names:
+                channel.queue_delete(name)
+            for exchange in (f"{prefix}events", f"{prefix}dead"):
+                channel.exchange_delete(exchange)
 
     def stop(self) -> None:
-        """Stop the node and remove its data."""
+        """Stop the node and its epmd, and remove its data."""
         try:
             self.ctl("stop", timeout=60)
         except (RuntimeError, subprocess.TimeoutExpired):
@@ -148,6 +181,8 @@ class RabbitNode:
             if pid_file.exists():
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
+        subprocess.run(["epmd", "-port", str(self.epmd_port), "-kill"], capture_output=True, timeout=10,
+                       check=False)
         shutil.rmtree(self.root, ignore_errors=True)
 
 
@@ -257,37 +292,39 @@ class SandboxProcess(Child):
         return self
 
 
-def service_env(name: str, *, base: Mapping[str, str], database_url: str, sandbox_url: str,
+def service_env(name: str, *, base: Mapping[str, str], database_url: str, vendors_url: str, smtp_port: int,
                 http_port: int) -> dict[str, str]:
-    """The environment of one service process: broker and namespace from `base`, its own database and port,
-    and every vendor URL pointing at the sandbox."""
+    """The environment of one service process: every vendor URL pointing at `vendors_url` (the sandbox, or a
+    gateway in front of it), then `base` (broker, namespace, test settings), then its own database and port."""
     return {
         **os.environ,
         "PYTHONUNBUFFERED": "1",
         "ERASURE_LOG_FORMAT": "json",
+        "ERASURE_NEWSLETTER_MAILCHIMP_BASE_URL": f"{vendors_url}/mailchimp/3.0",
+        "ERASURE_PAYMENT_PAYPAL_BASE_URL": f"{vendors_url}/paypal",
+        "ERASURE_BOOKKEEPING_VISMA_BASE_URL": f"{vendors_url}/visma",
+        "ERASURE_BOOKKEEPING_VISMA_TOKEN_URL": f"{vendors_url}/visma/connect/token",
+        "ERASURE_INSTALLER_SHARING_SANDBOX_URL": vendors_url,
+        "ERASURE_INSTALLER_SHARING_DIRECTORY": "",
+        "ERASURE_SANDBOX_URL": vendors_url,
+        "ERASURE_ACCOUNT_SMTP_PORT": str(smtp_port),
         **base,
         f"ERASURE_{name.upper()}_DATABASE_URL": database_url,
         f"ERASURE_{name.upper()}_HTTP_PORT": str(http_port),
-        "ERASURE_NEWSLETTER_MAILCHIMP_BASE_URL": f"{sandbox_url}/mailchimp/3.0",
-        "ERASURE_PAYMENT_PAYPAL_BASE_URL": f"{sandbox_url}/paypal",
-        "ERASURE_BOOKKEEPING_VISMA_BASE_URL": f"{sandbox_url}/visma",
-        "ERASURE_BOOKKEEPING_VISMA_TOKEN_URL": f"{sandbox_url}/visma/connect/token",
-        "ERASURE_INSTALLER_SHARING_SANDBOX_URL": sandbox_url,
-        "ERASURE_INSTALLER_SHARING_DIRECTORY": "",
     }
 
 
 class Fleet:
     """The six services as `python -m services.cli run <name>` processes."""
 
-    def __init__(self, *, base_env: Mapping[str, str], database_urls: Mapping[str, str], sandbox_url: str,
-                 workdir: Path, names: Iterable[str] = SERVICES) -> None:
+    def __init__(self, *, base_env: Mapping[str, str], database_urls: Mapping[str, str], sandbox: SandboxProcess,
+                 workdir: Path, vendors_url: str | None = None, names: Iterable[str] = SERVICES) -> None:
         self.children: dict[str, Child] = {}
         self.ports: dict[str, int] = {}
         for name in names:
             port = free_port()
-            env = service_env(name, base=base_env, database_url=database_urls[name], sandbox_url=sandbox_url,
-                              http_port=port)
+            env = service_env(name, base=base_env, database_url=database_urls[name],
+                              vendors_url=vendors_url or sandbox.url, smtp_port=sandbox.smtp_port, http_port=port)
             self.ports[name] = port
             self.children[name] = Child(name, ["services.cli", "run", name], env, workdir / f"{name}.log")
 
@@ -309,13 +346,17 @@ class Fleet:
         return all(self.ready(name) for name in self.children)
 
     def wait_ready(self, timeout: float = 60) -> float:
-        """Block until every service is ready; seconds it took."""
+        """Block until every service is ready (AssertionError with its log if one exits); seconds it took."""
         started = time.monotonic()
-        for name, child in self.children.items():
-            if not child.alive:
-                raise AssertionError(f"{name} exited with {child.process and child.process.returncode}:\n"
-                                     f"{child.log()[-3000:]}")
-        poll(self.all_ready, timeout=timeout, what="every service to be ready")
+
+        def ready() -> bool:
+            for name, child in self.children.items():
+                if not child.alive:
+                    code = child.process.returncode if child.process else None
+                    raise AssertionError(f"{name} exited with {code}:\n{child.log()[-3000:]}")
+            return self.all_ready()
+
+        poll(ready, timeout=timeout, what="every service to be ready")
         return time.monotonic() - started
 
     def crash_and_restart(self, name: str, down_for: float = 0.5) -> None:

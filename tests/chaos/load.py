@@ -1,13 +1,14 @@
 """The load a chaos test runs under, and the accounting after it: what was sent, completed, lost, doubled.
 
-Each user first buys (PurchaseCompleted: contact to an installer, customer and invoice at Visma, a vaulted
-PayPal token, a Mailchimp subscription) and then deregisters (UserDeregistered with its own request id).
+A buyer first buys (PurchaseCompleted: contact to an installer, customer and invoice at Visma, a vaulted PayPal
+token, a Mailchimp subscription); every user then deregisters (UserDeregistered with its own request id).
 After the fault, every request must be complete in the ledger, every queue empty, nothing dead-lettered,
 and every outside effect there exactly once.
 """
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -16,7 +17,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pika
-from sqlalchemy import Engine, column, func, select, table
+from sqlalchemy import Engine, column, create_engine, func, select, table
 from sqlalchemy.exc import DBAPIError
 
 from schemas import EventData, PurchaseCompleted, UserDeregistered
@@ -24,7 +25,6 @@ from schemas.examples import example_deregistration, example_purchase
 from services.sandbox import DEFAULT_INSTALLERS, SandboxControl
 from services.vendors.mailchimp import subscriber_hash
 from shared.codec import Outbound, encode
-from shared.db import make_engine
 from shared.producer import Producer
 from shared.settings import RuntimeSettings
 from shared.topology import Names
@@ -41,11 +41,14 @@ class Person:
     request_id: str
     installer_id: str
     token_id: str
+    buys: bool = True
 
 
-def people(tag: str, count: int) -> list[Person]:
-    """`count` users whose ids start with `tag`, spread over the sandbox's installers."""
-    return [Person(f"{tag}-{i:05d}", str(uuid.uuid4()), INSTALLERS[i % len(INSTALLERS)], f"tok-{tag}-{i:05d}")
+def people(tag: str, count: int, *, buyers_every: int = 1) -> list[Person]:
+    """`count` users whose ids start with `tag`, spread over the sandbox's installers; every
+    `buyers_every`-th of them bought something first (the others hold nothing outside the account)."""
+    return [Person(f"{tag}-{i:05d}", str(uuid.uuid4()), INSTALLERS[i % len(INSTALLERS)], f"tok-{tag}-{i:05d}",
+                   buys=i % buyers_every == 0)
             for i in range(count)]
 
 
@@ -67,6 +70,21 @@ def deregistration_of(person: Person) -> UserDeregistered:
 def seed_vault(control: SandboxControl, persons: Iterable[Person]) -> None:
     """Vault each person's PayPal token at the sandbox, under their user id as PayPal customer id."""
     control.seed({"paypal": {"vault": {p.user_id: [p.token_id] for p in persons}}})
+
+
+def register_in_account(account_url: str, users: Mapping[str, Mapping[str, Any]]) -> None:
+    """Create users (user id → register_user fields) in the account database, as the portal would."""
+    from services.account.accounts import register_user
+    from services.account.models import metadata
+    from shared.db import session_factory
+
+    engine = observer_engine(account_url)
+    try:
+        with session_factory(engine, metadata)() as session, session.begin():
+            for user_id, fields in users.items():
+                register_user(session, user_id=user_id, **fields)
+    finally:
+        engine.dispose()
 
 
 class Upstream:
@@ -112,33 +130,55 @@ class Upstream:
             self._producer.close()
 
 
-class Ledger:
-    """Reads the ledger's and the account's databases: how many erasures are complete."""
+def observer_engine(url: str) -> Engine:
+    """An engine for reading a service's database from outside. Not shared.db.make_engine: on SQLite that
+    begins every transaction IMMEDIATE, so a mere count would queue behind (and hold up) the service's writes."""
+    args = {"connect_timeout": 3} if url.startswith("postgresql") else {}
+    return create_engine(url, connect_args=args, pool_pre_ping=True)
 
-    def __init__(self, ledger_url: str, account_url: str) -> None:
-        self._ledger: Engine = make_engine(ledger_url)
-        self._account: Engine = make_engine(account_url)
-        self._last = 0
+
+class Observer:
+    """Reads the services' databases from outside: events committed (inbox rows) and erasures completed.
+
+    While a database is unreachable the last figure read stands, so a test can keep sampling through an outage.
+    """
+
+    def __init__(self, database_urls: Mapping[str, str]) -> None:
+        self._engines = {name: observer_engine(url) for name, url in database_urls.items()}
+        self._committed = 0
+        self._completed = 0
+
+    def _count(self, service: str, name: str, *where: Any) -> int:
+        with self._engines[service].connect() as conn:
+            return int(conn.execute(select(func.count()).select_from(table(name)).where(*where)).scalar_one())
+
+    def inbox_counts(self) -> dict[str, int]:
+        """Events each service has committed."""
+        return {service: self._count(service, "inbox") for service in self._engines}
+
+    def committed(self) -> int:
+        """Events committed by all services together."""
+        with contextlib.suppress(DBAPIError):
+            self._committed = sum(self.inbox_counts().values())
+        return self._committed
 
     def completed(self) -> int:
-        """Requests the ledger has closed; the last known figure while its database is unreachable."""
-        try:
-            with self._ledger.connect() as conn:
-                self._last = int(conn.execute(
-                    select(func.count()).select_from(table("erasure_requests"))
-                    .where(column("status") == "complete")).scalar_one())
-        except DBAPIError:
-            pass
-        return self._last
+        """Erasure requests the ledger has closed."""
+        with contextlib.suppress(DBAPIError):
+            self._completed = self._count("ledger", "erasure_requests", column("status") == "complete")
+        return self._completed
+
+    def holding(self, service: str, table_name: str, user_ids: Iterable[str], *where: Any) -> int:
+        """Rows of a service table that belong to these users (and match `where`)."""
+        return self._count(service, table_name, column("user_id").in_(list(user_ids)), *where)
 
     def account_completions(self) -> int:
         """ErasureCompleted events the account has recorded (the ledger's outbox reached the broker and back)."""
-        with self._account.connect() as conn:
-            return int(conn.execute(select(func.count()).select_from(table("completed_erasures"))).scalar_one())
+        return self._count("account", "completed_erasures")
 
     def close(self) -> None:
-        self._ledger.dispose()
-        self._account.dispose()
+        for engine in self._engines.values():
+            engine.dispose()
 
 
 @dataclass
@@ -162,10 +202,11 @@ def _doubled(kind: str, keys: Iterable[Any], accounts: Accounts) -> Counter[Any]
 
 
 def account_effects(control: SandboxControl, persons: list[Person], purchases: Mapping[str, str]) -> Accounts:
-    """Count every outside effect of the load's users and check the vendors hold nothing personal of them.
+    """Count every outside effect of the load's buyers and check the vendors hold nothing personal of them.
 
     `purchases` maps user id → the event id of their PurchaseCompleted (Visma's YourReference).
     """
+    persons = [p for p in persons if p.buys]
     accounts = Accounts()
     state = control.state()
     effects = state["effects"]

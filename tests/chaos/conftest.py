@@ -1,0 +1,54 @@
+"""Session-wide infrastructure of the chaos suite: a RabbitMQ node and a PostgreSQL cluster of its own."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.chaos.harness import POSTGRES_BIN, RABBIT_BIN, PostgresCluster, RabbitNode
+from tests.chaos.stack import Stack, build_stack
+
+
+@pytest.fixture(scope="session")
+def rabbit() -> Iterator[RabbitNode]:
+    """A private RabbitMQ node on free ports (the shared broker on 5672 is never touched)."""
+    if not (RABBIT_BIN / "rabbitmq-server").exists() or not shutil.which("epmd"):
+        pytest.skip(f"the chaos suite starts its own RabbitMQ node: needs {RABBIT_BIN}/rabbitmq-server and epmd")
+    node = RabbitNode(Path(tempfile.mkdtemp(prefix="chaos-rabbit-"))).start()
+    try:
+        yield node
+    finally:
+        node.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresCluster]:
+    """A private PostgreSQL cluster on a free port, run as the postgres OS user."""
+    if not (POSTGRES_BIN / "initdb").exists() or os.geteuid() != 0:
+        pytest.skip(f"the database fault needs {POSTGRES_BIN}/initdb and root (to run it as the postgres user)")
+    cluster = PostgresCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
+
+
+@pytest.fixture
+def make_stack(rabbit: RabbitNode, tmp_path: Path) -> Iterator[Callable[..., Stack]]:
+    """Start a whole pipeline (sandbox + six service processes) in a fresh namespace; stopped afterwards."""
+    stacks: list[Stack] = []
+
+    def make(**options: Any) -> Stack:
+        stack = build_stack(rabbit, tmp_path / f"stack{len(stacks)}", **options)
+        stacks.append(stack)
+        return stack
+
+    yield make
+    for stack in stacks:
+        stack.close()
