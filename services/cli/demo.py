@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
 import sys
 import time
 import uuid
+from datetime import UTC, datetime
 from typing import Any
 
 import click

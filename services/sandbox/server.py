@@ -15,7 +15,6 @@ from services.sandbox.state import SandboxConfig, SandboxState
 from services.sandbox.web import SandboxHTTPServer
 
 
-
 class Sandbox:
     """The fake outside world on localhost; port 0 picks a free port. Credentials: SandboxConfig fields."""
 
