@@ -133,7 +133,13 @@ def schemas() -> None:
 @schemas.command("generate")
 @click.option("--check", is_flag=True, help="Only report stale files; exit 1 if any.")
 def schemas_generate(check: bool) -> None:
-    """Write schemas/json/*.json and schemas/asyncapi.yaml from the pydantic models."""
+    """Write schemas/json/*.json and schemas/asyncapi.yaml from the pydantic models.
+
+    \b
+    Examples:
+      erasure schemas generate
+      erasure schemas generate --check     # in CI: exit 1 if the committed files are stale
+    """
     from schemas import generate as gen
 
     out = Path(gen.__file__).parent
