@@ -184,7 +184,7 @@ class ServiceRunner:
         if not self.ready.is_set():
             problems.append("broker: not consuming")
         try:
-            with self.engine.connect() as conn:
+            with self.engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
                 conn.execute(text("select 1"))
         except DBAPIError as exc:
             problems.append(f"database: {type(exc.orig).__name__}")

@@ -90,7 +90,9 @@ def _tune_sqlite(engine: Engine) -> None:
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
         # IMMEDIATE takes the write lock up front: two writers wait instead of deadlocking on upgrade.
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # Read-only work (health checks, the outbox poll) asks for DEFERRED so it never waits for a writer.
+        mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
+        connection.exec_driver_sql(f"BEGIN {mode}")
 
 
 def session_factory(engine: Engine, metadata: MetaData | None = None) -> sessionmaker[Session]:

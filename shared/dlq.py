@@ -34,7 +34,7 @@ from pika.exceptions import ChannelClosedByBroker
 
 from schemas.catalog import SUBSCRIPTIONS
 from shared.faults import failpoint
-from shared.logging import mask_text, mask_value
+from shared.logging import mask_personal, mask_text, mask_value
 from shared.producer import Producer, RawMessage
 from shared.settings import RuntimeSettings
 from shared.topology import Names
@@ -152,7 +152,7 @@ class DeadLetter:
         except (UnicodeDecodeError, json.JSONDecodeError):
             body = self.body.decode("utf-8", "replace")
         if not reveal:
-            headers, body = mask_value(headers), mask_value(body)
+            headers, body = mask_value(headers), mask_personal(body)
         return {"service": self.service, "id": self.id, "kind": self.kind, "properties": props,
                 "headers": headers, "body": body, "revealed": reveal}
 

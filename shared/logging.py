@@ -47,6 +47,27 @@ def mask_value(value: Any) -> Any:
     return value
 
 
+# Fields of our events that hold personal data whatever their content looks like (names, street addresses).
+PERSONAL_FIELDS = frozenset({"name", "street", "email", "email_address", "phone", "company_name", "corporate_id",
+                             "payer_id", "contact"})
+
+
+def mask_personal(value: Any) -> Any:
+    """Mask an event document: values of personal fields wholesale, and patterns everywhere else."""
+    if isinstance(value, dict):
+        return {k: _mask_field(v) if k in PERSONAL_FIELDS else mask_personal(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [mask_personal(v) for v in value]
+    return mask_value(value)
+
+
+def _mask_field(value: Any) -> Any:
+    masked = mask_value(value)
+    if isinstance(value, str) and value and masked == value:
+        return "[redacted]"  # a name or street: no pattern gives it away, the field does
+    return masked if isinstance(value, str | bytes) else mask_personal(value)
+
+
 def mask_processor(_logger: Any, _name: str, event_dict: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
     """structlog processor: no personal data leaves the process through a log line."""
     for key, value in list(event_dict.items()):

@@ -86,7 +86,7 @@ class OutboxRelay:
     def relay_once(self) -> int:
         """Publish one batch of committed rows; return how many were published."""
         table = self._outbox
-        with self._engine.connect() as conn:
+        with self._engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
             rows = conn.execute(select(table).order_by(table.c.id).limit(self._batch)).all()
         if not rows:
             return 0

@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AliasChoices, Field, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 DEV_SIGNING_KEY = "dev:insecure-development-key-change-me"
 VAR_DIR = Path(os.environ.get("ERASURE_VAR_DIR", "var"))
@@ -31,7 +31,7 @@ class RuntimeSettings(BaseSettings):
         description="Accepted HMAC keys as `id:secret,id:secret` (two during a rotation).",
     )
     signing_key_id: str = Field("dev", description="Id of the key used to sign what we publish.")
-    retry_delays: tuple[float, ...] = Field(
+    retry_delays: Annotated[tuple[float, ...], NoDecode] = Field(
         (1.0, 10.0, 60.0, 600.0, 3600.0),
         description="Back-off tiers in seconds; one delay queue each. Past the last, dead-letter.",
     )
@@ -55,8 +55,8 @@ class RuntimeSettings(BaseSettings):
     @field_validator("retry_delays", mode="before")
     @classmethod
     def _split_delays(cls, value: object) -> object:
-        if isinstance(value, str) and not value.lstrip().startswith("["):
-            return tuple(float(part) for part in value.split(",") if part.strip())
+        if isinstance(value, str):  # "1,10,60" (documented) or a JSON list "[1, 10, 60]"
+            return tuple(float(part) for part in value.strip().strip("[]").split(",") if part.strip())
         return value
 
     @cached_property

@@ -84,3 +84,15 @@ def test_stdlib_loggers_are_masked_too() -> None:
     configure("INFO", stream=stream, fmt="json")
     logging.getLogger("some.library").warning("could not reach anna@example.com")
     assert "[email]" in stream.getvalue() and "anna@" not in stream.getvalue()
+
+
+def test_event_documents_mask_names_and_streets_too() -> None:
+    from shared.logging import mask_personal
+
+    body = {"data": {"customer": {"name": "Karin Andersson", "address": {"street": "Drottninggatan 55",
+                                                                         "city": "Uppsala"},
+                                  "email": "karin@example.com"}, "note": "call 070-123 45 67"}}
+    masked = mask_personal(body)
+    assert "Karin" not in str(masked) and "Drottninggatan" not in str(masked)
+    assert masked["data"]["note"] == "call [phone]"
+    assert masked["data"]["customer"]["address"]["city"] == "Uppsala"

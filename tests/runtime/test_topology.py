@@ -95,3 +95,12 @@ def test_topology_declare_is_idempotent_on_a_raw_channel(amqp_url: str, tmp_path
                 assert channel.queue_declare(q.name, passive=True).message_count == 0
     finally:
         pipeline.close()
+
+
+def test_retry_tiers_are_read_in_the_documented_comma_form(monkeypatch) -> None:
+    from shared.settings import RuntimeSettings
+
+    monkeypatch.setenv("ERASURE_RETRY_DELAYS", "1,10,60")
+    assert RuntimeSettings().retry_delays == (1.0, 10.0, 60.0)
+    monkeypatch.setenv("ERASURE_RETRY_DELAYS", "[0.5, 2]")
+    assert RuntimeSettings().retry_delays == (0.5, 2.0)
