@@ -39,7 +39,7 @@ class RuntimeSettings(BaseSettings):
     prefetch: int = Field(200, description="Per-consumer prefetch (quorum queues refuse global QoS).")
     batch_size: int = Field(100, description="Deliveries handled in one database transaction.")
     max_body_bytes: int = Field(256 * 1024, description="Larger messages are dead-lettered as oversized.")
-    dead_letter_ttl_days: int = Field(90, description="Dead letters hold personal data: they expire.")
+    dead_letter_ttl_days: float = Field(90, description="Dead letters hold personal data: they expire.")
     heartbeat: int = Field(30, description="AMQP heartbeat in seconds.")
     log_level: str = Field("INFO")
     http_host: str = Field("127.0.0.1", description="Where /metrics, /healthz and /readyz listen (0.0.0.0 in a pod).")

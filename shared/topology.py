@@ -72,7 +72,7 @@ def build_topology(
     *,
     retry_delays: Iterable[float],
     delivery_limit: int,
-    dead_letter_ttl_days: int,
+    dead_letter_ttl_days: float,
 ) -> Topology:
     """The full topology for services that consume the given event types."""
     queues: list[QueueSpec] = []
@@ -109,7 +109,7 @@ def build_topology(
         queues.append(
             QueueSpec(
                 names.dead_queue(service),
-                {"x-queue-type": "quorum", "x-message-ttl": dead_letter_ttl_days * DAY_MS},
+                {"x-queue-type": "quorum", "x-message-ttl": round(dead_letter_ttl_days * DAY_MS)},
                 ((names.dead_exchange, service),),
             )
         )
