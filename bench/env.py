@@ -82,7 +82,7 @@ def machine(env: BenchEnv) -> dict[str, Any]:
         "memory_gb": round(psutil.virtual_memory().total / 2**30, 1),
         "kernel": platform.release(),
         "python": platform.python_version(),
-        "rabbitmq": f"{_text(props.get('version'))} (Erlang {_text(props.get('erlang_version', ''))})".strip(),
+        "rabbitmq": f"{_text(props.get('version'))} ({_text(props.get('platform', ''))})".strip(),
         "postgresql": str(pg_version),
         "sqlite": _sqlite_version(),
     }

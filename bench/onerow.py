@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, Engine, Integer, MetaData, String, Table, func, insert, select
+from sqlalchemy import Column, Engine, Integer, String, Table, func, insert, select
 
 from schemas import UserDeregistered
 from shared.codec import CONTENT_TYPE, decode
@@ -31,11 +31,13 @@ effects = Table(
 class Clock:
     """When the first and the latest effect were written, and how many (thread-safe)."""
 
-    def __init__(self) -> None:
+    def __init__(self, target: int = 0) -> None:
         self._lock = threading.Lock()
         self.first = 0.0
         self.last = 0.0
         self.count = 0
+        self.target = target
+        self.reached = threading.Event()
 
     def tick(self) -> None:
         """Count one handled event now."""
@@ -45,6 +47,8 @@ class Clock:
                 self.first = now
             self.count += 1
             self.last = now
+            if self.target and self.count >= self.target:
+                self.reached.set()
 
 
 def service(name: str, clock: Clock) -> Service:
@@ -78,7 +82,3 @@ def committed(engine: Engine) -> int:
     with engine.connect() as conn:
         return int(conn.execute(select(func.count()).select_from(effects)).scalar_one())
 
-
-def fresh_metadata() -> MetaData:
-    """The tables of the one-row workload (inbox, outbox, tombstones, effects)."""
-    return metadata

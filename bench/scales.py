@@ -15,14 +15,17 @@ class Scale:
     drain_events: int
     queues: int
     drain_cap_s: float
+    floor_attempts: int
     # 2: (batch_size, prefetch) pairs tried per database; the best is reported.
     sweep: tuple[tuple[int, int], ...]
     # 3: events per confirmed publish measurement, and the producer windows tried.
     publish_events: int
     publish_windows: tuple[int, ...]
-    # 4: the fixed-rate latency run and the throughput backlog.
+    # 4: the fixed-rate latency runs (the target rate, and a light rate first) and the throughput backlog.
     latency_rate: float
     latency_seconds: float
+    light_rate: float
+    light_seconds: float
     pipeline_backlog: int
     pipeline_cap_s: float
     buyer_fraction: float
@@ -31,33 +34,37 @@ class Scale:
     scale_cap_s: float
     account_sizes: tuple[int, int]
     account_erasures: int
-    # 6: which databases the peers run on.
-    peer_backends: tuple[str, ...]
+    # 2, 5, 6: the databases the one-row runs, the account-size runs and the peers use.
+    backends: tuple[str, ...]
     pipeline_backends: tuple[str, ...]
 
 
 SCALES = {
     "tiny": Scale(
-        name="tiny", drain_events=150, queues=5, drain_cap_s=30, sweep=((100, 200),),
+        name="tiny", drain_events=150, queues=2, drain_cap_s=30, floor_attempts=1, sweep=((100, 200),),
         publish_events=500, publish_windows=(2000,),
-        latency_rate=20, latency_seconds=1.0, pipeline_backlog=30, pipeline_cap_s=40, buyer_fraction=0.25,
+        latency_rate=20, latency_seconds=1.0, light_rate=10, light_seconds=0.5, pipeline_backlog=30,
+        pipeline_cap_s=40, buyer_fraction=0.25,
         scale_backlog=40, scale_cap_s=40, account_sizes=(200, 2000), account_erasures=100,
-        peer_backends=("sqlite",), pipeline_backends=("postgresql",),
+        backends=("sqlite",), pipeline_backends=("postgresql",),
     ),
     "small": Scale(
-        name="small", drain_events=4000, queues=5, drain_cap_s=90, sweep=((50, 100), (100, 200), (200, 400)),
-        publish_events=20_000, publish_windows=(500, 2000, 5000),
-        latency_rate=50, latency_seconds=10, pipeline_backlog=1000, pipeline_cap_s=120, buyer_fraction=0.25,
-        scale_backlog=3000, scale_cap_s=180, account_sizes=(10_000, 100_000), account_erasures=2000,
-        peer_backends=("sqlite", "postgresql"), pipeline_backends=("postgresql",),
+        name="small", drain_events=1500, queues=5, drain_cap_s=90, floor_attempts=1,
+        sweep=((20, 50), (100, 200), (300, 600)),
+        publish_events=15_000, publish_windows=(500, 2000, 5000),
+        latency_rate=50, latency_seconds=6, light_rate=5, light_seconds=6, pipeline_backlog=400, pipeline_cap_s=120,
+        buyer_fraction=0.25, scale_backlog=1000, scale_cap_s=120, account_sizes=(10_000, 100_000),
+        account_erasures=1500,
+        backends=("sqlite", "postgresql"), pipeline_backends=("postgresql",),
     ),
     "full": Scale(
-        name="full", drain_events=10_000, queues=5, drain_cap_s=180,
-        sweep=((50, 100), (100, 200), (200, 400), (300, 600), (500, 1000)),
-        publish_events=50_000, publish_windows=(500, 2000, 5000, 10_000),
-        latency_rate=50, latency_seconds=30, pipeline_backlog=3000, pipeline_cap_s=240, buyer_fraction=0.25,
-        scale_backlog=20_000, scale_cap_s=420, account_sizes=(10_000, 1_000_000), account_erasures=5000,
-        peer_backends=("sqlite", "postgresql"), pipeline_backends=("postgresql", "sqlite"),
+        name="full", drain_events=3000, queues=5, drain_cap_s=150, floor_attempts=2,
+        sweep=((20, 50), (50, 100), (100, 200), (300, 600)),
+        publish_events=30_000, publish_windows=(500, 2000, 5000, 10_000),
+        latency_rate=50, latency_seconds=20, light_rate=10, light_seconds=10, pipeline_backlog=1000,
+        pipeline_cap_s=240, buyer_fraction=0.25, scale_backlog=4000, scale_cap_s=300,
+        account_sizes=(10_000, 1_000_000), account_erasures=3000,
+        backends=("sqlite", "postgresql"), pipeline_backends=("postgresql", "sqlite"),
     ),
 }
 

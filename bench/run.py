@@ -1,0 +1,152 @@
+"""One bench run: every section in order, each bounded and isolated, then the results file and the report."""
+
+from __future__ import annotations
+
+import json
+import time
+import traceback
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from bench import events as ev
+from bench import sections
+from bench.drain import Drain
+from bench.env import BenchEnv, machine
+from bench.scales import Scale
+from bench.stats import LoadMonitor
+
+SECTIONS = ("raw_floor", "runtime", "publishing", "peers", "pipeline", "scale")
+
+
+def _timed(results: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+    """Run one section; keep its numbers, its duration, how loaded the machine was, or its error."""
+    monitor = LoadMonitor().start()
+    started = time.monotonic()
+    print(f"[bench] {name} ...", flush=True)
+    try:
+        outcome = fn()
+    except Exception as exc:  # a failed section is reported, and the others still run
+        outcome = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc(limit=6)}
+    outcome["section_seconds"] = round(time.monotonic() - started, 1)
+    outcome["machine_load"] = monitor.stop()
+    results["sections"][name] = outcome
+    print(f"[bench] {name} done in {outcome['section_seconds']}s", flush=True)
+    return outcome
+
+
+def run_bench(scale: Scale, out_dir: Path, *, only: tuple[str, ...] = SECTIONS, profile: bool = True,
+              log_dir: Path | None = None, amqp_url: str | None = None,
+              postgres_admin_url: str | None = None) -> dict[str, Any]:
+    """Run the chosen sections at this scale; write latest.json, latest.md and the plots to out_dir."""
+    env = BenchEnv()
+    env.amqp_url = amqp_url or env.amqp_url
+    env.postgres_admin_url = postgres_admin_url or env.postgres_admin_url
+    out_dir.mkdir(parents=True, exist_ok=True)
+    logs = log_dir or env.workdir / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    profile_dir = env.workdir / "profiles" if profile else None
+    if profile_dir is not None:
+        profile_dir.mkdir(parents=True, exist_ok=True)
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "meta": {"scale": scale.name, "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                 "machine": machine(env), "sizes": scale.__dict__},
+        "sections": {},
+    }
+    try:
+        drain = Drain(env, env.namespace("m"), scale.queues, logs)
+        drain.declare()
+        run = sections.Run(env=env, scale=scale, drain=drain, log_dir=logs, profile_dir=profile_dir,
+                           events=ev.deregistrations(drain.settings, scale.drain_events))
+        floor = 0.0
+        if "raw_floor" in only:
+            floor = _timed(results, "raw_floor", lambda: sections.raw_floor(run)).get("deliveries_per_s", 0.0)
+        ours: dict[str, Any] = {}
+        if "runtime" in only:
+            ours = _timed(results, "runtime", lambda: sections.runtime(run, floor))
+        if "publishing" in only:
+            _timed(results, "publishing", lambda: sections.confirmed_publishing(run))
+        if "peers" in only:
+            _timed(results, "peers", lambda: sections.peers(run, ours))
+        if "pipeline" in only or "scale" in only:
+            _pipeline_and_scale(results, run, only)
+    finally:
+        env.close()
+    results["meta"]["total_seconds"] = round(time.monotonic() - started, 1)
+    results["targets"] = evaluate(results)
+    from bench.report import write_all
+
+    write_all(results, out_dir)
+    return results
+
+
+def _pipeline_and_scale(results: dict[str, Any], run: sections.Run, only: tuple[str, ...]) -> None:
+    def whole() -> dict[str, Any]:
+        backends = run.scale.pipeline_backends
+        return {b: sections.pipeline(run, b, with_backlog=b == backends[0]) for b in backends}
+
+    both = _timed(results, "pipeline", whole)
+    scale: dict[str, Any] = {"backlog": {}}
+    for backend, outcome in both.items():
+        if isinstance(outcome, dict) and "backlog" in outcome:
+            scale["backlog"][backend] = outcome.pop("backlog")
+    if "scale" in only:
+        accounts = _timed(results, "scale", lambda: {"account": sections.account_scaling(run)})
+        accounts.update(scale)
+    else:
+        results["sections"]["scale"] = scale
+
+
+def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
+    """Each target of the benchmark issue with what was measured and whether it is met."""
+    s = results["sections"]
+    targets: list[dict[str, Any]] = []
+
+    def add(name: str, goal: str, value: Any, met: bool | None) -> None:
+        targets.append({"target": name, "goal": goal, "measured": value, "met": met})
+
+    for backend, entry in _backends(s.get("runtime")):
+        add(f"runtime/floor ratio ({backend})", ">= 0.6", entry.get("ratio_to_floor"),
+            _ge(entry.get("ratio_to_floor"), 0.6))
+    pub = s.get("publishing", {})
+    if "events_per_s" in pub:
+        add("confirmed publishing events/s", ">= 10000", pub["events_per_s"], pub["events_per_s"] >= 10_000)
+        add("confirmed / unconfirmed ratio", ">= 0.7", pub["ratio_to_unconfirmed"], pub["ratio_to_unconfirmed"] >= 0.7)
+    for backend, entry in _backends(s.get("pipeline")):
+        rate = entry.get("throughput", {}).get("erasures_per_s")
+        add(f"complete erasures/s ({backend})", ">= 250", rate, _ge(rate, 250))
+        p99 = entry.get("latency", {}).get("p99_ms")
+        add(f"p99 latency at 50/s ({backend})", "<= 250 ms", p99, None if p99 is None else p99 <= 250)
+    scale = s.get("scale", {})
+    for backend, entry in (scale.get("backlog") or {}).items():
+        memory = entry.get("memory") or {}
+        peak = max((m["peak_mb"] for m in memory.values()), default=None)
+        add(f"peak RSS per service ({backend})", "<= 200 MB", peak, None if peak is None else peak <= 200)
+        growth = max((m["late_mb"] - m["early_mb"] for m in memory.values()), default=None)
+        add(f"RSS growth over the backlog ({backend})", "flat (< 20 MB)", None if growth is None else round(growth, 1),
+            None if growth is None else growth < 20)
+    for backend, entry in (scale.get("account") or {}).items():
+        ratio = entry.get("cost_ratio")
+        add(f"account cost large/small table ({backend})", "<= 1.2", ratio, _le(ratio, 1.2))
+    return targets
+
+
+def _backends(section: Any) -> list[tuple[str, dict[str, Any]]]:
+    if not isinstance(section, dict):
+        return []
+    return [(k, v) for k, v in section.items() if isinstance(v, dict) and k in ("sqlite", "postgresql")]
+
+
+def _ge(value: Any, bound: float) -> bool | None:
+    return None if not isinstance(value, int | float) else value >= bound
+
+
+def _le(value: Any, bound: float) -> bool | None:
+    return None if not isinstance(value, int | float) or value <= 0 else value <= bound
+
+
+def load(path: Path) -> dict[str, Any]:
+    """A results file written by run_bench."""
+    return json.loads(path.read_text())

@@ -1,0 +1,239 @@
+"""The six measurements. Each takes the run's context and returns a JSON-ready dict of what it measured."""
+
+from __future__ import annotations
+
+import importlib.util
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import kombu
+import psutil
+from sqlalchemy import func, select
+
+from bench import events as ev
+from bench import publishing
+from bench.drain import Drain
+from bench.env import BenchEnv
+from bench.pipeline import Deployment
+from bench.procs import Child
+from bench.scales import Scale
+from bench.stats import percentiles
+from services.account.main import build as build_account
+from services.account.models import metadata as account_metadata
+from services.account.seed import seed_users
+from shared.db import ensure_schema, make_engine, session_factory
+from shared.producer import Producer, RawMessage
+from shared.topology import Names
+
+
+@dataclass
+class Run:
+    """What every section needs: the environment, the scale, the shared drain namespace and output paths."""
+
+    env: BenchEnv
+    scale: Scale
+    drain: Drain
+    log_dir: Path
+    profile_dir: Path | None
+    events: list[Any]
+
+
+def raw_floor(run: Run) -> dict[str, Any]:
+    """1. Bare pika consumers, one per queue: decode (verify + validate) and ack."""
+    attempts = [run.drain.run("raw", run.events, cap_s=run.scale.drain_cap_s) for _ in range(run.scale.floor_attempts)]
+    best = max(attempts, key=lambda r: r["deliveries_per_s"])
+    return {**best, "attempts": [a["deliveries_per_s"] for a in attempts]}
+
+
+def runtime(run: Run, floor: float) -> dict[str, Any]:
+    """2. The ServiceRunner with the one-row handler, per database and (batch_size, prefetch) pair."""
+    out: dict[str, Any] = {}
+    for backend in run.scale.backends:
+        sweep = [run.drain.run("runtime", run.events, backend=backend, batch=batch, prefetch=prefetch,
+                               cap_s=run.scale.drain_cap_s) for batch, prefetch in run.scale.sweep]
+        best = max(sweep, key=lambda r: r["deliveries_per_s"])
+        entry: dict[str, Any] = {
+            "sweep": sweep, "best": best,
+            "deliveries_per_s": best["deliveries_per_s"],
+            "ratio_to_floor": round(best["deliveries_per_s"] / floor, 3) if floor else 0.0,
+        }
+        if run.profile_dir is not None:
+            again = run.drain.run("runtime", run.events, backend=backend, batch=best["batch_size"],
+                                  prefetch=best["prefetch"], cap_s=run.scale.drain_cap_s,
+                                  profile=run.profile_dir / f"runtime-{backend}.txt")
+            entry["profile"] = again.get("profile")
+            entry["profiled_run_deliveries_per_s"] = again["deliveries_per_s"]
+        out[backend] = entry
+    return out
+
+
+def confirmed_publishing(run: Run) -> dict[str, Any]:
+    """3. Producer.publish_many (encode + sign included) against unconfirmed pika, same queues."""
+    return publishing.run(run.drain, run.scale.publish_events, run.scale.publish_windows)
+
+
+def peers(run: Run, ours: dict[str, Any]) -> dict[str, Any]:
+    """6. The one-row handler as a FastStream subscriber and as a Celery task, on the same queues and databases."""
+    out: dict[str, Any] = {}
+    for kind, module in (("faststream", "faststream"), ("celery", "celery")):
+        if importlib.util.find_spec(module) is None:
+            out[kind] = {"skipped": f"{module} is not installed (pip install -e '.[bench]')"}
+            continue
+        per_backend = {}
+        for backend in run.scale.backends:
+            result = run.drain.run(kind, run.events, backend=backend, cap_s=run.scale.drain_cap_s)
+            mine = ours.get(backend, {}).get("deliveries_per_s", 0.0)
+            result["our_ratio"] = round(mine / result["deliveries_per_s"], 2) if result["deliveries_per_s"] else None
+            per_backend[backend] = result
+        out[kind] = per_backend
+    return out
+
+
+def pipeline(run: Run, backend: str, *, with_backlog: bool) -> dict[str, Any]:
+    """4 (and 5a when with_backlog) on one backend: latency at a fixed rate, a throughput backlog, a big backlog."""
+    scale = run.scale
+    latency_n = max(1, round(scale.latency_rate * scale.latency_seconds))
+    light_n = max(1, round(scale.light_rate * scale.light_seconds))
+    big = scale.scale_backlog if with_backlog else 0
+    deployment = Deployment(run.env, backend, run.log_dir)
+    result: dict[str, Any] = {"backend": backend, "buyer_fraction": scale.buyer_fraction}
+    try:
+        started = time.monotonic()
+        deployment.start(light_n + latency_n + scale.pipeline_backlog + big)
+        result["start_seconds"] = round(time.monotonic() - started, 1)
+        groups = [deployment.take_users(n) for n in (latency_n, scale.pipeline_backlog, big, light_n)]
+        every = max(1, round(1 / scale.buyer_fraction)) if scale.buyer_fraction else 0
+        buyers = [u for users in groups for i, u in enumerate(users) if every and i % every == 0]
+        result["purchases"] = deployment.give_purchases(buyers, timeout=scale.pipeline_cap_s)
+        phases = (("light_latency", groups[3], scale.light_rate), ("latency", groups[0], scale.latency_rate))
+        for key, users, rate in phases:
+            latency = deployment.erase_at_rate(users, rate, drain_timeout=scale.pipeline_cap_s)
+            result[key] = {**{k: v for k, v in latency.items() if k != "latencies_ms"},
+                           **percentiles(latency["latencies_ms"]), "latencies_ms": latency["latencies_ms"]}
+        result["throughput"] = deployment.erase_backlog(groups[1], scale.pipeline_cap_s, profile_dir=run.profile_dir)
+        if big:
+            result["backlog"] = deployment.erase_backlog(groups[2], scale.scale_cap_s, sample_memory=True)
+        result["sandbox_requests"] = len(deployment.sandbox.requests())
+    finally:
+        result["exit_codes"] = deployment.stop()
+    return result
+
+
+@dataclass
+class AccountTable:
+    """A seeded account database: its URL, the seeded id prefix, and the users not yet erased."""
+
+    backend: str
+    size: int
+    url: str
+    prefix: str
+    seed_seconds: float
+    left: list[int]
+
+
+def seed_account_table(run: Run, backend: str, size: int) -> AccountTable:
+    """An account database migrated to head with `size` seeded users, in random erasure order."""
+    url = run.env.database_url(backend, f"acct{size}")
+    engine = make_engine(url)
+    try:
+        ensure_schema(engine, account_metadata, build_account().migrations)
+        started = time.monotonic()
+        with session_factory(engine, account_metadata)() as session, session.begin():
+            seeded = seed_users(session, size)
+        seed_s = time.monotonic() - started
+    finally:
+        engine.dispose()
+    order = list(range(size))
+    random.Random(size).shuffle(order)
+    return AccountTable(backend, size, url, seeded.id_prefix, round(seed_s, 1), order)
+
+
+def account_cost(run: Run, table: AccountTable, count: int) -> dict[str, Any]:
+    """5b. The account service alone (its own process) erasing `count` random users of the table."""
+    env, names = run.env, Names(run.drain.namespace)
+    picks, table.left = table.left[:count], table.left[count:]
+    messages = [RawMessage("", names.queue("account"), m.body, m.properties()) for m in
+                (ev.signed(run.drain.settings, ev.deregistration(f"{table.prefix}-{i:07d}")) for i in picks)]
+    ids = [m.properties["message_id"] for m in messages]
+    child = Child(f"account-{table.backend}-{table.size}-{len(table.left)}", ["-m", "services.cli", "run", "account"],
+                  log_dir=run.log_dir,
+                  env={"ERASURE_AMQP_URL": env.amqp_url, "ERASURE_NAMESPACE": run.drain.namespace,
+                       "ERASURE_RETRY_DELAYS": "[1.0]", "ERASURE_ACCOUNT_DATABASE_URL": table.url,
+                       "ERASURE_ACCOUNT_HTTP_PORT": "0"})
+    engine = make_engine(table.url)
+    inbox = account_metadata.tables["inbox"]
+    mine = inbox.c.event_id.in_(ids)
+    handled, cpu = 0, 0.0
+    try:
+        _wait_consumer(env.amqp_url, names.queue("account"), child, timeout=60)
+        cpu_before = _cpu(child)
+        with Producer(env.amqp_url, exchange="") as producer:
+            producer.publish_raw(messages)
+        deadline = time.monotonic() + run.scale.drain_cap_s
+        while time.monotonic() < deadline:
+            with engine.connect() as conn:
+                handled = conn.execute(select(func.count()).select_from(inbox).where(mine)).scalar_one()
+            if handled >= count:
+                break
+            time.sleep(0.2)
+        cpu = _cpu(child) - cpu_before
+        with engine.connect() as conn:
+            first, last = conn.execute(select(func.min(inbox.c.handled_at), func.max(inbox.c.handled_at))
+                                       .where(mine)).one()
+    finally:
+        child.stop()
+        engine.dispose()
+        _purge(env.amqp_url, [names.queue("account"), names.queue("ledger")])
+    span = (last - first).total_seconds() if first and last else 0.0
+    per_s = (handled - 1) / span if span > 0 else 0.0
+    return {"backend": table.backend, "users": table.size, "seed_seconds": table.seed_seconds, "erasures": count,
+            "handled": handled, "seconds": round(span, 2), "erasures_per_s": round(per_s, 1),
+            "ms_per_erasure": round(1000 / per_s, 2) if per_s else 0.0,
+            "cpu_ms_per_erasure": round(1000 * cpu / handled, 2) if handled else 0.0}
+
+
+def account_scaling(run: Run, rounds: int = 2) -> dict[str, Any]:
+    """5b per backend: small and large table alternately, `rounds` times; the best run of each size counts."""
+    out = {}
+    for backend in run.scale.backends:
+        tables = [seed_account_table(run, backend, size) for size in run.scale.account_sizes]
+        count = min(run.scale.account_erasures, *(t.size // rounds for t in tables))
+        attempts: dict[int, list[dict[str, Any]]] = {t.size: [] for t in tables}
+        for _ in range(rounds):
+            for table in tables:
+                attempts[table.size].append(account_cost(run, table, count))
+        small, large = (min(attempts[t.size], key=lambda a: a["ms_per_erasure"] or float("inf")) for t in tables)
+        ratio = large["ms_per_erasure"] / small["ms_per_erasure"] if small["ms_per_erasure"] else 0.0
+        cpu_ratio = large["cpu_ms_per_erasure"] / small["cpu_ms_per_erasure"] if small["cpu_ms_per_erasure"] else 0.0
+        out[backend] = {"small": small, "large": large, "cost_ratio": round(ratio, 3),
+                        "cpu_cost_ratio": round(cpu_ratio, 3),
+                        "attempts_ms_per_erasure": {size: [a["ms_per_erasure"] for a in runs]
+                                                    for size, runs in attempts.items()}}
+    return out
+
+
+def _cpu(child: Child) -> float:
+    times = psutil.Process(child.pid).cpu_times()
+    return times.user + times.system
+
+
+def _wait_consumer(amqp_url: str, queue: str, child: Child, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if child.process.poll() is not None:
+            raise RuntimeError(f"{child.name} exited with {child.process.returncode}; {child.tail()}")
+        with kombu.Connection(amqp_url) as conn:
+            if conn.channel().queue_declare(queue, passive=True).consumer_count:
+                return
+        time.sleep(0.2)
+    raise RuntimeError(f"{child.name} did not start consuming {queue} within {timeout:.0f}s")
+
+
+def _purge(amqp_url: str, queues: list[str]) -> None:
+    with kombu.Connection(amqp_url) as conn:
+        channel = conn.channel()
+        for queue in queues:
+            channel.queue_purge(queue)
