@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy import Engine, Table, delete, func, insert, select
@@ -30,19 +30,29 @@ def stage(
     subject: str | None = None,
 ) -> Outbound:
     """Sign an event and write it to the outbox inside the caller's transaction."""
-    message = encode(data, source=source, keyring=keyring, key_id=key_id, subject=subject)
-    session.execute(
-        insert(outbox).values(
-            event_id=message.event_id,
-            event_type=message.event_type,
-            routing_key=message.routing_key,
-            body=message.body,
-            signature=message.signature,
-            source=message.source,
-            created_at=datetime.now(UTC),
-        )
-    )
+    [message] = stage_many(session, outbox, [data], source=source, keyring=keyring, key_id=key_id, subject=subject)
     return message
+
+
+def stage_many(
+    session: Session,
+    outbox: Table,
+    events: Iterable[EventData],
+    *,
+    source: str,
+    keyring: Mapping[str, bytes],
+    key_id: str,
+    subject: str | None = None,
+) -> list[Outbound]:
+    """Sign events and write them to the outbox in one statement, inside the caller's transaction."""
+    messages = [encode(d, source=source, keyring=keyring, key_id=key_id, subject=subject) for d in events]
+    if messages:
+        now = datetime.now(UTC)
+        session.execute(insert(outbox), [
+            {"event_id": m.event_id, "event_type": m.event_type, "routing_key": m.routing_key, "body": m.body,
+             "signature": m.signature, "source": m.source, "created_at": now}
+            for m in messages])
+    return messages
 
 
 def backlog(engine: Engine, outbox: Table) -> int:

@@ -9,17 +9,16 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
 from pathlib import Path
 
-from sqlalchemy import Engine, insert
+from sqlalchemy import Engine
 from sqlalchemy.orm import Session, sessionmaker
 
 from schemas import EventData
 from services.account.models import metadata
-from shared.codec import Outbound, encode
+from shared.codec import Outbound
 from shared.db import ensure_schema, make_engine, session_factory
-from shared.outbox import OutboxRelay, stage
+from shared.outbox import OutboxRelay, stage, stage_many
 from shared.producer import Producer
 from shared.settings import RuntimeSettings, database_url_for
 from shared.topology import Names
@@ -35,16 +34,9 @@ def stage_event(session: Session, data: EventData, runtime: RuntimeSettings) -> 
 
 
 def stage_events(session: Session, events: Iterable[EventData], runtime: RuntimeSettings) -> list[Outbound]:
-    """stage_event for many events in one executemany: the same rows, without a round trip per event."""
-    messages = [encode(data, source=runtime.source, keyring=runtime.keyring, key_id=runtime.signing_key_id)
-                for data in events]
-    if messages:
-        now = datetime.now(UTC)
-        session.execute(insert(OUTBOX), [
-            {"event_id": m.event_id, "event_type": m.event_type, "routing_key": m.routing_key, "body": m.body,
-             "signature": m.signature, "source": m.source, "created_at": now}
-            for m in messages])
-    return messages
+    """stage_event for many events in one statement (the sweep's batches)."""
+    return stage_many(session, OUTBOX, events, source=runtime.source, keyring=runtime.keyring,
+                      key_id=runtime.signing_key_id)
 
 
 @contextmanager
