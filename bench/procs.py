@@ -190,11 +190,12 @@ def summarise_stacks(lines: list[str], *, top: int = 15) -> dict[str, Any]:
 # Leaf-most frame's module → what the thread was doing; first match wins, checked from the leaf upwards.
 CATEGORIES = (
     ("waiting on PostgreSQL (psycopg)", ("psycopg/",)),
-    ("SQLite (sqlite3 calls)", ("do_execute (sqlalchemy/engine/default.py)", "do_commit", "sqlite3")),
+    ("SQLite (sqlite3 calls)", ("do_execute (sqlalchemy/engine/default.py)", "do_commit (sqlalchemy",
+                                "do_savepoint (sqlalchemy", "sqlite3")),
     ("broker I/O wait (py-amqp, pika poll)", ("amqp/transport.py", "PollPoller.poll", "_sigint_safe")),
     ("HTTP to the sandbox (httpx)", ("httpx/", "httpcore/", "_backends/sync.py")),
     ("SQLAlchemy Core/ORM (Python)", ("sqlalchemy/",)),
-    ("decode, verify, validate", ("pydantic", "shared/codec.py", "hmac.py", "json/", "schemas/")),
+    ("codec: JSON, pydantic, HMAC", ("pydantic", "shared/codec.py", "hmac.py", "json/", "schemas/")),
     ("AMQP client (Python)", ("amqp/", "kombu/", "pika/")),
     ("logging (structlog)", ("structlog/", "logging/", "shared/logging.py")),
     ("metrics", ("prometheus_client/",)),
@@ -218,10 +219,10 @@ def _short(frame: str) -> str:
     if not path:
         return name
     parts = Path(path).parts
-    if path.startswith(str(ROOT)):
-        parts = Path(path).relative_to(ROOT).parts
-    elif "site-packages" in parts:
+    if "site-packages" in parts:
         parts = parts[parts.index("site-packages") + 1:]
-    else:
+    elif path.startswith(str(ROOT)):
+        parts = Path(path).relative_to(ROOT).parts
+    elif Path(path).is_absolute():
         parts = parts[-2:]
     return f"{name} ({'/'.join(parts)})"

@@ -58,12 +58,12 @@ SCALES = {
         backends=("sqlite", "postgresql"), pipeline_backends=("postgresql",),
     ),
     "full": Scale(
-        name="full", drain_events=3000, queues=5, drain_cap_s=150, floor_attempts=2,
+        name="full", drain_events=2000, queues=5, drain_cap_s=150, floor_attempts=2,
         sweep=((20, 50), (50, 100), (100, 200), (300, 600)),
         publish_events=30_000, publish_windows=(500, 2000, 5000, 10_000),
-        latency_rate=50, latency_seconds=20, light_rate=10, light_seconds=10, pipeline_backlog=1000,
-        pipeline_cap_s=240, buyer_fraction=0.25, scale_backlog=4000, scale_cap_s=300,
-        account_sizes=(10_000, 1_000_000), account_erasures=3000,
+        latency_rate=50, latency_seconds=10, light_rate=10, light_seconds=10, pipeline_backlog=600,
+        pipeline_cap_s=240, buyer_fraction=0.25, scale_backlog=3000, scale_cap_s=300,
+        account_sizes=(10_000, 1_000_000), account_erasures=1500,
         backends=("sqlite", "postgresql"), pipeline_backends=("postgresql", "sqlite"),
     ),
 }
