@@ -25,7 +25,7 @@ test-chaos: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# BENCH_SCALE=small (a few minutes) or full (the default, about 15 minutes); results go to bench/results/.
+# BENCH_SCALE=small (about 7 minutes) or full (the default, about 13 minutes); results go to bench/results/.
 bench: $(STAMP)
 	$(BIN)/pip install --quiet -e '.[bench]'
 	BENCH_SCALE=$(or $(BENCH_SCALE),full) $(BIN)/python -m bench

@@ -20,7 +20,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=RESULTS, help="where latest.json, latest.md and plots go")
     parser.add_argument("--no-profile", action="store_true", help="skip the py-spy profiles")
     parser.add_argument("--logs", type=Path, help="keep every child process's log in this directory")
+    parser.add_argument("--render", action="store_true",
+                        help="only redraw latest.md and the plots from the latest.json already in --out")
     args = parser.parse_args(argv)
+    if args.render:
+        from bench.report import write_all
+        from bench.run import load
+
+        write_all(load(args.out / "latest.json"), args.out)
+        return
     scale = SCALES[args.scale] if args.scale else scale_from_env()
     only = tuple(name.strip() for name in args.only.split(",") if name.strip())
     unknown = set(only) - set(SECTIONS)

@@ -53,7 +53,10 @@ class Drain:
         with kombu.Connection(self.env.amqp_url) as conn:
             channel = conn.channel()
             for i in range(self.queues):
-                declare(channel, full_topology(self.settings, onerow.service(f"onerow{i}", onerow.Clock())))
+                topology = full_topology(self.settings, onerow.service(f"onerow{i}", onerow.Clock()))
+                self.env.remember(topology)
+                declare(channel, topology)
+            self.env.remember(exchanges=[self.exchange])
             channel.exchange_declare(self.exchange, "topic", durable=True, auto_delete=False)
             for name in self.queue_names():
                 channel.queue_bind(name, self.exchange, routing_key=key)

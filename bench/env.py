@@ -7,16 +7,18 @@ import platform
 import shutil
 import tempfile
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import kombu
+from amqp.exceptions import NotFound
 from sqlalchemy import create_engine, text
 
 from shared.settings import RuntimeSettings
 from shared.testing.infra import create_database, drop_database
-from shared.testing.pipeline import delete_namespace
+from shared.topology import Topology
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
 LOCAL_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
@@ -33,6 +35,8 @@ class BenchEnv:
     workdir: Path = field(default_factory=lambda: Path(tempfile.mkdtemp(prefix="erasure-bench-")))
     databases: list[str] = field(default_factory=list)
     namespaces: list[str] = field(default_factory=list)
+    queues: set[str] = field(default_factory=set)
+    exchanges: set[str] = field(default_factory=set)
 
     def namespace(self, purpose: str) -> str:
         """A namespace of this run for one purpose; its queues and exchanges are deleted at close()."""
@@ -40,6 +44,15 @@ class BenchEnv:
         if name not in self.namespaces:
             self.namespaces.append(name)
         return name
+
+    def remember(self, topology: Topology | None = None, *, queues: Iterable[str] = (),
+                 exchanges: Iterable[str] = ()) -> None:
+        """Queues and exchanges that this run (or a process it starts) declares; close() deletes them."""
+        if topology is not None:
+            self.queues.update(q.name for q in topology.queues)
+            self.exchanges.update(name for name, _kind in topology.exchanges)
+        self.queues.update(queues)
+        self.exchanges.update(exchanges)
 
     def settings(self, namespace: str, **overrides: Any) -> RuntimeSettings:
         """Runtime settings for a bench namespace (defaults otherwise, as in production)."""
@@ -56,12 +69,22 @@ class BenchEnv:
         return create_database(self.postgres_admin_url, name)
 
     def close(self) -> None:
-        """Delete this run's namespaces and scratch databases and files."""
-        for namespace in self.namespaces:
-            delete_namespace(self.amqp_url, namespace)
+        """Delete this run's queues, exchanges, scratch databases and files."""
+        _delete_all(self.amqp_url, sorted(self.queues), sorted(self.exchanges))
         for name in self.databases:
             drop_database(self.postgres_admin_url, name)
         shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+def _delete_all(amqp_url: str, queues: list[str], exchanges: list[str]) -> None:
+    with kombu.Connection(amqp_url) as conn:
+        channel = conn.channel()
+        for kind, names in (("queue_delete", queues), ("exchange_delete", exchanges)):
+            for name in names:
+                try:
+                    getattr(channel, kind)(name)
+                except NotFound:
+                    channel = conn.channel()  # the broker closed the channel: it was never declared
 
 
 def machine(env: BenchEnv) -> dict[str, Any]:

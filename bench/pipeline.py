@@ -104,8 +104,10 @@ class Deployment:
         for name in SERVICES:
             self.urls[name] = self.env.database_url(self.backend, f"{self.namespace}_{name}")
         self.users = self._seed_accounts(users)
+        topology = full_topology(self.settings)
+        self.env.remember(topology)
         with kombu.Connection(self.env.amqp_url) as conn:
-            declare(conn.channel(), full_topology(self.settings))
+            declare(conn.channel(), topology)
         self.sandbox.start()
         self.observer = Observer(self.env.amqp_url, self.namespace)
         self.producer = Producer(self.env.amqp_url, exchange=Names(self.namespace).events_exchange).start()

@@ -15,7 +15,7 @@ class Scale:
     drain_events: int
     queues: int
     drain_cap_s: float
-    floor_attempts: int
+    repeats: int  # noise-sensitive runs (raw floor, publishing) are repeated; the best counts
     # 2: (batch_size, prefetch) pairs tried per database; the best is reported.
     sweep: tuple[tuple[int, int], ...]
     # 3: events per confirmed publish measurement, and the producer windows tried.
@@ -41,7 +41,7 @@ class Scale:
 
 SCALES = {
     "tiny": Scale(
-        name="tiny", drain_events=150, queues=2, drain_cap_s=30, floor_attempts=1, sweep=((100, 200),),
+        name="tiny", drain_events=150, queues=2, drain_cap_s=30, repeats=1, sweep=((100, 200),),
         publish_events=500, publish_windows=(2000,),
         latency_rate=20, latency_seconds=1.0, light_rate=10, light_seconds=0.5, pipeline_backlog=30,
         pipeline_cap_s=40, buyer_fraction=0.25,
@@ -49,7 +49,7 @@ SCALES = {
         backends=("sqlite",), pipeline_backends=("postgresql",),
     ),
     "small": Scale(
-        name="small", drain_events=1500, queues=5, drain_cap_s=90, floor_attempts=1,
+        name="small", drain_events=1500, queues=5, drain_cap_s=90, repeats=2,
         sweep=((20, 50), (100, 200), (300, 600)),
         publish_events=15_000, publish_windows=(500, 2000, 5000),
         latency_rate=50, latency_seconds=6, light_rate=5, light_seconds=6, pipeline_backlog=400, pipeline_cap_s=120,
@@ -58,7 +58,7 @@ SCALES = {
         backends=("sqlite", "postgresql"), pipeline_backends=("postgresql",),
     ),
     "full": Scale(
-        name="full", drain_events=2000, queues=5, drain_cap_s=150, floor_attempts=2,
+        name="full", drain_events=2000, queues=5, drain_cap_s=150, repeats=2,
         sweep=((20, 50), (50, 100), (100, 200), (300, 600)),
         publish_events=30_000, publish_windows=(500, 2000, 5000, 10_000),
         latency_rate=50, latency_seconds=10, light_rate=10, light_seconds=10, pipeline_backlog=600,
