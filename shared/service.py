@@ -24,12 +24,22 @@ class Context:
     envelope: CloudEvent
     deps: Any
     attempts: int
+    redelivered: bool = False  # the broker delivered this message before (a consumer died or lost its link)
     emitted: list[EventData] = field(default_factory=list)
     log: Any = field(default_factory=get_logger)
 
     @property
     def event_id(self) -> str:
         return str(self.envelope.id)
+
+    @property
+    def tried_before(self) -> bool:
+        """Whether an earlier attempt at this event may have reached an outside system before it failed.
+
+        A call can take effect at a vendor while its answer is lost; the attempt rolls back here, so only the
+        event itself says the vendor may hold a copy (it came back from a delay tier, or was redelivered).
+        """
+        return self.attempts > 0 or self.redelivered
 
     def emit(self, data: EventData) -> None:
         """Publish an event if, and only if, this handler's transaction commits (transactional outbox)."""
@@ -47,6 +57,10 @@ class Service:
     build_deps: Callable[[], Any] = lambda: None
     close_deps: Callable[[Any], None] = lambda _deps: None
     routes: Callable[[Any], Mapping[tuple[str, str], Callable[..., Any]]] = lambda _runner: {}
+    database_only: bool = False
+    """Handlers touch only the database and the outbox; the runtime may run a batch without a savepoint per
+    delivery and re-run it after a failure. Leave it False if any handler calls an outside system (a vendor's
+    API, a mail relay): a re-run would call it again for deliveries that had succeeded."""
 
     @property
     def event_types(self) -> tuple[str, ...]:

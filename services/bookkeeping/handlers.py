@@ -19,7 +19,7 @@ from services.bookkeeping.visma_records import (
     erase_visma_customer,
     invoice_rows,
 )
-from services.vendors.visma import VismaClient
+from services.vendors.visma import ERASED_FIELDS, VismaClient
 from shared.erasure import is_erased, slice_report, tombstone
 from shared.service import Context
 
@@ -51,6 +51,8 @@ def record_sale(event: PurchaseCompleted, ctx: Context) -> None:
     settings = gateways.settings
     erased = is_erased(session, event.user_id)
     if erased:
+        if ctx.tried_before:
+            _erase_named_customer_of_earlier_attempt(ctx, gateways.visma, event.user_id)
         customer_id = gateways.visma.upsert_customer(
             settings.anonymous_customer_number, anonymous_customer_fields(settings)
         )
@@ -79,6 +81,16 @@ def record_sale(event: PurchaseCompleted, ctx: Context) -> None:
     ))
     ctx.log.info("sale booked", purchase_id=event.purchase_id, user_id=event.user_id,
                  anonymous_customer=erased)
+
+
+def _erase_named_customer_of_earlier_attempt(ctx: Context, visma: VismaClient, user_id: str) -> None:
+    """An earlier attempt at this sale may have created the named customer at Visma before its answer was
+    lost, and the user's erasure, handled meanwhile, knew nothing of it: erase that customer now."""
+    found = visma.find_customer(user_id)
+    if found is None or not (found.get("IsActive") or any(found.get(f) for f in ERASED_FIELDS)):
+        return
+    erase_visma_customer(visma, str(found["Id"]))
+    ctx.log.info("erased the Visma customer an earlier attempt may have created", user_id=user_id)
 
 
 def _keep_customer(session: Session, event: PurchaseCompleted, visma_customer_id: str) -> None:

@@ -30,11 +30,19 @@ def contact_for_installer(customer: Customer) -> dict[str, Any]:
 
 def forward_contact_to_installer(event: PurchaseCompleted, ctx: Context) -> None:
     """Send the buyer's contact details to the purchase's installer once per event; nothing for an erased user."""
+    installers: Installers = ctx.deps
     if is_erased(ctx.session, event.user_id):
+        if ctx.tried_before:
+            # An earlier attempt may have delivered the contact before its answer was lost, and the erasure,
+            # handled meanwhile, did not know of it: ask the installer to erase what it may have received.
+            installers.client(event.installer.id).send_erasure_notice(
+                user_ref=event.user_id, purchase_ids=[event.purchase_id],
+                idempotency_key=f"{ctx.event_id}:withdraw")
+            ctx.log.info("installer asked to erase what an earlier attempt may have sent",
+                         user_id=event.user_id, purchase_id=event.purchase_id, installer_id=event.installer.id)
         ctx.log.info("user already erased; contact details not forwarded",
                      user_id=event.user_id, purchase_id=event.purchase_id)
         return
-    installers: Installers = ctx.deps
     client = installers.client(event.installer.id)
     ctx.session.add(Share(
         event_id=ctx.event_id,

@@ -19,16 +19,34 @@ ERASED_CATEGORY = "newsletter subscription"
 
 def _subscribe(ctx: Context, user_id: str, email: str) -> None:
     """Subscribe the address with no merge fields (the policy sends the newsletter service the e-mail only)."""
+    audiences: Audiences = ctx.deps
     if is_erased(ctx.session, user_id):
+        if ctx.tried_before:
+            _withdraw_earlier_attempt(ctx, user_id, email)
         ctx.log.info("user already erased; not subscribed", user_id=user_id)
         return
-    audiences: Audiences = ctx.deps
     list_id = audiences.default_list_id
     if ctx.session.get(Subscriber, (user_id, email, list_id)) is None:
         ctx.session.add(Subscriber(user_id=user_id, email=email, list_id=list_id, subscribed_at=datetime.now(UTC)))
         ctx.session.flush()
     audiences.audience(list_id).upsert_member(email, idempotency_key=ctx.event_id)
     ctx.log.info("subscribed", user_id=user_id, list_id=list_id)
+
+
+def _withdraw_earlier_attempt(ctx: Context, user_id: str, email: str) -> None:
+    """An earlier attempt at this event may have subscribed the address before its answer was lost, and the
+    user's erasure, handled meanwhile, knew nothing of it: erase the address at Mailchimp now.
+
+    Not if another user we hold (and have not erased) subscribed the same address: theirs stays.
+    """
+    shared_with_others = ctx.session.scalars(
+        select(Subscriber.user_id).where(Subscriber.email == email, Subscriber.user_id != user_id).limit(1)
+    ).first()
+    if shared_with_others is not None:
+        return
+    audiences: Audiences = ctx.deps
+    _erase_members(ctx, {(email, audiences.default_list_id)})
+    ctx.log.info("erased what an earlier attempt may have subscribed", user_id=user_id)
 
 
 def _erase_members(ctx: Context, members: set[tuple[str, str]]) -> None:

@@ -164,6 +164,10 @@ class VismaClient(VendorClient):
 
         return self._retry(create)
 
+    def find_customer(self, customer_number: str) -> dict[str, Any] | None:
+        """The customer with this customer number, if Visma holds one."""
+        return self._retry(lambda: self._find("customers", "CustomerNumber", customer_number))
+
     def get_customer(self, customer_id: str) -> dict[str, Any]:
         """The customer as Visma holds it; PermanentError if there is none."""
 

@@ -7,6 +7,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -15,7 +16,7 @@ from sqlalchemy import select
 
 from schemas import EventData
 from shared.codec import Outbound, encode
-from shared.consumer import ServiceRunner, full_topology
+from shared.consumer import ATTEMPTS_HEADER, ServiceRunner, full_topology
 from shared.producer import Producer
 from shared.service import Service
 from shared.settings import RuntimeSettings
@@ -134,9 +135,14 @@ class Pipeline:
         return encode(data, source="urn:loggamera:test", keyring=self.settings.keyring,
                       key_id=self.settings.signing_key_id, **kwargs)
 
-    def publish(self, *events: EventData) -> list[Outbound]:
-        """Publish signed events with confirms; return what was sent (ids included)."""
+    def publish(self, *events: EventData, attempts: int = 0) -> list[Outbound]:
+        """Publish signed events with confirms; return what was sent (ids included).
+
+        `attempts` > 0 sends them as a delay tier returns an event that failed that many times before.
+        """
         messages = [self.encode(e) for e in events]
+        if attempts:
+            messages = [replace(m, headers={**m.headers, ATTEMPTS_HEADER: attempts}) for m in messages]
         self.producer.publish_many(messages)
         return messages
 
