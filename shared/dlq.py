@@ -33,6 +33,8 @@ from pika.adapters.blocking_connection import BlockingChannel
 from pika.exceptions import ChannelClosedByBroker
 
 from schemas.catalog import SUBSCRIPTIONS
+from shared.broker import pika_parameters
+from shared.broker import producer as make_producer
 from shared.faults import failpoint
 from shared.logging import mask_personal, mask_text, mask_value
 from shared.producer import Producer, RawMessage
@@ -286,9 +288,7 @@ class HeldQueue:
 @contextmanager
 def connect(settings: RuntimeSettings) -> Iterator[pika.BlockingConnection]:
     """A blocking connection to the broker, or DeadLetterError saying it cannot be reached."""
-    params = pika.URLParameters(settings.amqp_url)
-    params.heartbeat = max(settings.heartbeat, 60)
-    params.client_properties = {"connection_name": "erasure-dlq"}
+    params = pika_parameters(settings, name="erasure-dlq", heartbeat=max(settings.heartbeat, 60))
     try:
         conn = pika.BlockingConnection(params)
     except pika.exceptions.AMQPConnectionError as exc:
@@ -420,7 +420,7 @@ def replay(
     now = datetime.now(UTC)
     with connect(settings) as conn:
         present = existing(conn, names, services)
-        producer = None if dry_run else Producer(settings.amqp_url, exchange="", name="erasure-dlq-replay").start()
+        producer = None if dry_run else make_producer(settings, exchange="", name="erasure-dlq-replay").start()
         try:
             for service in present:
                 with held(conn, names, service) as queue:

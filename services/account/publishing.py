@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from schemas import EventData
 from services.account.models import metadata
+from shared.broker import producer as make_producer
 from shared.codec import Outbound
 from shared.db import ensure_schema, make_engine, session_factory
 from shared.outbox import OutboxRelay, stage, stage_many
@@ -53,8 +54,7 @@ def account_database(database_url: str | None = None) -> Iterator[tuple[Engine, 
 @contextmanager
 def producer_for(runtime: RuntimeSettings, name: str) -> Iterator[Producer]:
     """A started, confirming producer on the namespace's events exchange; closed on exit."""
-    with Producer(runtime.amqp_url, exchange=Names(runtime.namespace).events_exchange, heartbeat=runtime.heartbeat,
-                  name=name) as producer:
+    with make_producer(runtime, exchange=Names(runtime.namespace).events_exchange, name=name) as producer:
         yield producer
 
 

@@ -50,14 +50,13 @@ def demo(user_id: str | None, timeout: float) -> None:
       make run            # in one terminal
       erasure demo        # in another
     """
-    import kombu
-
     from schemas.examples import example_deregistration, example_purchase
     from services.account.accounts import register_user
     from services.ledger.commands import receipt_command, status_command
+    from shared.broker import kombu_connection
+    from shared.broker import producer as make_producer
     from shared.codec import encode
     from shared.db import make_engine, session_factory
-    from shared.producer import Producer
     from shared.settings import RuntimeSettings, database_url_for
     from shared.topology import Names
 
@@ -76,8 +75,8 @@ def demo(user_id: str | None, timeout: float) -> None:
     _say("1.", f"{c.name} ({user_id}) has an account: name, e-mail, phone and address in the account database.")
 
     sign = {"source": "urn:loggamera:demo", "keyring": settings.keyring, "key_id": settings.signing_key_id}
-    with kombu.Connection(settings.amqp_url) as conn, \
-            Producer(settings.amqp_url, exchange=names.events_exchange) as producer:
+    with kombu_connection(settings, name="erasure-demo") as conn, \
+            make_producer(settings, exchange=names.events_exchange, name="erasure-demo") as producer:
         queue = _observe(conn, names.events_exchange)
         producer.publish(encode(purchase, **sign))
         _say("2.", f"PurchaseCompleted {purchase.purchase_id} published (signed, confirmed). Forwarding, as the "

@@ -69,18 +69,19 @@ def doctor(broker: bool, database: bool) -> None:
     Example:
       erasure doctor --database
     """
-    import kombu
+    from shared.broker import kombu_connection
 
     settings = RuntimeSettings()
     if broker:
+        safe = kombu_connection(settings, name="erasure-doctor").as_uri()
         try:
-            with kombu.Connection(settings.amqp_url, connect_timeout=3) as conn:
+            with kombu_connection(settings, name="erasure-doctor", connect_timeout=3) as conn:
                 conn.ensure_connection(max_retries=1)
-        except Exception:  # any failure to connect is the same answer for the operator
-            safe = kombu.Connection(settings.amqp_url).as_uri()
+        except Exception as exc:  # any failure to connect is the same answer for the operator
             click.echo(BROKER_HELP.format(url=safe), err=True)
+            click.echo(f"  ({type(exc).__name__}: {exc})", err=True)
             sys.exit(1)
-        click.echo(f"broker ok: {kombu.Connection(settings.amqp_url).as_uri()}")
+        click.echo(f"broker ok: {safe}")
     if database:
         from sqlalchemy import text
 
@@ -109,8 +110,7 @@ def topology_declare(show: bool) -> None:
     """
     import dataclasses
 
-    import kombu
-
+    from shared.broker import kombu_connection
     from shared.consumer import full_topology
     from shared.topology import declare
 
@@ -119,7 +119,7 @@ def topology_declare(show: bool) -> None:
     if show:
         click.echo(json.dumps(dataclasses.asdict(topo), indent=2))
         return
-    with kombu.Connection(settings.amqp_url) as conn:
+    with kombu_connection(settings, name="erasure-topology") as conn:
         declare(conn.default_channel, topo)
     click.echo(f"declared {len(topo.exchanges)} exchanges and {len(topo.queues)} queues "
                f"in namespace {settings.namespace!r}")

@@ -43,9 +43,9 @@ def publish(kind: str, user_id: str, data_file: Any, count: int, as_json: bool) 
       erasure publish deregistration --user u-1001
       erasure publish file --data event.json
     """
+    from shared.broker import producer as producer_for
     from shared.codec import encode
     from shared.errors import PublishError
-    from shared.producer import Producer
     from shared.topology import Names
 
     if kind == "file" and data_file is None:
@@ -55,7 +55,8 @@ def publish(kind: str, user_id: str, data_file: Any, count: int, as_json: bool) 
     messages = [encode(data, source="urn:loggamera:cli", keyring=settings.keyring,
                        key_id=settings.signing_key_id) for _ in range(count)]
     try:
-        with Producer(settings.amqp_url, exchange=Names(settings.namespace).events_exchange) as producer:
+        with producer_for(settings, exchange=Names(settings.namespace).events_exchange,
+                          name="erasure-publish") as producer:
             producer.publish_many(messages)
     except PublishError as exc:
         click.echo(f"publish failed: {exc}", err=True)

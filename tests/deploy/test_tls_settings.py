@@ -239,6 +239,33 @@ def test_a_service_consumes_and_relays_its_outbox_over_tls(
     assert terminator.sessions >= before + 2, "the consumer (kombu) and the outbox producer (pika) both used TLS"
 
 
+def test_operator_commands_use_the_tls_files_from_settings(
+    erasure_pipeline: Pipeline, terminator: TlsTerminator, pki: Pki, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from click.testing import CliRunner
+
+    from services.cli.main import cli
+
+    ours = erasure_pipeline.settings
+    tls = _tls_settings(ours.amqp_url, terminator, pki)
+    env = {"AMQP_URL": tls.amqp_url, "AMQP_TLS_CA": str(pki.ca), "AMQP_TLS_CERT": str(pki.client_cert),
+           "AMQP_TLS_KEY": str(pki.client_key), "NAMESPACE": erasure_pipeline.namespace,
+           # the namespace's queues exist with the test settings' arguments; a declare must match them
+           "RETRY_DELAYS": ",".join(str(d) for d in ours.retry_delays), "DELIVERY_LIMIT": str(ours.delivery_limit),
+           "DEAD_LETTER_TTL_DAYS": str(ours.dead_letter_ttl_days)}
+    for name, value in env.items():
+        monkeypatch.setenv(f"ERASURE_{name}", value)
+    monkeypatch.delenv("AMQP_URL", raising=False)
+    runner = CliRunner()
+    for command in (["doctor", "--broker"], ["topology", "declare"], ["publish", "deregistration", "--user", "u-tls"],
+                    ["dlq", "list", "--json"]):
+        before = terminator.sessions
+        result = runner.invoke(cli, command, catch_exceptions=False)
+        assert result.exit_code == 0, (command, result.output)
+        assert terminator.sessions > before, f"erasure {' '.join(command)} did not connect over TLS"
+    assert erasure_pipeline.depth(f"{erasure_pipeline.namespace}.ledger") == 1, "the published event arrived"
+
+
 # ---- PostgreSQL ---------------------------------------------------------------------------------------------
 def test_database_tls_settings_reach_libpq(postgres_admin_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ERASURE_DB_SSLMODE", "require")
