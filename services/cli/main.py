@@ -32,13 +32,16 @@ def cli() -> None:
 @cli.command()
 @click.argument("name", type=click.Choice([*SERVICES, "all", "sandbox"]))
 @click.option("--no-sandbox", is_flag=True, help="With `all`: do not start the sandbox (real vendors).")
-def run(name: str, no_sandbox: bool) -> None:
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="With `sandbox`: the address it listens on (0.0.0.0 inside a container).")
+def run(name: str, no_sandbox: bool, host: str) -> None:
     """Run one service, the sandbox, or `all` of them as supervised processes.
 
     \b
     Examples:
       erasure run all              # every service + the sandbox, restarted if they crash
       erasure run newsletter       # one service in the foreground
+      erasure run sandbox --host 0.0.0.0
     """
     from shared.logging import configure
 
@@ -49,7 +52,7 @@ def run(name: str, no_sandbox: bool) -> None:
     if name == "sandbox":
         from services.sandbox.server import main as sandbox_main
 
-        sandbox_main([])
+        sandbox_main(["--host", host])
         return
     from services.registry import load
     from shared.consumer import ServiceRunner

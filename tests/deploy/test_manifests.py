@@ -226,8 +226,11 @@ def test_compose_mounts_the_generated_broker_and_database_files() -> None:
 def test_compose_sandbox_is_reachable_from_the_other_containers() -> None:
     services = _compose()["services"]
     sandbox = services["sandbox"]
-    assert sandbox["entrypoint"] == ["python", "-m", "services.sandbox"]
-    assert sandbox["command"] == ["--host", "0.0.0.0"]  # noqa: S104 - inside its container, on purpose
+    assert "entrypoint" not in sandbox, "the image's entry point, `erasure`, runs it"
+    assert sandbox["command"] == ["run", "sandbox", "--host", "0.0.0.0"]  # noqa: S104 - inside its container
+    from services.cli.main import run
+
+    assert "host" in {param.name for param in run.params}
     importlib.import_module("services.sandbox.server")
     vendor_urls = [value for s in SERVICES for key, value in services[s]["environment"].items()
                    if key.startswith(f"ERASURE_{s.upper()}_") and key.endswith(("_URL", "_HOST"))
