@@ -3,14 +3,21 @@
 A report may arrive before its deregistration (the ledger's copy of the event was delayed): it opens the
 request "by report" so nothing is lost. The receipt chain starts from the opening record, which needs
 the reason and requested_at, so such reports are chained (and the request closed) when the event arrives.
+
+Each delivery reads its request once, after locking its row: the request, its slices and the last link of
+its receipt chain in one statement (`_locked_request`). The receipt entries themselves are not loaded; new
+links are added to the session and written together with the slice and request changes when the runtime
+flushes after the handler.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy.orm import Session
+from sqlalchemy import select
+from sqlalchemy.orm import Session, joinedload
 
 from schemas import SLICE_SERVICES, ErasureCompleted, ErasureSliceReported, RetainedCategory, UserDeregistered
 from services.ledger.models import (
@@ -37,9 +44,45 @@ def report_payload(event: ErasureSliceReported) -> dict[str, Any]:
     )
 
 
-def _locked_request(session: Session, request_id: str) -> ErasureRequest | None:
-    # The row lock serialises two replicas handling the same request (SQLite serialises whole writes).
-    return session.get(ErasureRequest, request_id, with_for_update=True)
+@dataclass
+class _Chain:
+    """The end of a request's receipt chain: the last link's seq and hash (0 and None while it is empty)."""
+
+    seq: int = 0
+    head: str | None = None
+
+
+def _last_link(column: Any) -> Any:
+    """A column of the request's last receipt entry, as a scalar subquery correlated to the request."""
+    return select(column).where(ReceiptEntry.request_id == ErasureRequest.request_id) \
+        .order_by(ReceiptEntry.seq.desc()).limit(1).scalar_subquery()
+
+
+_LOCK = select(ErasureRequest.request_id).with_for_update()
+_LOAD = (
+    select(ErasureRequest, _last_link(ReceiptEntry.seq), _last_link(ReceiptEntry.entry_hash))
+    .options(joinedload(ErasureRequest.slices))
+    # A batch shares one session: take the rows as they are now, not as an earlier delivery left them.
+    .execution_options(populate_existing=True)
+)
+
+
+def _locked_request(session: Session, request_id: str) -> tuple[ErasureRequest | None, _Chain]:
+    """The request under its row lock, with its slices and the end of its receipt chain.
+
+    The row lock serialises two replicas handling the same request. It is taken by a statement of its own:
+    under READ COMMITTED a locking statement that had to wait still reads every other row as of its start,
+    so the slices and the chain are read by the next statement, once the lock is held. SQLite has no row
+    locks and needs none (a write transaction holds the whole database), so there it is one statement.
+    """
+    row_locks = session.get_bind().dialect.name != "sqlite"
+    if row_locks and session.execute(_LOCK.where(ErasureRequest.request_id == request_id)).first() is None:
+        return None, _Chain()
+    row = session.execute(_LOAD.where(ErasureRequest.request_id == request_id)).unique().first()
+    if row is None:
+        return None, _Chain()
+    request, seq, head = row
+    return request, _Chain(seq or 0, head)
 
 
 def _new_request(request_id: str, user_id: str, now: datetime, *, due: datetime, opened_by: str,
@@ -58,19 +101,19 @@ def _check_same_user(request: ErasureRequest, user_id: str, event_id: str) -> No
             f"user {user_id}; check the producer of the event")
 
 
-def _chain(session: Session, request: ErasureRequest, pending: list[SliceReport], now: datetime) -> None:
-    """Append reports to the request's receipt chain in the order the ledger received them."""
+def _chain(session: Session, request: ErasureRequest, chain: _Chain, pending: list[SliceReport],
+           now: datetime) -> None:
+    """Append reports to the request's receipt chain in the order the ledger received them; move `chain` on."""
     assert request.reason is not None and request.requested_at is not None
-    entries = request.entries
-    prev = entries[-1].entry_hash if entries else opening_hash(
+    prev = chain.head if chain.head is not None else opening_hash(
         request.request_id, request.user_id, request.reason, request.requested_at)
     for row in sorted(pending, key=lambda r: (r.recorded_at or now, r.position)):
-        made = link(prev, len(entries) + 1, row.service, row.report or {})
-        entries.append(ReceiptEntry(
-            seq=made.seq, service=made.service, payload=made.payload, prev_hash=made.prev_hash,
-            entry_hash=made.entry_hash, recorded_at=now))
+        made = link(prev, chain.seq + 1, row.service, row.report or {})
+        session.add(ReceiptEntry(
+            request_id=request.request_id, seq=made.seq, service=made.service, payload=made.payload,
+            prev_hash=made.prev_hash, entry_hash=made.entry_hash, recorded_at=now))
+        chain.seq, chain.head = made.seq, made.entry_hash
         prev = made.entry_hash
-    session.flush()
 
 
 def _retained_union(request: ErasureRequest) -> list[RetainedCategory]:
@@ -81,17 +124,17 @@ def _retained_union(request: ErasureRequest) -> list[RetainedCategory]:
     return list(kept)
 
 
-def _complete_if_all_reported(request: ErasureRequest, ctx: Context, now: datetime) -> None:
+def _complete_if_all_reported(request: ErasureRequest, chain: _Chain, ctx: Context, now: datetime) -> None:
     """Close the request and emit ErasureCompleted once every slice has reported and the chain is whole."""
     if request.status != OPEN or request.reason is None:
         return
-    if any(row.outcome is None for row in request.slices) or not request.entries:
+    if any(row.outcome is None for row in request.slices) or chain.head is None:
         return
     request.status = COMPLETE
     # The ledger's clock, not the slices': a backup replay selects by this time and must not miss a request
     # because a slice's clock ran behind.
     request.completed_at = now
-    request.receipt_hash = request.entries[-1].entry_hash
+    request.receipt_hash = chain.head
     ctx.emit(ErasureCompleted(
         request_id=request.request_id, user_id=request.user_id, completed_at=request.completed_at,
         receipt_hash=request.receipt_hash, retained=_retained_union(request), replay=request.replay))
@@ -104,7 +147,7 @@ def open_erasure_request(event: UserDeregistered, ctx: Context) -> None:
     session, now = ctx.session, datetime.now(UTC)
     request_id = str(event.request_id)
     due = event.requested_at + settings.due_period
-    request = _locked_request(session, request_id)
+    request, chain = _locked_request(session, request_id)
     if request is None:
         request = _new_request(request_id, event.user_id, now, due=due, opened_by=BY_DEREGISTRATION,
                                replay=event.replay)
@@ -120,14 +163,13 @@ def open_erasure_request(event: UserDeregistered, ctx: Context) -> None:
     request.due_at = due
     request.replay = event.replay
     request.original_request_id = str(event.original_request_id) if event.original_request_id else None
-    session.flush()
     early = [row for row in request.slices if row.outcome is not None]
     if early:
-        _chain(session, request, early, now)
+        _chain(session, request, chain, early, now)
     ctx.log.info("erasure request opened", request_id=request_id, reason=event.reason,
                  opened_by=request.opened_by, due_at=due.isoformat(), replay=event.replay,
                  already_reported=len(early))
-    _complete_if_all_reported(request, ctx, now)
+    _complete_if_all_reported(request, chain, ctx, now)
 
 
 def record_slice_report(event: ErasureSliceReported, ctx: Context) -> None:
@@ -135,7 +177,7 @@ def record_slice_report(event: ErasureSliceReported, ctx: Context) -> None:
     settings: LedgerSettings = ctx.deps
     session, now = ctx.session, datetime.now(UTC)
     request_id = str(event.request_id)
-    request = _locked_request(session, request_id)
+    request, chain = _locked_request(session, request_id)
     if request is None:
         # Its deregistration has not reached us yet; the provisional deadline keeps it from being forgotten.
         request = _new_request(request_id, event.user_id, now, due=now + settings.due_period,
@@ -156,11 +198,10 @@ def record_slice_report(event: ErasureSliceReported, ctx: Context) -> None:
                             ignored_outcome=event.outcome)
         return
     row.outcome, row.reported_at, row.recorded_at, row.report = event.outcome, event.reported_at, now, payload
-    session.flush()
     ctx.log.info("slice reported", request_id=request_id, service=event.service, outcome=event.outcome)
     if request.reason is not None:
-        _chain(session, request, [row], now)
-    _complete_if_all_reported(request, ctx, now)
+        _chain(session, request, chain, [row], now)
+    _complete_if_all_reported(request, chain, ctx, now)
 
 
 HANDLERS = {

@@ -11,7 +11,7 @@ from typing import Any
 from uuid import uuid4
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 from sqlalchemy.orm import Session
 
 from schemas import SLICE_SERVICES, ErasureCompleted, ErasureSliceReported, UserDeregistered
@@ -19,7 +19,7 @@ from schemas.examples import example_deregistration, example_slice_report
 from services.ledger import queries
 from services.ledger.commands import receipt_command, status_command
 from services.ledger.main import build
-from services.ledger.models import ReceiptEntry, SliceReport
+from services.ledger.models import ReceiptEntry, SliceReport, metadata
 from services.ledger.receipt import Entry, canonical, entry_hash, link, opening_hash, verify_chain
 from shared.testing import wait_until
 from shared.testing.pipeline import Pipeline, RunningService
@@ -371,3 +371,38 @@ def test_status_and_receipt_commands_show_every_slice_and_the_receipt_hash(
     assert status_command(ledger_url, user_id="u-nobody")[1] == 2
     assert receipt_command(ledger_url, str(uuid4()), verify=True)[1] == 2
     assert status_command(ledger_url)[1] == 2
+
+
+LEDGER_TABLES = ("erasure_requests", "erasure_slices", "receipt_entries")
+
+
+def test_each_delivery_costs_the_ledger_a_few_statements(
+        erasure_pipeline: Pipeline, db_backend: str, ledger: RunningService) -> None:
+    """A regression guard: one read of the request (after its row lock on PostgreSQL), then only writes.
+
+    Counted are the statements on the ledger's own tables; the runtime's (inbox, outbox, transaction
+    control) are its own business.
+    """
+    assert set(LEDGER_TABLES) <= set(metadata.tables)
+    statements: list[str] = []
+
+    @event.listens_for(ledger.engine, "before_cursor_execute")
+    def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if any(name in statement for name in LEDGER_TABLES):
+            statements.append(statement)
+
+    request = _deregistration()
+    per_delivery = []
+    for sent in [request, *_reports(request)]:
+        before = len(statements)
+        _publish_and_wait(erasure_pipeline, ledger, sent)
+        per_delivery.append(len(statements) - before)
+    event.remove(ledger.engine, "before_cursor_execute", _count)
+
+    # Opening: read, insert the request and its five slices. A report: read, update its slice, add its link.
+    # The last report also closes the request. PostgreSQL takes the row lock with a statement of its own.
+    lock = 1 if db_backend == "postgresql" else 0
+    expected = [3 + lock] * 5 + [4 + lock]
+    assert all(1 <= n <= most for n, most in zip(per_delivery, expected, strict=True)), (per_delivery, statements)
+    assert _status(ledger, request).status == "complete"
+    assert _verify(ledger, request).ok
