@@ -15,13 +15,19 @@ from shared.service import Context
 SERVICE = "account"
 
 
+def _housekeeping(ctx: Context) -> None:
+    """Delete expired notice addresses and intake codes when due (see `notices`), not on every event."""
+    if ctx.deps.cleanup_timer.due():
+        cleanup(ctx.session)
+
+
 def erase_account(event: UserDeregistered, ctx: Context) -> None:
     """Delete the user's profile, preferences, sessions and devices; keep nothing personal; report it.
 
     The one exception: a request that came by e-mail keeps the address aside, for the completion notice
     only, and reports it as retained with its purpose and end date.
     """
-    cleanup(ctx.session)
+    _housekeeping(ctx)
     kept = keep_address_for_notice(ctx.session, event, ctx.deps.settings)
     categories = erase_user(ctx.session, event.user_id)
     dropped = drop_pending_requests(ctx.session, event.user_id)
@@ -39,7 +45,7 @@ def record_completed_erasure(event: ErasureCompleted, ctx: Context) -> None:
     time); if the relay cannot take it, the event is retried and nothing is recorded meanwhile.
     """
     request_id = str(event.request_id)
-    cleanup(ctx.session)
+    _housekeeping(ctx)
     known = ctx.session.execute(
         select(CompletedErasure.request_id).where(CompletedErasure.request_id == request_id)).first()
     if known is not None:

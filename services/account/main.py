@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from services.account.handlers import HANDLERS
 from services.account.models import metadata
+from services.account.notices import CleanupTimer
 from services.account.settings import AccountSettings
 from services.account.web import intake_routes
 from shared.service import Service
@@ -14,9 +15,11 @@ from shared.service import Service
 
 @dataclass(frozen=True)
 class AccountDeps:
-    """What the account's handlers may use besides the session: its settings (SMTP relay included)."""
+    """What the account's handlers may use besides the session: its settings (SMTP relay included) and
+    the timer of its housekeeping (`notices.CleanupTimer`)."""
 
     settings: AccountSettings
+    cleanup_timer: CleanupTimer = field(default_factory=CleanupTimer)
 
 
 def build() -> Service:

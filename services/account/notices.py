@@ -4,10 +4,17 @@ Erasing the account deletes the address the notice must go to. So, for a request
 e-mail intake, the address is first copied into `completion_notices`, the only copy, kept for that purpose
 alone, reported as retained in the account's slice report, and deleted when the notice is sent — or at
 `keep_until` (the request's due date plus a grace period) at the latest.
+
+Deleting what is past its date (`cleanup`) is housekeeping, not part of any one erasure: the account's
+handlers run it at most once per `CLEANUP_INTERVAL` per running service (`CleanupTimer`), and the daily
+`erasure intake cleanup` job runs it too, so a service that receives no events still gets it. A notice
+whose `keep_until` has passed is never sent, whether or not cleanup has deleted it yet.
 """
 
 from __future__ import annotations
 
+import threading
+import time
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
@@ -21,6 +28,30 @@ from shared.errors import PermanentError
 from shared.logging import get_logger
 
 log = get_logger(__name__)
+
+CLEANUP_INTERVAL = 60.0  # seconds between two cleanups run by one account service
+
+
+class CleanupTimer:
+    """Whether `cleanup` is due: the first time asked, then at most once per `interval` seconds.
+
+    One per running service (its handlers share it across the worker's batches), so services that share a
+    process but not a database do not hold each other's cleanup back.
+    """
+
+    def __init__(self, interval: float = CLEANUP_INTERVAL) -> None:
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._last: float | None = None
+
+    def due(self) -> bool:
+        """True if the caller should clean up now (and is then counted as having done so)."""
+        now = time.monotonic()
+        with self._lock:
+            if self._last is not None and now - self._last < self.interval:
+                return False
+            self._last = now
+            return True
 
 
 def _utc(at: datetime) -> datetime:
@@ -57,6 +88,13 @@ def send_completion_notice(session: Session, event: ErasureCompleted, settings: 
     """
     notice = session.get(CompletionNotice, str(event.request_id))
     if notice is None:
+        return False
+    if _utc(notice.keep_until) < datetime.now(UTC):
+        # Kept for this notice until then and no longer; cleanup may not have run since.
+        log.info("completion notice past its keep-until date; address deleted unsent",
+                 request_id=str(event.request_id))
+        session.delete(notice)
+        session.flush()
         return False
     try:
         send(settings, notice.email, DONE_SUBJECT, completion_body(str(event.request_id), event.retained))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -9,16 +10,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import Engine, event, func, insert, select
 from sqlalchemy.orm import Session, sessionmaker
 from structlog.testing import capture_logs
 
 from schemas import ErasureCompleted, ErasureSliceReported
 from schemas.examples import example_completion, example_deregistration
-from services.account import accounts
+from services.account import accounts, notices
 from services.account.main import build
 from services.account.models import (
     CompletedErasure,
+    CompletionNotice,
     Device,
     Preference,
     SignInSession,
@@ -26,6 +28,7 @@ from services.account.models import (
     metadata,
 )
 from services.account.seed import seed_users
+from services.account.settings import AccountSettings
 from shared.codec import decode
 from shared.db import ensure_schema, make_engine, session_factory
 from shared.testing import create_database, drop_database, wait_until
@@ -239,6 +242,46 @@ def test_completed_erasure_is_recorded_once_without_personal_data(erasure_pipeli
                                    CompletedErasure.replay)).all()
     assert [tuple(r) for r in rows] == [(str(completion.request_id), "u-anna", False)]
     assert ErasureCompleted.event_type in build().event_types
+
+
+# ---- housekeeping ---------------------------------------------------------------------------------------
+def test_cleanup_is_due_at_first_then_at_most_once_per_interval() -> None:
+    timer = notices.CleanupTimer(interval=0.2)
+    assert timer.due()
+    assert not timer.due()
+    time.sleep(0.25)
+    assert timer.due()
+    assert not timer.due()
+
+
+def test_erasures_do_not_each_run_the_cleanup(erasure_pipeline) -> None:
+    running = erasure_pipeline.start(build())
+    cleanups: list[str] = []
+
+    @event.listens_for(running.engine, "before_cursor_execute")
+    def _count(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        if statement.startswith("DELETE FROM completion_notices WHERE completion_notices.keep_until"):
+            cleanups.append(statement)
+
+    events = [example_deregistration(f"u-{uuid.uuid4().hex[:10]}", request_id=str(uuid.uuid4()))
+              for _ in range(3)]
+    for sent in erasure_pipeline.publish(*events):
+        running.wait_handled(sent.event_id)
+    event.remove(running.engine, "before_cursor_execute", _count)
+    assert len(cleanups) == 1, "the first event after the start cleans up, the next ones within a minute do not"
+
+
+def test_notice_past_its_keep_until_is_deleted_unsent_though_no_cleanup_ran(
+        account_db, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(notices, "send", lambda *_args, **_kwargs: pytest.fail("a notice past its date was sent"))
+    completion = example_completion("u-anna", request_id=str(uuid.uuid4()))
+    with _sessions(account_db)() as session, session.begin():
+        session.add(CompletionNotice(request_id=str(completion.request_id), email=ANNA["email"].lower(),
+                                     keep_until=datetime.now(UTC) - timedelta(minutes=1)))
+    with _sessions(account_db)() as session, session.begin():
+        assert notices.send_completion_notice(session, completion, AccountSettings()) is False
+    with account_db.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(CompletionNotice)).scalar_one() == 0
 
 
 # ---- sessions -------------------------------------------------------------------------------------------
