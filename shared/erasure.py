@@ -6,6 +6,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 
 from sqlalchemy import Table, insert, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from schemas import ErasureSliceReported, RetainedCategory, UserDeregistered
@@ -24,12 +25,22 @@ def is_erased(session: Session, user_id: str) -> bool:
     return session.execute(select(table.c.user_id).where(table.c.user_id == user_id)).first() is not None
 
 
+_UPSERTS = {"postgresql": postgresql.insert, "sqlite": sqlite.insert}
+
+
 def tombstone(session: Session, event: UserDeregistered) -> None:
-    """Remember the bare user id (nothing else) so that late events for the user are not acted on."""
+    """Remember the bare user id (nothing else) so that late events for the user are not acted on.
+
+    A user erased before keeps the first tombstone (a replayed or a second request adds none); where the
+    database has INSERT … ON CONFLICT, that is one statement.
+    """
     table = _tombstones(session)
-    if not is_erased(session, event.user_id):
-        session.execute(insert(table).values(
-            user_id=event.user_id, request_id=str(event.request_id), erased_at=datetime.now(UTC)))
+    values = {"user_id": event.user_id, "request_id": str(event.request_id), "erased_at": datetime.now(UTC)}
+    upsert = _UPSERTS.get(session.get_bind().dialect.name)
+    if upsert is not None:
+        session.execute(upsert(table).values(values).on_conflict_do_nothing(index_elements=[table.c.user_id]))
+    elif not is_erased(session, event.user_id):
+        session.execute(insert(table).values(values))
 
 
 def slice_report(

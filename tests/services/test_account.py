@@ -31,6 +31,7 @@ from services.account.seed import seed_users
 from services.account.settings import AccountSettings
 from shared.codec import decode
 from shared.db import ensure_schema, make_engine, session_factory
+from shared.erasure import tombstone
 from shared.testing import create_database, drop_database, wait_until
 from shared.testing.pipeline import Pipeline
 from shared.testing.scan import personal_data_hits
@@ -211,6 +212,17 @@ def test_unknown_user_reports_nothing_held_and_is_tombstoned(erasure_pipeline, d
     assert report.erased == []
     with _sessions(running.engine)() as session:
         assert accounts.is_erased_user(session, "u-stranger")
+
+
+def test_a_second_erasure_keeps_the_first_tombstone(account_db) -> None:
+    first, second = (example_deregistration("u-twice", request_id=str(uuid.uuid4())) for _ in range(2))
+    for event_ in (first, second, first):
+        with _sessions(account_db)() as session, session.begin():
+            tombstone(session, event_)
+    tombstones = metadata.tables["tombstones"]
+    with account_db.connect() as conn:
+        rows = conn.execute(select(tombstones.c.user_id, tombstones.c.request_id)).all()
+    assert [tuple(r) for r in rows] == [("u-twice", str(first.request_id))]
 
 
 def test_erased_users_cookie_no_longer_validates_even_after_a_restore(erasure_pipeline, db_backend) -> None:
