@@ -58,7 +58,8 @@ def service(name: str, clock: Clock) -> Service:
         ctx.session.execute(insert(effects).values(event_id=ctx.event_id, user_id=event.user_id))
         clock.tick()
 
-    return Service(name=name, handlers={UserDeregistered: erase}, metadata=metadata, build_deps=lambda: clock)
+    return Service(name=name, handlers={UserDeregistered: erase}, metadata=metadata, build_deps=lambda: clock,
+                   database_only=True)
 
 
 def handle_in_one_transaction(

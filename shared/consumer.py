@@ -4,6 +4,12 @@ The connection belongs to the main loop, which only moves frames, checks heartbe
 handlers run in a worker thread, a batch of deliveries per database transaction (one savepoint each), so a
 slow handler never starves heartbeats and commits and acks are amortised. Nothing is acked before its
 transaction commits; failures go to a delay tier or the dead-letter queue by a confirmed publish first.
+
+A service whose handlers touch only the database and the outbox (`Service.database_only`) takes a fast
+path: the batch's inbox rows are read and written with one statement each and its handlers run without a
+savepoint apiece. If any of them fails, the whole transaction is rolled back and the batch runs again with
+a savepoint per delivery, which settles each delivery on its own; either way the outcomes come back in
+batch order and are settled only after the commit.
 """
 
 from __future__ import annotations
@@ -13,27 +19,29 @@ import queue
 import signal
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from functools import cached_property
 from typing import Any
 
 import kombu
 import structlog
 from amqp.basic_message import Message as AmqpMessage
-from sqlalchemy import Table, insert, select, text
+from sqlalchemy import Table, bindparam, insert, select, text
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from schemas.catalog import SUBSCRIPTIONS
 from shared import metrics
-from shared.codec import decode
+from shared.codec import Inbound, decode
 from shared.db import ensure_schema, make_engine, session_factory
 from shared.errors import BadInput, PermanentError, TransientError
 from shared.faults import failpoint
 from shared.logging import get_logger, mask_text
-from shared.outbox import OutboxRelay, backlog, stage
+from shared.outbox import OutboxRelay, backlog, stage_many
 from shared.producer import Producer
-from shared.service import Context, Service
+from shared.service import Context, Handler, Service
 from shared.settings import RuntimeSettings
 from shared.tls import kombu_ssl, pika_ssl_options
 from shared.topology import Names, Topology, build_topology, declare
@@ -59,6 +67,8 @@ ACK = Outcome("ack")
 
 @dataclass(frozen=True)
 class Delivery:
+    """One message taken from the queue on the connection of `generation`."""
+
     message: Any
     generation: int
 
@@ -66,16 +76,35 @@ class Delivery:
     def tag(self) -> int:
         return self.message.delivery_tag
 
-    @property
-    def headers(self) -> dict[str, Any]:
+    @cached_property
+    def headers(self) -> Mapping[str, Any]:
+        """The message's headers, read once; copy them before changing them."""
         return dict(self.message.headers or {})
 
-    @property
+    @cached_property
     def attempts(self) -> int:
+        """How many times this event failed before (the delay tiers count them in a header)."""
         try:
             return int(self.headers.get(ATTEMPTS_HEADER, 0))
         except (TypeError, ValueError):
             return 0
+
+
+class _RunAgain(Exception):
+    """The fast path gave up on a batch: roll it back and run it with a savepoint per delivery."""
+
+
+@contextlib.contextmanager
+def _run_again_on_failure(step: str) -> Iterator[None]:
+    """On the fast path, any failure but a lost database (left to the hold-and-retry loop) is a _RunAgain."""
+    try:
+        yield
+    except OperationalError:
+        raise
+    except Exception as exc:
+        log.debug(f"{step} failed; running the batch again with a savepoint per delivery",
+                  error=f"{type(exc).__name__}: {exc}")
+        raise _RunAgain from exc
 
 
 def full_topology(settings: RuntimeSettings, extra: Service | None = None) -> Topology:
@@ -107,6 +136,10 @@ class ServiceRunner:
         self.sessions = session_factory(self.engine, service.metadata)
         self.inbox: Table = service.metadata.tables["inbox"]
         self.outbox: Table = service.metadata.tables["outbox"]
+        inbox = self.inbox.c
+        self._inbox_seen = select(inbox.event_id, inbox.body_sha256).where(
+            inbox.event_id.in_(bindparam("ids", expanding=True)))
+        self._inbox_insert = insert(self.inbox)
         self.ready = threading.Event()
         self._stopping = threading.Event()
         self._todo: queue.Queue[list[Delivery] | None] = queue.Queue()
@@ -323,7 +356,7 @@ class ServiceRunner:
                     kind=kind, error=error)
 
     def _carry_headers(self, delivery: Delivery) -> dict[str, Any]:
-        headers = delivery.headers
+        headers = dict(delivery.headers)
         headers.setdefault(ORIGINAL_KEY_HEADER, delivery.message.delivery_info.get("routing_key", ""))
         return headers
 
@@ -367,21 +400,19 @@ class ServiceRunner:
                 delay = min(delay * 2, 5.0)
 
     def _handle_batch_once(self, batch: list[Delivery]) -> list[Outcome]:
-        emitted = 0
-        outcomes: list[Outcome] = []
-        with self.sessions() as session, session.begin():
-            for delivery in batch:
-                outcome, count = self._handle_one(session, delivery)
-                outcomes.append(outcome)
-                emitted += count
+        decoded = [self._decode(delivery) for delivery in batch]
+        handled = self._handle_fast(batch, decoded) if self.service.database_only else None
+        if handled is None:
+            handled = self._handle_with_savepoints(batch, decoded)
+        outcomes, emitted = handled
         metrics.BATCH_SIZE.labels(self.service.name).observe(len(batch))
         if emitted and self.relay is not None:
             self.relay.notify()
             metrics.OUTBOX_BACKLOG.labels(self.service.name).set(backlog(self.engine, self.outbox))
         return outcomes
 
-    def _handle_one(self, session: Any, delivery: Delivery) -> tuple[Outcome, int]:
-        props = delivery.message.properties
+    def _decode(self, delivery: Delivery) -> Outcome | tuple[Inbound, Handler]:
+        """The delivery's event and its handler, or the outcome of a delivery that cannot be handled."""
         try:
             inbound = decode(
                 delivery.message.body,
@@ -389,28 +420,145 @@ class ServiceRunner:
                 headers=delivery.headers,
                 keyring=self.settings.keyring,
                 max_bytes=self.settings.max_body_bytes,
-                message_id=props.get("message_id"),
+                message_id=delivery.message.properties.get("message_id"),
             )
         except BadInput as exc:
-            return Outcome("dead", exc.kind, str(exc)), 0
+            return Outcome("dead", exc.kind, str(exc))
         except Exception as exc:  # a decoder bug must cost one message, never the consumer
             log.exception("decoding failed unexpectedly")
-            return Outcome("dead", "undecodable", f"{type(exc).__name__} while decoding"), 0
+            return Outcome("dead", "undecodable", f"{type(exc).__name__} while decoding")
         event_type = inbound.envelope.type
         handler = self.service.handler_for(event_type)
         if handler is None:
             return Outcome("dead", "unknown_type",
-                           f"event {inbound.event_id}: {self.service.name} has no handler for {event_type}"), 0
+                           f"event {inbound.event_id}: {self.service.name} has no handler for {event_type}")
+        return inbound, handler
+
+    def _context(self, session: Any, delivery: Delivery, inbound: Inbound) -> Context:
+        return Context(session=session, envelope=inbound.envelope, deps=self.deps,
+                       attempts=delivery.attempts, log=log)
+
+    @staticmethod
+    def _bind(inbound: Inbound) -> None:
         structlog.contextvars.bind_contextvars(
-            event_id=inbound.event_id, event_type=event_type,
+            event_id=inbound.event_id, event_type=inbound.envelope.type,
             request_id=str(getattr(inbound.data, "request_id", "")) or None,
         )
-        try:
-            return self._apply(session, delivery, inbound, handler)
-        finally:
-            structlog.contextvars.unbind_contextvars("event_id", "event_type", "request_id")
 
-    def _apply(self, session: Any, delivery: Delivery, inbound: Any, handler: Any) -> tuple[Outcome, int]:
+    @staticmethod
+    def _unbind() -> None:
+        structlog.contextvars.unbind_contextvars("event_id", "event_type", "request_id")
+
+    # ---- the fast path: the batch's inbox in one statement each way, no savepoint per delivery -----------
+    def _handle_fast(
+        self, batch: list[Delivery], decoded: list[Outcome | tuple[Inbound, Handler]]
+    ) -> tuple[list[Outcome], int] | None:
+        """Handle the batch in one transaction without savepoints; None (rolled back) if anything failed.
+
+        A handler's failure, or a concurrent replica's inbox row, rolls everything back and nothing is
+        counted: the caller runs the batch again with a savepoint per delivery. A lost database propagates.
+        """
+        name = self.service.name
+        outcomes: list[Outcome | None] = [d if isinstance(d, Outcome) else None for d in decoded]
+        duplicates: Counter[str] = Counter()
+        handled: Counter[str] = Counter()
+        timings: list[tuple[str, float]] = []
+        emitted: list[Any] = []
+        try:
+            with self.sessions() as session, session.begin():
+                fresh = self._claim(session, batch, decoded, outcomes, duplicates)
+                for i, inbound, handler in fresh:
+                    ctx = self._context(session, batch[i], inbound)
+                    event_type = inbound.envelope.type
+                    self._bind(inbound)
+                    started = time.perf_counter()
+                    try:
+                        with _run_again_on_failure("handler"):
+                            handler(inbound.data, ctx)
+                            session.flush()  # as on the savepoint path: its writes, before the next handler
+                    finally:
+                        timings.append((event_type, time.perf_counter() - started))
+                        self._unbind()
+                    emitted.extend(ctx.emitted)
+                    handled[event_type] += 1
+                    outcomes[i] = ACK
+                with _run_again_on_failure("staging the outbox"):
+                    stage_many(session, self.outbox, emitted, source=self.settings.source,
+                               keyring=self.settings.keyring, key_id=self.settings.signing_key_id)
+        except _RunAgain:
+            return None
+        for event_type, n in duplicates.items():
+            metrics.INBOX_DUPLICATES.labels(name).inc(n)
+            metrics.EVENTS.labels(name, event_type, "duplicate").inc(n)
+        for event_type, seconds in timings:
+            metrics.HANDLER_SECONDS.labels(name, event_type).observe(seconds)
+        for event_type, n in handled.items():
+            metrics.EVENTS.labels(name, event_type, "ok").inc(n)
+        return [o if o is not None else ACK for o in outcomes], len(emitted)
+
+    def _claim(
+        self,
+        session: Any,
+        batch: list[Delivery],
+        decoded: list[Outcome | tuple[Inbound, Handler]],
+        outcomes: list[Outcome | None],
+        duplicates: Counter[str],
+    ) -> list[tuple[int, Inbound, Handler]]:
+        """Settle the batch's duplicates (in the inbox or earlier in the batch); insert and return the rest."""
+        todo = [(i, d) for i, d in enumerate(decoded) if not isinstance(d, Outcome)]
+        if not todo:
+            return []
+        conn = session.connection()
+        ids = list({inbound.event_id for _, (inbound, _) in todo})
+        seen: dict[str, str] = {row.event_id: row.body_sha256
+                                for row in conn.execute(self._inbox_seen, {"ids": ids})}
+        fresh: list[tuple[int, Inbound, Handler]] = []
+        for i, (inbound, handler) in todo:
+            known = seen.get(inbound.event_id)
+            if known is None:
+                seen[inbound.event_id] = inbound.body_sha256
+                fresh.append((i, inbound, handler))
+            elif known != inbound.body_sha256:
+                outcomes[i] = Outcome("dead", "conflicting_duplicate",
+                                      f"event {inbound.event_id} was already handled with a different body")
+            else:
+                outcomes[i] = ACK
+                duplicates[inbound.envelope.type] += 1
+        if fresh:
+            now = datetime.now(UTC)
+            try:
+                conn.execute(self._inbox_insert, [
+                    {"event_id": inbound.event_id, "event_type": inbound.envelope.type,
+                     "body_sha256": inbound.body_sha256, "handled_at": now}
+                    for _, inbound, _ in fresh])
+            except IntegrityError as exc:  # a replica handled one of them concurrently and committed first
+                raise _RunAgain from exc
+        return fresh
+
+    # ---- the savepoint path: each delivery on its own, so one failure costs only itself ------------------
+    def _handle_with_savepoints(
+        self, batch: list[Delivery], decoded: list[Outcome | tuple[Inbound, Handler]]
+    ) -> tuple[list[Outcome], int]:
+        emitted = 0
+        outcomes: list[Outcome] = []
+        with self.sessions() as session, session.begin():
+            for delivery, ready in zip(batch, decoded, strict=True):
+                if isinstance(ready, Outcome):
+                    outcomes.append(ready)
+                    continue
+                inbound, handler = ready
+                self._bind(inbound)
+                try:
+                    outcome, count = self._apply(session, delivery, inbound, handler)
+                finally:
+                    self._unbind()
+                outcomes.append(outcome)
+                emitted += count
+        return outcomes, emitted
+
+    def _apply(
+        self, session: Any, delivery: Delivery, inbound: Inbound, handler: Handler
+    ) -> tuple[Outcome, int]:
         name, event_type = self.service.name, inbound.envelope.type
         savepoint = session.begin_nested()
         seen = session.execute(
@@ -433,14 +581,12 @@ class ServiceRunner:
             savepoint.rollback()  # a replica handled it concurrently and committed first
             metrics.INBOX_DUPLICATES.labels(name).inc()
             return ACK, 0
-        ctx = Context(session=session, envelope=inbound.envelope, deps=self.deps,
-                      attempts=delivery.attempts, log=log)
+        ctx = self._context(session, delivery, inbound)
         started = time.perf_counter()
         try:
             handler(inbound.data, ctx)
-            for data in ctx.emitted:
-                stage(session, self.outbox, data, source=self.settings.source,
-                      keyring=self.settings.keyring, key_id=self.settings.signing_key_id)
+            stage_many(session, self.outbox, ctx.emitted, source=self.settings.source,
+                       keyring=self.settings.keyring, key_id=self.settings.signing_key_id)
             session.flush()
         except OperationalError:
             savepoint.rollback()

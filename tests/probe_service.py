@@ -63,13 +63,14 @@ def consent(event: NewsletterConsentChanged, ctx: Context) -> None:
     _act(event.user_id, ctx.event_id, ctx)
 
 
-def make_service(name: str = "probe", probe: Probe | None = None) -> Service:
+def make_service(name: str = "probe", probe: Probe | None = None, *, database_only: bool = False) -> Service:
     shared_probe = probe or Probe()
     return Service(
         name=name,
         handlers={UserDeregistered: erase, NewsletterConsentChanged: consent},
         metadata=metadata,
         build_deps=lambda: shared_probe,
+        database_only=database_only,
     )
 
 

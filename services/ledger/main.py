@@ -21,4 +21,5 @@ def build() -> Service:
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         build_deps=lambda: settings,
+        database_only=True,
     )

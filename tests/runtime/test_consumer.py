@@ -4,12 +4,24 @@ from __future__ import annotations
 
 import itertools
 import signal
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from hashlib import sha256
+from typing import Any
+from uuid import UUID
 
 import pytest
-from sqlalchemy import func, select
+from prometheus_client import REGISTRY
+from sqlalchemy import bindparam, false, func, insert, select
+from sqlalchemy.exc import OperationalError
 
+from schemas import UserDeregistered
 from schemas.examples import example_deregistration
-from shared.testing import wait_until
+from shared.codec import CONTENT_TYPE, Outbound
+from shared.consumer import ACK, Delivery, ServiceRunner
+from shared.service import Service
+from shared.testing import Pipeline, wait_until
 from tests.probe_service import Probe, effects, make_service
 
 
@@ -19,6 +31,12 @@ def _count(running, user_id: str | None = None) -> int:
         query = query.where(effects.c.user_id == user_id)
     with running.engine.connect() as conn:
         return conn.execute(query).scalar_one()
+
+
+def _declare_empty(pipeline: Pipeline, service: Service) -> None:
+    """Declare the service's queues and empty them: in a pooled namespace they may hold other runs' events."""
+    pipeline.declare(service)
+    pipeline.purge()
 
 
 def test_event_is_handled_and_acked(erasure_pipeline, db_backend) -> None:
@@ -82,7 +100,7 @@ def test_permanent_failure_is_dead_lettered_at_once(erasure_pipeline) -> None:
 
 
 def test_good_and_bad_events_in_one_batch_are_settled_each_on_its_own(erasure_pipeline) -> None:
-    erasure_pipeline.declare(make_service())
+    _declare_empty(erasure_pipeline, make_service())
     users = [f"ok-b{i}" if i % 3 else f"permanent-b{i}" for i in range(30)]
     erasure_pipeline.publish(*(example_deregistration(u) for u in users))
     running = erasure_pipeline.start(make_service())
@@ -95,11 +113,12 @@ def test_good_and_bad_events_in_one_batch_are_settled_each_on_its_own(erasure_pi
 def test_crash_between_commit_and_ack_causes_no_second_effect(erasure_pipeline, spawn, tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'crash.db'}"
     ns = erasure_pipeline.namespace
-    erasure_pipeline.declare(make_service())
+    _declare_empty(erasure_pipeline, make_service())
     [sent] = erasure_pipeline.publish(example_deregistration("ok-crash"))
     child = spawn("tests.probe_service", ns, url, env={"ERASURE_FAILPOINTS": "after_commit"})
     assert child.wait(30) == 70, "the failpoint should have killed the process after its commit"
-    assert erasure_pipeline.depth(f"{ns}.probe") == 1, "unacked: the broker still holds the event"
+    # Unacked, the broker still holds the event: it is ready again once the broker sees the connection gone.
+    wait_until(lambda: erasure_pipeline.depth(f"{ns}.probe") == 1, what="the unacked event back on the queue")
     child = spawn("tests.probe_service", ns, url)
     wait_until(lambda: erasure_pipeline.depth(f"{ns}.probe") == 0, what="redelivery acked")
     child.send_signal(signal.SIGTERM)
@@ -115,7 +134,7 @@ def test_crash_between_commit_and_ack_causes_no_second_effect(erasure_pipeline, 
 def test_sigterm_finishes_in_flight_work_before_exit(erasure_pipeline, spawn, tmp_path) -> None:
     url = f"sqlite:///{tmp_path / 'drain.db'}"
     ns = erasure_pipeline.namespace
-    erasure_pipeline.declare(make_service())
+    _declare_empty(erasure_pipeline, make_service())
     erasure_pipeline.publish(*(example_deregistration(f"slow-{i}") for i in range(5)))
     child = spawn("tests.probe_service", ns, url)
     from sqlalchemy import create_engine
@@ -152,3 +171,177 @@ def test_heartbeats_continue_while_a_handler_runs_long(amqp_url, tmp_path) -> No
         assert running.runner._generation == 1, "the consumer had to reconnect: heartbeats were missed"
     finally:
         pipeline.close()
+
+
+# ---- the batch fast path (Service.database_only) -------------------------------------------------------
+# A batch is whatever the consumer has buffered, so these tests hand batches to the worker's entry point
+# directly (real database, no broker) to control what shares a transaction; the broker tests after them
+# check that the outcomes are settled.
+
+
+@dataclass
+class _Message:
+    """What the runtime reads of a kombu message."""
+
+    body: bytes
+    headers: dict[str, Any]
+    properties: dict[str, Any]
+    delivery_tag: int
+    content_type: str = CONTENT_TYPE
+    delivery_info: dict[str, Any] = field(default_factory=dict)
+
+
+def _batch(*messages: Outbound) -> list[Delivery]:
+    return [Delivery(_Message(m.body, m.properties()["headers"], {"message_id": m.event_id, "type": m.event_type},
+                              delivery_tag=tag), generation=1)
+            for tag, m in enumerate(messages, start=1)]
+
+
+@pytest.fixture
+def batch_runner(erasure_pipeline, db_backend) -> Iterator[Callable[..., ServiceRunner]]:
+    """A ServiceRunner on a fresh database of the backend, not consuming: call its batch handling directly."""
+    runners: list[ServiceRunner] = []
+
+    def make(*, database_only: bool = True, probe: Probe | None = None) -> ServiceRunner:
+        service = make_service(probe=probe or Probe(), database_only=database_only)
+        runner = ServiceRunner(service, erasure_pipeline.settings, erasure_pipeline.database_url(service.name))
+        runner._wait_for_database()
+        runner.deps = service.build_deps()
+        runners.append(runner)
+        return runner
+
+    yield make
+    for runner in runners:
+        runner.engine.dispose()
+
+
+def _effects(runner: ServiceRunner) -> dict[str, int]:
+    query = select(effects.c.user_id, func.count()).group_by(effects.c.user_id)
+    with runner.engine.connect() as conn:
+        return dict(conn.execute(query).all())
+
+
+def _inbox_size(runner: ServiceRunner) -> int:
+    with runner.engine.connect() as conn:
+        return conn.execute(select(func.count()).select_from(runner.inbox)).scalar_one()
+
+
+def _duplicates_counted() -> float:
+    return REGISTRY.get_sample_value("erasure_inbox_duplicates_total", {"service": "probe"}) or 0.0
+
+
+def test_fast_path_acks_a_duplicate_within_the_batch_without_a_second_effect(erasure_pipeline, batch_runner) -> None:
+    probe = Probe()
+    runner = batch_runner(probe=probe)
+    a, b = (erasure_pipeline.encode(example_deregistration(u)) for u in ("ok-fa", "ok-fb"))
+    before = _duplicates_counted()
+    assert runner._handle_batch_once(_batch(a, a, b, a)) == [ACK] * 4
+    assert _effects(runner) == {"ok-fa": 1, "ok-fb": 1}
+    assert len(probe.attempts[a.event_id]) == 1
+    assert _duplicates_counted() - before == 2
+    # A later batch finds it in the inbox.
+    assert runner._handle_batch_once(_batch(b)) == [ACK]
+    assert _effects(runner) == {"ok-fa": 1, "ok-fb": 1}
+    assert len(probe.attempts[b.event_id]) == 1
+    assert _duplicates_counted() - before == 3
+
+
+def test_fast_path_dead_letters_a_conflicting_duplicate_within_the_batch(erasure_pipeline, batch_runner) -> None:
+    runner = batch_runner()
+    first = erasure_pipeline.encode(example_deregistration("ok-fc"))
+    other = erasure_pipeline.encode(example_deregistration("ok-fc", reason="admin"), event_id=UUID(first.event_id))
+    assert other.body != first.body
+    last = erasure_pipeline.encode(example_deregistration("ok-fd"))
+    ack, conflict, ack_last = runner._handle_batch_once(_batch(first, other, last))
+    assert (ack, ack_last) == (ACK, ACK)
+    assert (conflict.action, conflict.kind) == ("dead", "conflicting_duplicate")
+    assert first.event_id in conflict.error
+    assert _effects(runner) == {"ok-fc": 1, "ok-fd": 1}
+
+
+@pytest.mark.parametrize("failing", ["transient", "permanent"])
+def test_fast_path_failure_mid_batch_costs_only_the_failing_delivery(erasure_pipeline, batch_runner, failing) -> None:
+    probe = Probe()
+    runner = batch_runner(probe=probe)
+    users = ["ok-fe0", "ok-fe1", f"{failing}-fe2", "ok-fe3"]
+    sent = [erasure_pipeline.encode(example_deregistration(u)) for u in users]
+    outcomes = runner._handle_batch_once(_batch(*sent))
+    assert outcomes[:2] == [ACK, ACK] and outcomes[3] == ACK
+    expected = ("retry", "transient") if failing == "transient" else ("dead", "permanent")
+    assert (outcomes[2].action, outcomes[2].kind) == expected
+    assert _effects(runner) == {"ok-fe0": 1, "ok-fe1": 1, "ok-fe3": 1}, "each committed exactly once"
+    assert _inbox_size(runner) == 3, "the failed delivery is not in the inbox: its retry will be handled"
+    # The batch ran once without savepoints (stopping at the failure), then once with a savepoint each.
+    assert [len(probe.attempts[m.event_id]) for m in sent] == [2, 2, 2, 1]
+
+
+def test_without_database_only_a_failure_re_runs_no_other_handler(erasure_pipeline, batch_runner) -> None:
+    probe = Probe()
+    runner = batch_runner(probe=probe, database_only=False)
+    users = ["ok-fg0", "ok-fg1", "transient-fg2", "ok-fg3"]
+    sent = [erasure_pipeline.encode(example_deregistration(u)) for u in users]
+    outcomes = runner._handle_batch_once(_batch(*sent))
+    assert [o.action for o in outcomes] == ["ack", "ack", "retry", "ack"]
+    assert _effects(runner) == {"ok-fg0": 1, "ok-fg1": 1, "ok-fg3": 1}
+    assert [len(probe.attempts[m.event_id]) for m in sent] == [1, 1, 1, 1]
+
+
+def test_fast_path_settles_undecodable_deliveries_without_leaving_it(erasure_pipeline, batch_runner) -> None:
+    probe = Probe()
+    runner = batch_runner(probe=probe)
+    good = [erasure_pipeline.encode(example_deregistration(u)) for u in ("ok-fh0", "ok-fh1")]
+    forged = replace(erasure_pipeline.encode(example_deregistration("ok-fh-forged")), signature="v1=dev:" + "0" * 64)
+    outcomes = runner._handle_batch_once(_batch(good[0], forged, good[1]))
+    assert outcomes[0] == outcomes[2] == ACK
+    assert (outcomes[1].action, outcomes[1].kind) == ("dead", "signature")
+    assert [len(probe.attempts[m.event_id]) for m in good] == [1, 1], "no re-run for a delivery not handled"
+
+
+def test_fast_path_runs_again_when_a_replica_committed_an_inbox_row_first(erasure_pipeline, batch_runner) -> None:
+    probe = Probe()
+    runner = batch_runner(probe=probe)
+    sent = [erasure_pipeline.encode(example_deregistration(u)) for u in ("ok-fi0", "ok-fi1", "ok-fi2")]
+    with runner.engine.begin() as conn:  # the replica's commit, which this runner's inbox read does not see
+        conn.execute(insert(runner.inbox).values(event_id=sent[1].event_id, event_type=sent[1].event_type,
+                                                 body_sha256=sha256(sent[1].body).hexdigest(),
+                                                 handled_at=datetime.now(UTC)))
+    inbox = runner.inbox.c
+    runner._inbox_seen = select(inbox.event_id, inbox.body_sha256).where(
+        inbox.event_id.in_(bindparam("ids", expanding=True)), false())
+    assert runner._handle_batch_once(_batch(*sent)) == [ACK] * 3
+    assert _effects(runner) == {"ok-fi0": 1, "ok-fi2": 1}
+    assert len(probe.attempts[sent[1].event_id]) == 0
+
+
+def test_fast_path_leaves_a_database_outage_to_the_hold_and_retry_loop(erasure_pipeline, batch_runner) -> None:
+    runner = batch_runner()
+
+    def unavailable(_event: Any, _ctx: Any) -> None:
+        raise OperationalError("INSERT INTO effects", {}, ConnectionError("server closed the connection"))
+
+    runner.service = replace(runner.service, handlers={UserDeregistered: unavailable})
+    [sent] = [erasure_pipeline.encode(example_deregistration("ok-fj"))]
+    with pytest.raises(OperationalError):
+        runner._handle_batch_once(_batch(sent))
+    assert _inbox_size(runner) == 0
+
+
+def test_fast_path_on_the_broker_settles_each_delivery_of_a_mixed_backlog(erasure_pipeline, db_backend) -> None:
+    probe = Probe()
+    service = make_service(probe=probe, database_only=True)
+    _declare_empty(erasure_pipeline, service)
+    ns = erasure_pipeline.namespace
+    messages = [erasure_pipeline.encode(example_deregistration(
+        f"ok-fk{i}" if i % 10 != 5 else f"{'transient' if i == 5 else 'permanent'}-fk{i}")) for i in range(30)]
+    conflict = erasure_pipeline.encode(example_deregistration("ok-fk1", reason="admin"),
+                                       event_id=UUID(messages[1].event_id))
+    erasure_pipeline.producer.publish_many([*messages[:20], messages[3], conflict, *messages[20:], messages[3]])
+    running = erasure_pipeline.start(service)
+    wait_until(lambda: erasure_pipeline.depth(f"{ns}.probe.dead") == 4, timeout=30,
+               what="transient (exhausted), two permanent and the conflict dead-lettered")
+    wait_until(lambda: erasure_pipeline.depth(f"{ns}.probe") == 0, what="the rest acked")
+    counts = _effects(running.runner)
+    assert sorted(counts) == sorted(f"ok-fk{i}" for i in range(30) if i % 10 != 5)
+    assert set(counts.values()) == {1}
+    kinds = sorted(dead.headers["x-error-kind"] for dead in erasure_pipeline.take(f"{ns}.probe.dead"))
+    assert kinds == ["conflicting_duplicate", "permanent", "permanent", "retries_exhausted"]
