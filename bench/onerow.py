@@ -58,7 +58,7 @@ def service(name: str, clock: Clock) -> Service:
         ctx.session.execute(insert(effects).values(event_id=ctx.event_id, user_id=event.user_id))
         clock.tick()
 
-    return Service(name=name, handlers={UserDeregistered: erase}, metadata=metadata, build_deps=lambda: clock,
+    return Service(name=name, handlers={UserDeregistered: erase}, metadata=metadata, build_deps=lambda _engine: clock,
                    database_only=True)
 
 

@@ -162,7 +162,7 @@ class ServiceRunner:
                 signal.signal(sig, lambda *_: self.stop())
         structlog.contextvars.bind_contextvars(service=self.service.name)
         self._wait_for_database()
-        self.deps = self.service.build_deps()
+        self.deps = self.service.build_deps(self.engine)
         web = self._start_web()
         producer = Producer(self.settings.amqp_url, exchange=self.names.events_exchange,
                             heartbeat=self.settings.heartbeat, name=f"{self.service.name}-outbox",
@@ -435,8 +435,8 @@ class ServiceRunner:
         return inbound, handler
 
     def _context(self, session: Any, delivery: Delivery, inbound: Inbound) -> Context:
-        return Context(session=session, envelope=inbound.envelope, deps=self.deps,
-                       attempts=delivery.attempts, log=log)
+        return Context(session=session, envelope=inbound.envelope, deps=self.deps, attempts=delivery.attempts,
+                       redelivered=bool(delivery.message.delivery_info.get("redelivered")), log=log)
 
     @staticmethod
     def _bind(inbound: Inbound) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import MetaData
+from sqlalchemy import Engine, MetaData
 from sqlalchemy.orm import Session
 
 from schemas import CloudEvent, EventData
@@ -54,7 +54,7 @@ class Service:
     handlers: Mapping[type[EventData], Handler]
     metadata: MetaData
     migrations: Path | None = None
-    build_deps: Callable[[], Any] = lambda: None
+    build_deps: Callable[[Engine], Any] = lambda _engine: None  # outside gateways; gets the service's database
     close_deps: Callable[[Any], None] = lambda _deps: None
     routes: Callable[[Any], Mapping[tuple[str, str], Callable[..., Any]]] = lambda _runner: {}
     database_only: bool = False

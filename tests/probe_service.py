@@ -69,7 +69,7 @@ def make_service(name: str = "probe", probe: Probe | None = None, *, database_on
         name=name,
         handlers={UserDeregistered: erase, NewsletterConsentChanged: consent},
         metadata=metadata,
-        build_deps=lambda: shared_probe,
+        build_deps=lambda _engine: shared_probe,
         database_only=database_only,
     )
 

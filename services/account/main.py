@@ -30,6 +30,6 @@ def build() -> Service:
         handlers=HANDLERS,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
-        build_deps=lambda: AccountDeps(settings),
+        build_deps=lambda _engine: AccountDeps(settings),
         routes=lambda runner: intake_routes(runner, settings),
     )

@@ -13,6 +13,7 @@ from schemas import PurchaseCompleted, RetainedCategory, UserDeregistered
 from services.bookkeeping.models import CustomerRecord, Sale
 from services.bookkeeping.retention import LEGAL_BASIS, accounting_date, fiscal_year_end_for, retain_until_for
 from services.bookkeeping.settings import BookkeepingSettings
+from services.bookkeeping.tokens import TokenStore
 from services.bookkeeping.visma_records import (
     anonymous_customer_fields,
     customer_fields,
@@ -35,6 +36,7 @@ class Gateways:
 
     visma: VismaClient
     settings: BookkeepingSettings
+    tokens: TokenStore  # where Visma's newest refresh token is kept
 
 
 def record_sale(event: PurchaseCompleted, ctx: Context) -> None:

@@ -2,24 +2,35 @@
 
 from __future__ import annotations
 
+from sqlalchemy import Engine
+
 from services.bookkeeping.handlers import HANDLERS, SERVICE, Gateways
 from services.bookkeeping.models import MIGRATIONS, metadata
 from services.bookkeeping.settings import BookkeepingSettings, secret_or_none
+from services.bookkeeping.tokens import TokenStore
 from services.vendors.visma import VismaClient
 from shared.service import Service
 
 
-def _gateways(settings: BookkeepingSettings) -> Gateways:
+def _gateways(settings: BookkeepingSettings, engine: Engine) -> Gateways:
+    tokens = TokenStore(engine)
     visma = VismaClient(
         settings.visma_base_url,
         access_token=secret_or_none(settings.visma_access_token),
-        refresh_token=secret_or_none(settings.visma_refresh_token),
+        refresh_token=tokens.starting_token(secret_or_none(settings.visma_refresh_token)),
         client_id=settings.visma_client_id or None,
         client_secret=secret_or_none(settings.visma_client_secret),
         token_url=settings.visma_token_url or None,
         attempts=settings.http_attempts,
+        on_tokens=lambda _access, refresh: tokens.save(refresh),
+        stored_refresh_token=tokens.latest,
     )
-    return Gateways(visma=visma, settings=settings)
+    return Gateways(visma=visma, settings=settings, tokens=tokens)
+
+
+def _close(gateways: Gateways) -> None:
+    gateways.visma.close()
+    gateways.tokens.close()
 
 
 def build() -> Service:
@@ -30,6 +41,6 @@ def build() -> Service:
         handlers=HANDLERS,
         metadata=metadata,
         migrations=MIGRATIONS,
-        build_deps=lambda: _gateways(settings),
-        close_deps=lambda gateways: gateways.visma.close(),
+        build_deps=lambda engine: _gateways(settings, engine),
+        close_deps=_close,
     )

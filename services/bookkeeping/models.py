@@ -7,7 +7,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Date, DateTime, Integer, Numeric, String
+from sqlalchemy import JSON, Boolean, Date, DateTime, Integer, Numeric, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import runtime_metadata
@@ -67,3 +67,14 @@ class Purge(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     run_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     rows: Mapped[int] = mapped_column(Integer)
+
+
+class VismaToken(Base):
+    """The newest Visma refresh token (one row): Visma retires each one when it issues the next."""
+
+    __tablename__ = "visma_tokens"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    refresh_token: Mapped[str] = mapped_column(Text)
+    seeded_from: Mapped[str | None] = mapped_column(String(64))  # SHA-256 of the configured token it began from
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -45,7 +45,9 @@ class BookkeepingSettings(BaseSettings):
     )
     visma_refresh_token: SecretStr | None = Field(
         default_factory=lambda: _sandbox_secret("visma_refresh_token"),
-        description="Refresh token that renews the access token (scopes ea:api ea:sales offline_access).",
+        description="Refresh token that renews the access token (scopes ea:api ea:sales offline_access). Visma "
+        "retires each one it renews; the newest is kept in the bookkeeping database and used from then on, until a "
+        "different one is set here (a new authorisation).",
     )
     visma_client_id: str | None = Field(
         default_factory=lambda: _sandbox_value("visma_client_id"), description="OAuth2 client id."

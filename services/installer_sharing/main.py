@@ -21,6 +21,6 @@ def build() -> Service:
         handlers=HANDLERS,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
-        build_deps=lambda: Installers(directory, attempts=settings.http_attempts),
+        build_deps=lambda _engine: Installers(directory, attempts=settings.http_attempts),
         close_deps=lambda installers: installers.close(),
     )

@@ -20,6 +20,6 @@ def build() -> Service:
         handlers=HANDLERS,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
-        build_deps=lambda: settings,
+        build_deps=lambda _engine: settings,
         database_only=True,
     )

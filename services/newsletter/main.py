@@ -19,7 +19,7 @@ def build() -> Service:
         handlers=HANDLERS,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
-        build_deps=lambda: Audiences(
+        build_deps=lambda _engine: Audiences(
             settings.mailchimp_api_key.get_secret_value(),
             settings.mailchimp_list_id,
             settings.mailchimp_base_url,

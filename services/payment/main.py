@@ -27,6 +27,6 @@ def build() -> Service:
         handlers=HANDLERS,
         metadata=metadata,
         migrations=MIGRATIONS,
-        build_deps=lambda: _gateways(settings),
+        build_deps=lambda _engine: _gateways(settings),
         close_deps=lambda gateways: gateways.paypal.close(),
     )

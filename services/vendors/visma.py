@@ -44,6 +44,14 @@ def _odata_literal(value: str) -> str:
     return "'" + value.replace("'", "''") + "'"
 
 
+def _oauth_error(resp: httpx.Response) -> str | None:
+    try:
+        body = resp.json()
+    except ValueError:
+        return None
+    return body.get("error") if isinstance(body, dict) else None
+
+
 def _error_code(resp: httpx.Response) -> int | None:
     try:
         body = resp.json()
@@ -70,9 +78,11 @@ class VismaClient(VendorClient):
         attempts: int = 3,
         max_wait: float = 5.0,
         on_tokens: Callable[[str, str], None] | None = None,
+        stored_refresh_token: Callable[[], str | None] | None = None,
     ) -> None:
         """`on_tokens(access, refresh)` runs after each refresh: Visma's refresh tokens work once, so the
-        new one must be stored where the next process start will find it."""
+        new one must be stored where the next process start will find it. `stored_refresh_token()` reads
+        that store: when Visma refuses our refresh token, another replica may have renewed it there."""
         if access_token is None and not (refresh_token and token_url):
             raise ValueError("VismaClient needs an access token, or a refresh token and the token URL")
         super().__init__(make_client(base_url), attempts=attempts, max_wait=max_wait)
@@ -82,16 +92,25 @@ class VismaClient(VendorClient):
         self._token_url = token_url
         self._token_lock = threading.Lock()
         self._on_tokens = on_tokens
+        self._stored_refresh_token = stored_refresh_token
 
     def _can_refresh(self) -> bool:
         return bool(self._refresh_token and self._token_url)
 
-    def _refresh(self) -> None:
-        resp = self._http.post(
+    def _token_request(self) -> httpx.Response:
+        return self._http.post(
             str(self._token_url),
             data={"grant_type": "refresh_token", "refresh_token": str(self._refresh_token)},
             auth=self._client_auth,
         )
+
+    def _refresh(self) -> None:
+        resp = self._token_request()
+        if resp.status_code == 400 and self._stored_refresh_token is not None and _oauth_error(resp) == "invalid_grant":
+            stored = self._stored_refresh_token()
+            if stored and stored != self._refresh_token:  # renewed meanwhile by another replica
+                self._refresh_token = stored
+                resp = self._token_request()
         classify_response(resp, vendor=self.vendor)
         body = resp.json()
         self._access_token = str(body["access_token"])

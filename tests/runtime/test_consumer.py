@@ -206,7 +206,7 @@ def batch_runner(erasure_pipeline, db_backend) -> Iterator[Callable[..., Service
         service = make_service(probe=probe or Probe(), database_only=database_only)
         runner = ServiceRunner(service, erasure_pipeline.settings, erasure_pipeline.database_url(service.name))
         runner._wait_for_database()
-        runner.deps = service.build_deps()
+        runner.deps = service.build_deps(runner.engine)
         runners.append(runner)
         return runner
 
