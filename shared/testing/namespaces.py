@@ -38,6 +38,12 @@ def _shape(settings: RuntimeSettings) -> str:
     return hashlib.sha256(key.encode()).hexdigest()[:4]
 
 
+def declared_file(namespace: str) -> Path:
+    """Where the names of every queue ever declared in a pooled namespace are kept (one per line)."""
+    POOL_DIR.mkdir(parents=True, exist_ok=True)
+    return POOL_DIR / f"{namespace}.queues"
+
+
 def lease_namespace(settings: RuntimeSettings) -> Lease:
     """Hold a free namespace of the pool for queues shaped by these settings."""
     POOL_DIR.mkdir(parents=True, exist_ok=True)

@@ -21,7 +21,7 @@ from shared.producer import Producer
 from shared.service import Service
 from shared.settings import RuntimeSettings
 from shared.testing.infra import create_database, drop_database
-from shared.testing.namespaces import Lease, lease_namespace
+from shared.testing.namespaces import Lease, declared_file, lease_namespace
 from shared.topology import declare
 
 T = TypeVar("T")
@@ -172,8 +172,17 @@ class Pipeline:
         return taken
 
     def _remember(self, extra: Service | None) -> None:
+        # Pooled namespaces outlive this process: an extra service's queue declared by an earlier run stays
+        # bound and collects events, so the names are kept beside the lease for every later purge.
         names = _DECLARED.setdefault(self.namespace, set())
-        names.update(q.name for q in full_topology(self.settings, extra).queues)
+        known = declared_file(self.namespace)
+        if known.exists():
+            names.update(known.read_text().split())
+        fresh = {q.name for q in full_topology(self.settings, extra).queues} - names
+        names.update(fresh)
+        if fresh:
+            with known.open("a") as out:
+                out.writelines(f"{name}\n" for name in sorted(fresh))
 
     def wait_events(
         self,
