@@ -50,6 +50,7 @@ from shared.web import Request, Response, WebServer, metrics_route
 log = get_logger(__name__)
 ATTEMPTS_HEADER = "x-attempts"
 ORIGINAL_KEY_HEADER = "x-original-routing-key"
+BACKLOG_METRIC_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -147,6 +148,7 @@ class ServiceRunner:
         self._buffer: deque[Delivery] = deque()
         self._in_flight = 0
         self._generation = 0
+        self._backlog_measured = 0.0
         self.deps: Any = None
         self.relay: OutboxRelay | None = None
 
@@ -408,7 +410,9 @@ class ServiceRunner:
         metrics.BATCH_SIZE.labels(self.service.name).observe(len(batch))
         if emitted and self.relay is not None:
             self.relay.notify()
-            metrics.OUTBOX_BACKLOG.labels(self.service.name).set(backlog(self.engine, self.outbox))
+            if time.monotonic() - self._backlog_measured >= BACKLOG_METRIC_EVERY_S:  # a gauge, not per batch
+                self._backlog_measured = time.monotonic()
+                metrics.OUTBOX_BACKLOG.labels(self.service.name).set(backlog(self.engine, self.outbox))
         return outcomes
 
     def _decode(self, delivery: Delivery) -> Outcome | tuple[Inbound, Handler]:
