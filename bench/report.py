@@ -175,9 +175,10 @@ def _detail(s: dict[str, Any]) -> list[str]:
                 f"pipelined confirms (SelectConnection, window 2000, pre-signed bodies): "
                 f"{_fmt(pub.get('bare_confirmed_pika', {}).get('events_per_s'))} events/s.", "",
                 _md_table(["window", "events per call", "encode µs/event", "publish-only events/s",
-                           "events/s incl. encode", "max in flight"],
+                           "events/s incl. encode", "CPU µs/event publish only / incl. encode", "max in flight"],
                           [(r["window"], r["chunk"], r["encode_us_per_event"], r["events_per_s_publish_only"],
-                            r["events_per_s"], r["max_in_flight"]) for r in pub["runs"]]), ""]
+                            r["events_per_s"], f"{_fmt(r.get('cpu_us_per_event_publish_only'))} / "
+                            f"{_fmt(r.get('cpu_us_per_event'))}", r["max_in_flight"]) for r in pub["runs"]]), ""]
     for backend, entry in _by_backend(s.get("pipeline")):
         thr, purchases = entry.get("throughput", {}), entry.get("purchases") or {}
         out += [f"## Pipeline on {backend} (section 4)", "",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class TransientError(Exception):
     """A failure that may succeed later (timeouts, 5xx, 429, an outage): retried through the delay tiers."""
@@ -27,4 +29,13 @@ class BadInput(Exception):
 
 
 class PublishError(Exception):
-    """A publish the broker did not accept: unroutable (returned), nacked, or the connection was lost."""
+    """A publish the broker did not accept: unroutable (returned), nacked, or the connection was lost.
+
+    `confirmed` holds the positions (0-based, in the order the messages were given) of those the broker did
+    accept before the call failed, so a caller can mark exactly those as sent; any other may or may not have
+    reached the broker.
+    """
+
+    def __init__(self, message: str, *, confirmed: Iterable[int] = ()) -> None:
+        super().__init__(message)
+        self.confirmed: tuple[int, ...] = tuple(sorted(confirmed))

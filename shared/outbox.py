@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import Engine, Table, delete, func, insert, select
+from sqlalchemy import Engine, Row, Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from schemas import EventData
@@ -56,8 +57,8 @@ def stage_many(
 
 
 def backlog(engine: Engine, outbox: Table) -> int:
-    """How many events are waiting in the outbox."""
-    with engine.connect() as conn:
+    """How many events are waiting in the outbox (a read: on SQLite it does not wait for a writer)."""
+    with engine.connect().execution_options(sqlite_begin="DEFERRED") as conn:
         return int(conn.execute(select(func.count()).select_from(outbox)).scalar_one())
 
 
@@ -101,18 +102,29 @@ class OutboxRelay:
         if not rows:
             return 0
         failpoint("before_relay")
-        self._producer.publish_many(
-            Outbound(
-                event_id=r.event_id, event_type=r.event_type, routing_key=r.routing_key, body=r.body,
-                signature=r.signature, source=r.source,
-                timestamp=int(r.created_at.replace(tzinfo=r.created_at.tzinfo or UTC).timestamp()),
+        try:
+            self._producer.publish_many(
+                Outbound(
+                    event_id=r.event_id, event_type=r.event_type, routing_key=r.routing_key, body=r.body,
+                    signature=r.signature, source=r.source,
+                    timestamp=int(r.created_at.replace(tzinfo=r.created_at.tzinfo or UTC).timestamp()),
+                )
+                for r in rows
             )
-            for r in rows
-        )
+        except PublishError as exc:  # forget what the broker did confirm; the rest is published again
+            self._forget([rows[i] for i in exc.confirmed])
+            raise
+        self._forget(rows)
+        return len(rows)
+
+    def _forget(self, rows: Sequence[Row[Any]]) -> None:
+        """Delete published rows from the outbox."""
+        if not rows:
+            return
+        table = self._outbox
         with self._engine.begin() as conn:
             conn.execute(delete(table).where(table.c.id.in_([r.id for r in rows])))
         self.published += len(rows)
-        return len(rows)
 
     def _loop(self) -> None:
         failures = 0

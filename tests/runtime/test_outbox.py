@@ -6,10 +6,14 @@ import json
 import signal
 
 import pytest
-from sqlalchemy import create_engine, func, select
+from sqlalchemy import create_engine, func, select, update
 
 from schemas import ErasureSliceReported
 from schemas.examples import example_deregistration
+from shared.db import make_engine, runtime_metadata, session_factory
+from shared.errors import PublishError
+from shared.outbox import OutboxRelay, stage_many
+from shared.producer import Producer
 from shared.testing import wait_until
 from tests.probe_service import make_service
 
@@ -59,3 +63,28 @@ def test_emitted_event_is_delivered_when_the_process_dies_right_after_commit(era
     reports = _reports(erasure_pipeline)
     assert [r["data"]["user_id"] for r in reports] == ["emit-crash"]
     assert sent.event_id  # the original event was handled once: one report, not two
+
+
+def test_relay_forgets_exactly_the_rows_the_broker_confirmed_when_a_publish_fails(erasure_pipeline,
+                                                                                 tmp_path) -> None:
+    """Two rows whose publish comes back unroutable stay in the outbox; the four confirmed ones are gone."""
+    erasure_pipeline.declare()
+    settings = erasure_pipeline.settings
+    engine = make_engine(f"sqlite:///{tmp_path / 'relay.db'}")
+    metadata = runtime_metadata()
+    metadata.create_all(engine)
+    outbox = metadata.tables["outbox"]
+    with session_factory(engine)() as session, session.begin():
+        staged = stage_many(session, outbox, [example_deregistration(f"relay-{i}") for i in range(6)],
+                            source="urn:loggamera:test", keyring=settings.keyring, key_id=settings.signing_key_id)
+    unroutable = {staged[1].event_id, staged[4].event_id}
+    with engine.begin() as conn:
+        conn.execute(update(outbox).where(outbox.c.event_id.in_(unroutable)).values(routing_key="nobody.listens.v1"))
+    with Producer(settings.amqp_url, exchange=f"{erasure_pipeline.namespace}.events") as producer:
+        relay = OutboxRelay(engine, outbox, producer)
+        with pytest.raises(PublishError, match="unroutable"):
+            relay.relay_once()
+    with engine.connect() as conn:
+        assert set(conn.execute(select(outbox.c.event_id)).scalars()) == unroutable
+    assert relay.published == 4
+    wait_until(lambda: erasure_pipeline.depth(f"{erasure_pipeline.namespace}.ledger") == 4, what="4 events")
