@@ -34,16 +34,16 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from schemas.catalog import SUBSCRIPTIONS
 from shared import metrics
+from shared.broker import kombu_connection
+from shared.broker import producer as make_producer
 from shared.codec import Inbound, decode
 from shared.db import ensure_schema, make_engine, session_factory
 from shared.errors import BadInput, PermanentError, TransientError
 from shared.faults import failpoint
 from shared.logging import get_logger, mask_text
 from shared.outbox import OutboxRelay, backlog, stage_many
-from shared.producer import Producer
 from shared.service import Context, Handler, Service
 from shared.settings import RuntimeSettings
-from shared.tls import kombu_ssl, pika_ssl_options
 from shared.topology import Names, Topology, build_topology, declare
 from shared.web import Request, Response, WebServer, metrics_route
 
@@ -166,9 +166,8 @@ class ServiceRunner:
         self._wait_for_database()
         self.deps = self.service.build_deps(self.engine)
         web = self._start_web()
-        producer = Producer(self.settings.amqp_url, exchange=self.names.events_exchange,
-                            heartbeat=self.settings.heartbeat, name=f"{self.service.name}-outbox",
-                            ssl_options=pika_ssl_options(self.settings))
+        producer = make_producer(self.settings, exchange=self.names.events_exchange,
+                                 name=f"{self.service.name}-outbox")
         producer._timeout = 5.0
         self.relay = OutboxRelay(self.engine, self.outbox, producer)
         worker = threading.Thread(target=self._work, name=f"{self.service.name}-worker", daemon=True)
@@ -244,13 +243,9 @@ class ServiceRunner:
     def _consume(self) -> None:
         self._generation += 1
         self._buffer.clear()
-        with kombu.Connection(
-            self.settings.amqp_url,
-            heartbeat=self.settings.heartbeat,
-            connect_timeout=5,
-            ssl=kombu_ssl(self.settings),
-            transport_options={"confirm_publish": True, "client_properties": {
-                "connection_name": f"{self.service.name}-consumer"}},
+        with kombu_connection(
+            self.settings, name=f"{self.service.name}-consumer", heartbeat=self.settings.heartbeat,
+            connect_timeout=5, transport_options={"confirm_publish": True},
         ) as conn:
             conn.connect()
             channel = conn.channel()

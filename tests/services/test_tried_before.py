@@ -5,8 +5,6 @@ attempt for an erased user (nothing was tried before) still sends nothing (tests
 
 from __future__ import annotations
 
-from typing import Any
-
 import pytest
 
 from schemas.examples import example_consent_change, example_deregistration, example_purchase
@@ -32,10 +30,6 @@ def _erased(pipeline: Pipeline, running: RunningService, user_id: str) -> None:
     running.wait_handled(erasure.event_id)
 
 
-def _requests(sandbox: Sandbox, vendor: str) -> list[dict[str, Any]]:
-    return sandbox.requests(vendor)
-
-
 def test_newsletter_erases_a_member_an_earlier_attempt_subscribed(erasure_pipeline: Pipeline, sandbox: Sandbox) -> None:
     running = erasure_pipeline.start(build_newsletter())
     _erased(erasure_pipeline, running, "u-tried")
@@ -49,7 +43,7 @@ def test_newsletter_erases_a_member_an_earlier_attempt_subscribed(erasure_pipeli
     members = sandbox.state()["mailchimp"]["members"]
     assert subscriber_hash(purchase.customer.email) not in members
     assert subscriber_hash(consent.email) not in members
-    assert not [r for r in _requests(sandbox, "mailchimp") if r["method"] == "PUT"], "nothing subscribed again"
+    assert not [r for r in sandbox.requests("mailchimp") if r["method"] == "PUT"], "nothing subscribed again"
 
 
 def test_newsletter_keeps_the_member_when_another_user_we_hold_subscribed_the_same_address(
