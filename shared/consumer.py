@@ -34,6 +34,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
 from schemas.catalog import SUBSCRIPTIONS
 from shared import metrics
+from shared.backoff import Backoff
 from shared.broker import kombu_connection
 from shared.broker import producer as make_producer
 from shared.codec import Inbound, decode
@@ -170,10 +171,12 @@ class ServiceRunner:
                                  name=f"{self.service.name}-outbox")
         producer._timeout = 5.0
         self.relay = OutboxRelay(self.engine, self.outbox, producer)
+        metrics.BROKER_CONNECTED.labels(self.service.name, "consumer").set_function(self.ready.is_set)
+        metrics.BROKER_CONNECTED.labels(self.service.name, "outbox").set_function(lambda: producer.connected)
         worker = threading.Thread(target=self._work, name=f"{self.service.name}-worker", daemon=True)
         worker.start()
         relay_started = False
-        backoff = 0.2
+        backoff = Backoff()
         try:
             while not self._stopping.is_set():
                 try:
@@ -181,13 +184,12 @@ class ServiceRunner:
                         producer.start()
                         self.relay.start()
                         relay_started = True
-                    self._consume()
-                    backoff = 0.2
+                    self._consume(backoff)
                 except Exception as exc:  # any connection loss: reconnect with back-off
                     self.ready.clear()
-                    log.warning("broker connection lost; reconnecting", error=repr(exc), in_s=backoff)
-                    self._stopping.wait(backoff)
-                    backoff = min(backoff * 2, 5.0)
+                    delay = backoff.next()
+                    log.warning("broker connection lost; reconnecting", error=repr(exc), in_s=round(delay, 2))
+                    self._stopping.wait(delay)
         finally:
             self._todo.put(None)
             worker.join(timeout=30)
@@ -240,14 +242,15 @@ class ServiceRunner:
                 delay = min(delay * 2, 10.0)
 
     # ---- the connection loop (main thread) -----------------------------------------------------------
-    def _consume(self) -> None:
+    def _consume(self, backoff: Backoff) -> None:
         self._generation += 1
         self._buffer.clear()
         with kombu_connection(
             self.settings, name=f"{self.service.name}-consumer", heartbeat=self.settings.heartbeat,
             connect_timeout=5, transport_options={"confirm_publish": True},
         ) as conn:
-            conn.connect()
+            # One attempt: the caller's back-off paces the next (kombu's connect() would retry after 2 s).
+            conn.ensure_connection(max_retries=0, reraise_as_library_errors=False)
             channel = conn.channel()
             self._declare(channel)
             publisher = conn.channel()
@@ -260,6 +263,7 @@ class ServiceRunner:
                 prefetch_count=self.settings.prefetch,
             )
             consumer.consume()
+            backoff.reset()
             self.ready.set()
             log.info("consuming", queue=self.queue, prefetch=self.settings.prefetch)
             cancelled = False

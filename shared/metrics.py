@@ -15,6 +15,11 @@ HANDLER_SECONDS = Histogram(
 RETRIES = Counter("erasure_retries_total", "Deliveries sent to a delay queue.", ["service", "tier"])
 DEAD_LETTERS = Counter("erasure_dead_letters_total", "Deliveries dead-lettered, by kind.", ["service", "kind"])
 INBOX_DUPLICATES = Counter("erasure_inbox_duplicates_total", "Redeliveries acked without effect.", ["service"])
+BROKER_CONNECTED = Gauge(
+    "erasure_broker_connected",
+    "1 while a link to the broker is up: consumer = consuming its queue, outbox = channel in confirm mode.",
+    ["service", "link"],
+)
 OUTBOX_BACKLOG = Gauge("erasure_outbox_backlog", "Events committed but not yet published.", ["service"])
 BATCH_SIZE = Histogram(
     "erasure_batch_size", "Deliveries per database transaction.", ["service"],

@@ -25,6 +25,7 @@ from pika import frame as amqp_frame
 from pika.compat import as_bytes
 from pika.spec import FRAME_BODY, FRAME_END, FRAME_HEADER, Basic, BasicProperties
 
+from shared.backoff import Backoff
 from shared.codec import Outbound
 from shared.errors import PublishError
 from shared.logging import get_logger
@@ -248,6 +249,7 @@ class Producer:
         self._job: _Job | None = None
         self._pump_pending = False
         self._last_error = "not connected yet"
+        self._backoff = Backoff()
         self.max_in_flight = 0
 
     # ---- caller side -------------------------------------------------------------------------------
@@ -260,6 +262,11 @@ class Producer:
             raise PublishError(f"cannot reach the broker at {self._params.host}:{self._params.port}: "
                                f"{self._last_error}")
         return self
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is open and its channel in confirm mode (the broker answered Confirm.Select)."""
+        return self._ready.is_set()
 
     def publish(self, message: Outbound, *, exchange: str | None = None) -> None:
         """Publish one event and wait for its confirm."""
@@ -344,7 +351,7 @@ class Producer:
 
     # ---- I/O thread --------------------------------------------------------------------------------
     def _run(self) -> None:
-        backoff = 0.2
+        backoff = self._backoff
         while not self._closing:
             try:
                 self._conn = pika.SelectConnection(
@@ -361,10 +368,7 @@ class Producer:
                 log.warning("producer connection failed; reconnecting", error=repr(exc))
             if self._closing:
                 break
-            time.sleep(backoff)
-            backoff = min(backoff * 2, 3.0)
-            if self._ready.is_set():
-                backoff = 0.2
+            time.sleep(backoff.next())
 
     def _on_open(self, conn: pika.SelectConnection) -> None:
         conn.channel(on_open_callback=self._on_channel_open)
@@ -390,7 +394,12 @@ class Producer:
         self._writer = _FrameWriter(conn, channel.channel_number) if _FrameWriter.usable(conn) else None
         channel.add_on_return_callback(self._on_return)
         channel.add_on_close_callback(self._on_channel_closed)
-        channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=lambda _f: self._ready.set())
+        channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=self._on_confirm_mode)
+
+    def _on_confirm_mode(self, _frame: Any) -> None:
+        self._backoff.reset()
+        self._ready.set()
+        log.info("producer connected", connection=self._params.client_properties.get("connection_name"))
 
     def _on_channel_closed(self, _channel: Any, reason: BaseException) -> None:
         self._ready.clear()

@@ -5,18 +5,24 @@ from __future__ import annotations
 
 import contextlib
 import json
+import threading
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import kombu
+
+from schemas import ErasureCompleted
 from services.registry import SERVICES
+from shared.topology import Names
 from tests.chaos.gateway import LossyGateway
 from tests.chaos.harness import Fleet, PostgresCluster, RabbitNode, SandboxProcess, poll
 from tests.chaos.load import (
     CHAOS_KEYS,
+    TAP_SUFFIX,
     Observer,
     Person,
     Upstream,
@@ -88,6 +94,20 @@ class Stack:
         """Take (and remove) every dead letter of a service: py-amqp messages with .body and .headers."""
         return self.rabbit.take(f"{self.namespace}.{service}.dead")
 
+    def tap(self) -> None:
+        """Bind a queue of the test's own to ErasureCompleted: a copy of every completion the broker accepted."""
+        names = Names(self.namespace)
+        with kombu.Connection(self.rabbit.url) as conn:
+            queue = kombu.Queue(f"{self.namespace}{TAP_SUFFIX}", durable=True,
+                                queue_arguments={"x-queue-type": "quorum"},
+                                exchange=kombu.Exchange(names.events_exchange, "topic", passive=True),
+                                routing_key=ErasureCompleted.routing_key())
+            queue(conn.channel()).declare()
+
+    def completions_tapped(self) -> int:
+        """ErasureCompleted events the broker routed (to the tap queue and so to the account's)."""
+        return int(self.queues().get(f"{self.namespace}{TAP_SUFFIX}", {}).get("messages", 0))
+
     def start_load(self, persons: list[Person]) -> Run:
         """Vault the buyers' PayPal tokens, then publish every purchase followed by every deregistration."""
         buyers = [p for p in persons if p.buys]
@@ -115,25 +135,44 @@ class Stack:
 
     def recovery(self, run: Run, since: float, committed_then: int, timeout: float = 90) -> dict[str, float]:
         """Seconds from `since` until every service queue has its consumer again, every outbox producer is
-        connected again, and committed work moves past `committed_then` — as the broker and the databases
-        see it, not as the services say."""
+        connected again, and committed work moves past `committed_then`. Consumers are counted by the broker
+        (a passive declare), work by the databases; an outbox producer counts as connected once the broker
+        has answered Confirm.Select on its new connection (the service's erasure_broker_connected gauge:
+        `rabbitmqctl list_connections` takes tens of seconds on a loaded two-core machine).
+
+        The three are probed side by side, a few times a second. A mark is the end of the first probe that
+        saw the condition hold, so it can only overstate the time to recover, by at most one probe.
+        """
         services = list(self.fleet.children)
+        queues = [f"{self.namespace}.{name}" for name in services]
+
+        def consumers_back() -> bool:
+            return all(count >= 1 for count in self.rabbit.consumer_counts(queues).values())
+
+        def producers_back() -> bool:
+            return all(self.fleet.outbox_connected(name) for name in services)
+
+        def work_resumed() -> bool:
+            committed, _ = self.sample(run)
+            return committed > committed_then or committed >= run.events_expected
+
+        probes = dict(zip(RECOVERY_MARKS, (consumers_back, producers_back, work_resumed), strict=True))
         marks: dict[str, float] = {}
-        deadline = time.monotonic() + timeout
-        while len(marks) < len(RECOVERY_MARKS) and time.monotonic() < deadline:
-            if RECOVERY_MARKS[0] not in marks:
-                counts = self.rabbit.consumers(f"{self.namespace}.")
-                if all(counts.get(f"{self.namespace}.{name}", 0) >= 1 for name in services):
-                    marks[RECOVERY_MARKS[0]] = time.monotonic() - since
-            if RECOVERY_MARKS[1] not in marks:
-                connected = set(self.rabbit.connection_names())
-                if all(f"{name}-outbox" in connected for name in services):
-                    marks[RECOVERY_MARKS[1]] = time.monotonic() - since
-            if RECOVERY_MARKS[2] not in marks:
-                committed, _ = self.sample(run)
-                if committed > committed_then or committed >= run.events_expected:
-                    marks[RECOVERY_MARKS[2]] = time.monotonic() - since
-            time.sleep(0.2)
+        deadline = since + timeout
+
+        def watch(mark: str, probe: Callable[[], bool]) -> None:
+            while time.monotonic() < deadline:
+                with contextlib.suppress(Exception):  # the broker may refuse a probe while it recovers
+                    if probe():
+                        marks[mark] = time.monotonic() - since
+                        return
+                time.sleep(0.1)
+
+        watchers = [threading.Thread(target=watch, args=item, daemon=True) for item in probes.items()]
+        for watcher in watchers:
+            watcher.start()
+        for watcher in watchers:
+            watcher.join(max(0.0, deadline - time.monotonic()) + 5)
         missing = sorted(set(RECOVERY_MARKS) - set(marks))
         assert not missing, f"no recovery within {timeout:.0f}s: {missing} never happened"
         return {name: round(marks[name], 1) for name in RECOVERY_MARKS}
@@ -147,8 +186,9 @@ class Stack:
                  what=f"all {run.erasures} erasures to complete")
         elapsed = time.monotonic() - run.started
         with contextlib.suppress(AssertionError):
-            poll(lambda: queue_figures(self.queues())["left_in_queues"] == 0, timeout=60, interval=1.0,
-                 what="every queue of the namespace to drain")
+            poll(lambda: queue_figures(self.queues())["left_in_queues"] == 0
+                 and not any(self.observer.outbox_backlogs().values()), timeout=60, interval=1.0,
+                 what="every queue and every outbox of the namespace to drain")
         completed = self.observer.completed()
         accounts = account_effects(self.sandbox.control, run.persons, run.purchase_ids)
         inbox = self.observer.inbox_counts()
@@ -157,6 +197,7 @@ class Stack:
             "erasures_sent": run.erasures,
             "purchases_sent": run.purchases,
             "completed": completed,
+            "completion_events_published": self.completions_tapped(),
             "completion_events_seen_by_account": self.observer.account_completions(),
             "lost": run.erasures - completed,
             "duplicated_outside_effects": accounts.duplicated,
@@ -166,6 +207,7 @@ class Stack:
             "events_acked_without_inbox_row": sum(max(0, want - inbox.get(n, 0)) for n, want in expected.items()),
             "seconds_to_complete_all": round(elapsed, 1),
             **queue_figures(self.queues()),
+            "left_in_outboxes": self.observer.outbox_backlogs(),
             "problems": accounts.problems + [f"{name}: {inbox.get(name)} inbox rows, expected {want}"
                                              for name, want in expected.items() if inbox.get(name) != want],
         }
@@ -189,6 +231,7 @@ def assert_clean(figures: Mapping[str, Any]) -> None:
     assert figures["events_acked_without_inbox_row"] == 0, figures["inbox_rows"]
     assert figures["dead_lettered"] == 0, f"{figures['dead_lettered']} dead letters: {figures}"
     assert figures["left_in_queues"] == 0, f"{figures['left_in_queues']} messages left in queues"
+    assert not any(figures["left_in_outboxes"].values()), f"events never published: {figures['left_in_outboxes']}"
     assert not figures["problems"], figures["problems"]
 
 
@@ -230,5 +273,7 @@ def build_stack(
         fleet.stop()
         sandbox.stop()
         raise
-    return Stack(rabbit, namespace, workdir, sandbox, fleet, Upstream(rabbit.url, namespace), Observer(urls),
-                 gateway)
+    stack = Stack(rabbit, namespace, workdir, sandbox, fleet, Upstream(rabbit.url, namespace), Observer(urls),
+                  gateway)
+    stack.tap()
+    return stack

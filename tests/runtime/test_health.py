@@ -42,8 +42,13 @@ def test_metrics_count_handled_events_and_dead_letters(erasure_pipeline) -> None
     assert "erasure_handler_seconds_bucket" in httpx.get(f"{base}/metrics").text
 
 
+def _links(base: str) -> dict[str, float]:
+    return {link: _metric(base, "erasure_broker_connected", service="probe", link=link)
+            for link in ("consumer", "outbox")}
+
+
 @pytest.mark.slow
-def test_readyz_turns_unready_when_the_broker_is_unreachable(amqp_url, tmp_path) -> None:
+def test_readyz_and_the_link_gauges_follow_the_broker(amqp_url, tmp_path) -> None:
     target = urlsplit(amqp_url)
     proxy = CuttableProxy(target.hostname or "127.0.0.1", target.port or 5672)
     pipeline = Pipeline(proxy.url_for(amqp_url), workdir=tmp_path, heartbeat=2)
@@ -51,12 +56,15 @@ def test_readyz_turns_unready_when_the_broker_is_unreachable(amqp_url, tmp_path)
         running = pipeline.start(make_service(), http_port=0)
         base = f"http://127.0.0.1:{running.runner.http_port}"
         assert httpx.get(f"{base}/readyz").status_code == 200
+        wait_until(lambda: _links(base) == {"consumer": 1.0, "outbox": 1.0}, timeout=15, what="both links up")
         proxy.cut()
         wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 503, timeout=15, what="unready")
         assert "broker" in httpx.get(f"{base}/readyz").text
         assert httpx.get(f"{base}/healthz").status_code == 200, "alive even while the broker is away"
+        wait_until(lambda: _links(base) == {"consumer": 0.0, "outbox": 0.0}, timeout=15, what="both links down")
         proxy.heal()
         wait_until(lambda: httpx.get(f"{base}/readyz").status_code == 200, timeout=15, what="ready again")
+        wait_until(lambda: _links(base) == {"consumer": 1.0, "outbox": 1.0}, timeout=15, what="both links up again")
     finally:
         pipeline.close()
         proxy.close()
