@@ -87,6 +87,14 @@ def _shared_processors() -> list[Callable[..., Any]]:
     ]
 
 
+PIKA_CONNECTION_LOGGERS = (
+    "pika.adapters.utils.connection_workflow",
+    "pika.adapters.utils.io_services_utils",
+    "pika.adapters.base_connection",
+    "pika.connection",
+)
+
+
 def configure(level: str = "INFO", *, stream: Any = None, service: str | None = None, fmt: str | None = None) -> None:
     """Route structlog and stdlib logging (kombu, pika) through one masked renderer (JSON unless `console`)."""
     fmt = fmt or os.environ.get("ERASURE_LOG_FORMAT", "json")
@@ -107,6 +115,11 @@ def configure(level: str = "INFO", *, stream: Any = None, service: str | None = 
     root.setLevel(level.upper())
     for noisy in ("pika", "amqp", "kombu", "httpx", "httpcore", "mail.log", "alembic"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # pika logs each failed connection attempt at ERROR, six lines from five modules, several times a second
+    # while a broker restarts. The producer reports each lost connection, and each new reason its attempts
+    # fail for, itself (shared.producer); the consumer runtime logs one line per attempt of its own.
+    for chatty in PIKA_CONNECTION_LOGGERS:
+        logging.getLogger(chatty).setLevel(logging.CRITICAL)
     structlog.configure(
         processors=[*_shared_processors(), structlog.stdlib.ProcessorFormatter.wrap_for_formatter],
         logger_factory=structlog.stdlib.LoggerFactory(),

@@ -250,6 +250,7 @@ class Producer:
         self._pump_pending = False
         self._last_error = "not connected yet"
         self._backoff = Backoff()
+        self._last_attempt_error = ""
         self.max_in_flight = 0
 
     # ---- caller side -------------------------------------------------------------------------------
@@ -374,7 +375,10 @@ class Producer:
         conn.channel(on_open_callback=self._on_channel_open)
 
     def _on_open_error(self, conn: pika.SelectConnection, error: BaseException) -> None:
-        self._last_error = repr(error)
+        reason = repr(error)
+        if reason != self._last_attempt_error:  # once per reason, not once per attempt
+            log.warning("producer cannot connect; retrying", error=reason)
+        self._last_error = self._last_attempt_error = reason
         conn.ioloop.stop()
 
     def _on_closed(self, conn: pika.SelectConnection, reason: BaseException) -> None:
@@ -398,6 +402,7 @@ class Producer:
 
     def _on_confirm_mode(self, _frame: Any) -> None:
         self._backoff.reset()
+        self._last_attempt_error = ""
         self._ready.set()
         log.info("producer connected", connection=self._params.client_properties.get("connection_name"))
 

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import io
+import json
+import logging
+import socket
 import threading
 import time
 import uuid
@@ -253,3 +257,21 @@ def test_frames_are_the_bytes_basic_publish_would_write(size: int) -> None:
         expected += [amqp_frame.Body(3, payload[at:at + 1000]).marshal() for at in range(0, len(payload), 1000)]
     assert conn.written == [b"".join(expected)], "one write for the burst, byte for byte pika's frames"
     assert conn.frames_sent == len(expected) and conn.bytes_sent == len(conn.written[0])
+
+
+def test_an_unreachable_broker_is_reported_once_per_reason_not_once_per_attempt() -> None:
+    from shared.logging import PIKA_CONNECTION_LOGGERS, configure
+
+    out = io.StringIO()
+    configure("INFO", stream=out)
+    with socket.socket() as probe:  # a port nobody listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    producer = Producer(f"amqp://guest:guest@127.0.0.1:{port}/%2F", exchange="x", timeout=2.5)
+    with pytest.raises(PublishError, match="cannot reach the broker"):
+        producer.start()
+    producer.close()
+    lines = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert [line["event"] for line in lines] == ["producer cannot connect; retrying"], lines
+    assert "Connection refused" in lines[0]["error"]
+    assert all(logging.getLogger(name).level == logging.CRITICAL for name in PIKA_CONNECTION_LOGGERS)
