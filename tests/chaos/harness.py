@@ -13,7 +13,6 @@ import os
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,19 +27,13 @@ from sqlalchemy import create_engine, text
 
 from services.registry import SERVICES
 from services.sandbox import SandboxControl
+from shared.testing.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = Path(__file__).resolve().parent / "results" / "latest.json"
 RABBIT_BIN = Path("/usr/lib/rabbitmq/bin")
 POSTGRES_BIN = Path("/usr/lib/postgresql/15/bin")
 T = TypeVar("T")
-
-
-def free_port() -> int:
-    """A TCP port nobody listens on right now."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def poll(check: Callable[[], T], *, timeout: float, interval: float = 0.2, what: str = "") -> T:
@@ -136,6 +129,11 @@ class RabbitNode:
         """Every queue whose name starts with `prefix`: messages (ready + unacked) and arguments."""
         out = self.ctl("list_queues", "-q", "name", "messages", "arguments", "--formatter", "json")
         return {q["name"]: q for q in json.loads(out or "[]") if q["name"].startswith(prefix)}
+
+    def ready_count(self, queue: str) -> int:
+        """Messages ready in a queue, asked over AMQP (a passive declare)."""
+        with kombu.Connection(self.url, connect_timeout=5) as conn:
+            return int(conn.channel().queue_declare(queue, passive=True).message_count)
 
     def consumer_counts(self, queues: Iterable[str]) -> dict[str, int]:
         """Consumers on each of `queues`, asked over AMQP (a passive declare: milliseconds, where rabbitmqctl

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import secrets
-import socket
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -26,6 +25,7 @@ from services.account.publishing import account_database
 from services.account.settings import AccountSettings
 from services.sandbox import Sandbox
 from shared.testing import Pipeline, RunningService, wait_until
+from shared.testing.ports import free_port
 from shared.testing.scan import personal_data_hits
 from tests.flows import (
     INTAKE_SECRET,
@@ -249,16 +249,10 @@ def _notice(running: RunningService, request_id: str, keep_until: datetime) -> N
             request_id=request_id, email=ANNA, keep_until=keep_until))
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 def test_completion_notice_outlasts_a_relay_outage_and_is_sent_once(
     erasure_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    port = _free_port()
+    port = free_port()
     monkeypatch.setenv("ERASURE_ACCOUNT_SMTP_PORT", str(port))
     running = erasure_pipeline.start(build())
     request_id = str(uuid.uuid4())

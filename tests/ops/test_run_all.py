@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -14,14 +13,9 @@ import pytest
 
 from services.registry import SERVICES
 from shared.testing import wait_until
+from shared.testing.ports import free_port
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _children(pid: int) -> dict[str, int]:
@@ -54,14 +48,14 @@ def test_run_all_restarts_a_killed_service_and_stops_cleanly_on_sigint(amqp_url,
     from shared.testing import Pipeline
 
     pipeline = Pipeline(amqp_url, workdir=tmp_path)  # a pooled namespace shaped like production's
-    ports = {name: _free_port() for name in SERVICES}
+    ports = {name: free_port() for name in SERVICES}
     env = {
         **os.environ,
         "ERASURE_AMQP_URL": amqp_url,
         "ERASURE_NAMESPACE": pipeline.namespace,
         "ERASURE_VAR_DIR": str(tmp_path),
-        "ERASURE_SANDBOX_URL": f"http://127.0.0.1:{_free_port()}",
-        "ERASURE_SANDBOX_SMTP_PORT": str(_free_port()),
+        "ERASURE_SANDBOX_URL": f"http://127.0.0.1:{free_port()}",
+        "ERASURE_SANDBOX_SMTP_PORT": str(free_port()),
         **{f"ERASURE_{name.upper()}_HTTP_PORT": str(port) for name, port in ports.items()},
     }
     log = (tmp_path / "run.log").open("wb")
