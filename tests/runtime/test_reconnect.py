@@ -9,6 +9,7 @@ import pytest
 
 from schemas import ErasureSliceReported
 from schemas.examples import example_deregistration
+from shared.backoff import Backoff
 from shared.testing import Pipeline, wait_until
 from shared.testing.proxy import CuttableProxy
 from tests.probe_service import make_service
@@ -42,3 +43,14 @@ def test_service_recovers_after_a_network_cut(amqp_url, tmp_path) -> None:
         running.stop()
         direct.close()
         proxy.close()
+
+
+def test_back_off_doubles_to_its_cap_with_jitter_and_starts_over_after_reset() -> None:
+    backoff = Backoff(first=0.2, cap=2.0)
+    delays = [backoff.next() for _ in range(8)]
+    ceilings = [0.2, 0.4, 0.8, 1.6, 2.0, 2.0, 2.0, 2.0]
+    assert all(c / 2 <= d <= c for d, c in zip(delays, ceilings, strict=True)), delays
+    backoff.reset()
+    assert 0.1 <= backoff.next() <= 0.2
+    spread = {round(Backoff().next(), 4) for _ in range(20)}
+    assert len(spread) > 1, "clients that lost the broker together must not come back in step"
