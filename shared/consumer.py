@@ -168,8 +168,7 @@ class ServiceRunner:
         self.deps = self.service.build_deps(self.engine)
         web = self._start_web()
         producer = make_producer(self.settings, exchange=self.names.events_exchange,
-                                 name=f"{self.service.name}-outbox")
-        producer._timeout = 5.0
+                                 name=f"{self.service.name}-outbox", timeout=5.0)
         self.relay = OutboxRelay(self.engine, self.outbox, producer)
         metrics.BROKER_CONNECTED.labels(self.service.name, "consumer").set_function(self.ready.is_set)
         metrics.BROKER_CONNECTED.labels(self.service.name, "outbox").set_function(lambda: producer.connected)

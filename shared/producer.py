@@ -250,7 +250,6 @@ class Producer:
         self._pump_pending = False
         self._last_error = "not connected yet"
         self._backoff = Backoff()
-        self._last_attempt_error = ""
         self.max_in_flight = 0
 
     # ---- caller side -------------------------------------------------------------------------------
@@ -352,7 +351,6 @@ class Producer:
 
     # ---- I/O thread --------------------------------------------------------------------------------
     def _run(self) -> None:
-        backoff = self._backoff
         while not self._closing:
             try:
                 self._conn = pika.SelectConnection(
@@ -369,16 +367,16 @@ class Producer:
                 log.warning("producer connection failed; reconnecting", error=repr(exc))
             if self._closing:
                 break
-            time.sleep(backoff.next())
+            time.sleep(self._backoff.next())
 
     def _on_open(self, conn: pika.SelectConnection) -> None:
         conn.channel(on_open_callback=self._on_channel_open)
 
     def _on_open_error(self, conn: pika.SelectConnection, error: BaseException) -> None:
         reason = repr(error)
-        if reason != self._last_attempt_error:  # once per reason, not once per attempt
+        if reason != self._last_error:  # once per reason (a lost connection sets another), not once per attempt
             log.warning("producer cannot connect; retrying", error=reason)
-        self._last_error = self._last_attempt_error = reason
+        self._last_error = reason
         conn.ioloop.stop()
 
     def _on_closed(self, conn: pika.SelectConnection, reason: BaseException) -> None:
@@ -402,7 +400,6 @@ class Producer:
 
     def _on_confirm_mode(self, _frame: Any) -> None:
         self._backoff.reset()
-        self._last_attempt_error = ""
         self._ready.set()
         log.info("producer connected", connection=self._params.client_properties.get("connection_name"))
 

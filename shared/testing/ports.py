@@ -9,14 +9,6 @@ from pathlib import Path
 _RANGE = Path("/proc/sys/net/ipv4/ip_local_port_range")
 
 
-def _ephemeral() -> tuple[int, int]:
-    try:
-        low, high = (int(x) for x in _RANGE.read_text().split())
-    except (OSError, ValueError):
-        low, high = 32768, 60999
-    return low, high
-
-
 def free_port() -> int:
     """A TCP port nobody listens on now, outside the kernel's ephemeral range.
 
@@ -24,8 +16,11 @@ def free_port() -> int:
     machine (a broker client, say) may be given it, and the child fails with "address already in use". Ports
     below the ephemeral range are handed out only to those who ask for them by number.
     """
-    low, high = _ephemeral()
-    floor, ceiling = (10000, low - 1) if low > 11000 else (high + 1, 65535)
+    try:
+        ceiling = int(_RANGE.read_text().split()[0]) - 1
+    except (OSError, ValueError, IndexError):
+        ceiling = 32767  # Linux's default range starts at 32768
+    floor = 10000
     for _ in range(200):
         port = random.randint(floor, ceiling)
         with socket.socket() as probe:

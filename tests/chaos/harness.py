@@ -23,6 +23,7 @@ from typing import Any, TypeVar
 
 import httpx
 import kombu
+from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
 from services.registry import SERVICES
@@ -130,17 +131,16 @@ class RabbitNode:
         out = self.ctl("list_queues", "-q", "name", "messages", "arguments", "--formatter", "json")
         return {q["name"]: q for q in json.loads(out or "[]") if q["name"].startswith(prefix)}
 
-    def ready_count(self, queue: str) -> int:
-        """Messages ready in a queue, asked over AMQP (a passive declare)."""
-        with kombu.Connection(self.url, connect_timeout=5) as conn:
-            return int(conn.channel().queue_declare(queue, passive=True).message_count)
-
-    def consumer_counts(self, queues: Iterable[str]) -> dict[str, int]:
-        """Consumers on each of `queues`, asked over AMQP (a passive declare: milliseconds, where rabbitmqctl
-        takes seconds on a loaded machine)."""
+    def declared(self, queues: Iterable[str]) -> dict[str, Any]:
+        """Each queue's (queue, message_count, consumer_count) as a passive declare answers it: milliseconds over
+        AMQP, where rabbitmqctl takes seconds on a loaded machine. message_count is what is ready."""
         with kombu.Connection(self.url, connect_timeout=5) as conn:
             channel = conn.channel()
-            return {name: int(channel.queue_declare(name, passive=True).consumer_count) for name in queues}
+            return {name: channel.queue_declare(name, passive=True) for name in queues}
+
+    def ready_count(self, queue: str) -> int:
+        """Messages ready in a queue."""
+        return int(self.declared([queue])[queue].message_count)
 
     def take(self, queue: str) -> list[Any]:
         """Every message ready in a queue, removed from it."""
@@ -343,11 +343,12 @@ class Fleet:
         """Whether the service's outbox producer has its channel in confirm mode (its erasure_broker_connected
         gauge: set when the broker answers Confirm.Select on a new connection, cleared when it is lost)."""
         try:
-            metrics = httpx.get(f"http://127.0.0.1:{self.ports[name]}/metrics", timeout=2).text
+            exposition = httpx.get(f"http://127.0.0.1:{self.ports[name]}/metrics", timeout=2).text
         except httpx.HTTPError:
             return False
-        line = f'erasure_broker_connected{{link="outbox",service="{name}"}} '
-        return any(row.startswith(line) and float(row[len(line):]) == 1.0 for row in metrics.splitlines())
+        return any(sample.labels == {"service": name, "link": "outbox"} and sample.value == 1.0
+                   for family in text_string_to_metric_families(exposition)
+                   if family.name == "erasure_broker_connected" for sample in family.samples)
 
     def all_ready(self) -> bool:
         return all(self.ready(name) for name in self.children)

@@ -106,7 +106,7 @@ class Stack:
 
     def completions_tapped(self) -> int:
         """ErasureCompleted events the broker routed (to the tap queue and so to the account's)."""
-        return int(self.queues().get(f"{self.namespace}{TAP_SUFFIX}", {}).get("messages", 0))
+        return self.rabbit.ready_count(f"{self.namespace}{TAP_SUFFIX}")
 
     def start_load(self, persons: list[Person]) -> Run:
         """Vault the buyers' PayPal tokens, then publish every purchase followed by every deregistration."""
@@ -148,7 +148,7 @@ class Stack:
         queues = [f"{self.namespace}.{name}" for name in services]
 
         def consumers_back() -> bool:
-            return all(count >= 1 for count in self.rabbit.consumer_counts(queues).values())
+            return all(ok.consumer_count >= 1 for ok in self.rabbit.declared(queues).values())
 
         def work_resumed() -> bool:
             committed, _ = self.sample(run)

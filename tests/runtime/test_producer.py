@@ -5,7 +5,6 @@ from __future__ import annotations
 import io
 import json
 import logging
-import socket
 import threading
 import time
 import uuid
@@ -25,6 +24,7 @@ from shared.codec import encode
 from shared.errors import PublishError
 from shared.producer import Producer, RawMessage, _FrameWriter, properties_for
 from shared.testing import wait_until
+from shared.testing.ports import free_port
 
 
 def test_unroutable_publish_raises(erasure_pipeline) -> None:
@@ -264,10 +264,7 @@ def test_an_unreachable_broker_is_reported_once_per_reason_not_once_per_attempt(
 
     out = io.StringIO()
     configure("INFO", stream=out)
-    with socket.socket() as probe:  # a port nobody listens on
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    producer = Producer(f"amqp://guest:guest@127.0.0.1:{port}/%2F", exchange="x", timeout=2.5)
+    producer = Producer(f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F", exchange="x", timeout=2.5)
     with pytest.raises(PublishError, match="cannot reach the broker"):
         producer.start()
     producer.close()
