@@ -92,8 +92,11 @@ def hash_token(token: str) -> str:
 
 
 def new_session_token() -> str:
-    """A fresh, unguessable session token for a sign-in cookie."""
-    return secrets.token_urlsafe(32)
+    """A fresh, unguessable token (sign-in cookie, mailed confirmation code); never starting with "-", which a
+    command line would take for an option (`erasure intake confirm <code>`)."""
+    while (token := secrets.token_urlsafe(32)).startswith("-"):
+        pass
+    return token
 
 
 def is_erased_user(session: Session, user_id: str) -> bool:

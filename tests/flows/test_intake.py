@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import secrets
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -16,7 +15,7 @@ from sqlalchemy.orm import Session
 from structlog.testing import capture_logs
 
 from schemas.examples import example_completion, example_purchase
-from services.account.accounts import register_user
+from services.account.accounts import new_session_token, register_user
 from services.account.intake import IntakeRejected, accept_request
 from services.account.mails import CONFIRM_SUBJECT, DONE_SUBJECT, NOTICE_CATEGORY
 from services.account.main import build
@@ -234,7 +233,7 @@ def test_spent_expired_and_forged_codes_do_nothing(
     expired = _confirm(account, late)
     assert (expired.status_code, expired.json()["error"]) == (410, "token_expired")
 
-    forged = secrets.token_urlsafe(32)
+    forged = new_session_token()  # the form a genuine code has
     assert _confirm(account, forged).status_code == 404
     cli = run_cli(erasure_pipeline, "intake", "confirm", forged, ERASURE_ACCOUNT_DATABASE_URL=url_of(account))
     assert cli.exit_code == 2 and "not valid" in cli.output

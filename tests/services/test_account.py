@@ -427,3 +427,9 @@ def test_scan_finds_traces_in_text_and_binary_columns_case_insensitively(account
     assert personal_data_hits(account_db, ["anna.lindqvist@example.com", "+46701740605"]) == [
         ("outbox", "body"), ("users", "email"), ("users", "phone")]
     assert personal_data_hits(account_db, ["%"]) == []  # a wildcard is searched as text
+
+
+def test_tokens_never_start_with_a_dash_that_a_command_line_would_take_for_an_option() -> None:
+    tokens = [accounts.new_session_token() for _ in range(3000)]  # 1 in 64 of token_urlsafe's start with "-"
+    assert not [t for t in tokens if t.startswith("-")]
+    assert len(set(tokens)) == len(tokens) and all(len(t) == 43 for t in tokens)
