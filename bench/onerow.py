@@ -51,15 +51,20 @@ class Clock:
                 self.reached.set()
 
 
-def service(name: str, clock: Clock) -> Service:
-    """A service named `name` whose UserDeregistered handler writes one effect row."""
+def service(name: str, clock: Clock, *, append: bool = False) -> Service:
+    """A service named `name` whose UserDeregistered handler writes one effect row: with a statement of its own
+    in the session, or with `append` through `Context.append` (batched by the runtime)."""
 
     def erase(event: UserDeregistered, ctx: Context) -> None:
         ctx.session.execute(insert(effects).values(event_id=ctx.event_id, user_id=event.user_id))
         clock.tick()
 
-    return Service(name=name, handlers={UserDeregistered: erase}, metadata=metadata, build_deps=lambda _engine: clock,
-                   database_only=True)
+    def erase_appended(event: UserDeregistered, ctx: Context) -> None:
+        ctx.append(effects, event_id=ctx.event_id, user_id=event.user_id)
+        clock.tick()
+
+    return Service(name=name, handlers={UserDeregistered: erase_appended if append else erase}, metadata=metadata,
+                   build_deps=lambda _engine: clock, database_only=True)
 
 
 def handle_in_one_transaction(

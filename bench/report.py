@@ -48,6 +48,10 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, Any]]:
         rows.append((f"2 runtime {backend}", "deliveries/s (ratio to floor)",
                      f"{_fmt(entry.get('deliveries_per_s'))} ({_fmt(entry.get('ratio_to_floor'))}) "
                      f"at batch {best.get('batch_size')}, prefetch {best.get('prefetch')}"))
+        appended = entry.get("appended")
+        if appended:
+            rows.append((f"2 runtime {backend}", "same, row via Context.append (ratio)",
+                         f"{_fmt(appended.get('deliveries_per_s'))} ({_fmt(appended.get('ratio_to_floor'))})"))
     pub = s.get("publishing", {})
     if "events_per_s" in pub:
         rows.append(("3 publishing", "confirmed signed events/s (ratio)",
@@ -162,7 +166,7 @@ def _detail(s: dict[str, Any]) -> list[str]:
     if "deliveries_per_s" in s.get("raw_floor", {}):
         runs.append(s["raw_floor"])
     for _backend, entry in _by_backend(s.get("runtime")):
-        runs += entry.get("sweep", [])
+        runs += entry.get("sweep", []) + ([entry["appended"]] if entry.get("appended") else [])
     for kind in ("faststream", "celery"):
         runs += [peer for _b, peer in _by_backend(s.get("peers", {}).get(kind))]
     out += [_md_table(DRAIN_HEADER, _drain_rows(runs)), ""]

@@ -110,6 +110,9 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     for backend, entry in _backends(s.get("runtime")):
         add(f"runtime/floor ratio ({backend})", ">= 0.6", entry.get("ratio_to_floor"),
             _ge(entry.get("ratio_to_floor"), 0.6))
+        appended = (entry.get("appended") or {}).get("ratio_to_floor")
+        if appended is not None:
+            add(f"runtime/floor ratio, row via Context.append ({backend})", ">= 0.6", appended, _ge(appended, 0.6))
     pub = s.get("publishing", {})
     if "events_per_s" in pub:
         add("confirmed publishing events/s", ">= 10000", pub["events_per_s"], pub["events_per_s"] >= 10_000)

@@ -70,6 +70,11 @@ def runtime(run: Run, floor: float) -> dict[str, Any]:
                                   profile=run.profile_dir / f"runtime-{backend}.txt")
             entry["profile"] = again.get("profile")
             entry["profiled_run_deliveries_per_s"] = again["deliveries_per_s"]
+        # The same row written through Context.append: the runtime inserts a batch's rows in one executemany.
+        appended = run.drain.run("runtime-append", run.events, backend=backend, batch=best["batch_size"],
+                                 prefetch=best["prefetch"], cap_s=run.scale.drain_cap_s)
+        appended["ratio_to_floor"] = round(appended["deliveries_per_s"] / floor, 3) if floor else 0.0
+        entry["appended"] = appended
         out[backend] = entry
     return out
 

@@ -87,7 +87,7 @@ def run_runtime(args: argparse.Namespace, settings: RuntimeSettings) -> None:
 
     clock = onerow.Clock(args.expect)
     name = args.queue.removeprefix(f"{settings.namespace}.")
-    runner = ServiceRunner(onerow.service(name, clock), settings, args.db)
+    runner = ServiceRunner(onerow.service(name, clock, append=args.kind == "runtime-append"), settings, args.db)
     ensure_schema(runner.engine, onerow.metadata)
     cpu = _gate()
 
@@ -170,7 +170,8 @@ def run_celery(args: argparse.Namespace, settings: RuntimeSettings) -> None:
 
 
 KINDS: dict[str, Callable[[argparse.Namespace, RuntimeSettings], None]] = {
-    "raw": run_raw, "runtime": run_runtime, "faststream": run_faststream, "celery": run_celery,
+    "raw": run_raw, "runtime": run_runtime, "runtime-append": run_runtime, "faststream": run_faststream,
+    "celery": run_celery,
 }
 
 

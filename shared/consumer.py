@@ -43,7 +43,7 @@ from shared.errors import BadInput, PermanentError, TransientError
 from shared.faults import failpoint
 from shared.logging import get_logger, mask_text
 from shared.outbox import OutboxRelay, backlog, stage_many
-from shared.service import Context, Handler, Service
+from shared.service import Context, Handler, Service, write_appended
 from shared.settings import RuntimeSettings
 from shared.topology import Names, Topology, build_topology, declare
 from shared.web import Request, Response, WebServer, metrics_route
@@ -466,6 +466,7 @@ class ServiceRunner:
         handled: Counter[str] = Counter()
         timings: list[tuple[str, float]] = []
         emitted: list[Any] = []
+        appended: list[Any] = []
         try:
             with self.sessions() as session, session.begin():
                 fresh = self._claim(session, batch, decoded, outcomes, duplicates)
@@ -482,8 +483,11 @@ class ServiceRunner:
                         timings.append((event_type, time.perf_counter() - started))
                         self._unbind()
                     emitted.extend(ctx.emitted)
+                    appended.extend(ctx.appended)
                     handled[event_type] += 1
                     outcomes[i] = ACK
+                with _run_again_on_failure("writing the appended rows"):
+                    write_appended(session, appended)
                 with _run_again_on_failure("staging the outbox"):
                     stage_many(session, self.outbox, emitted, source=self.settings.source,
                                keyring=self.settings.keyring, key_id=self.settings.signing_key_id)
@@ -587,6 +591,7 @@ class ServiceRunner:
         started = time.perf_counter()
         try:
             handler(inbound.data, ctx)
+            write_appended(session, ctx.appended)
             stage_many(session, self.outbox, ctx.emitted, source=self.settings.source,
                        keyring=self.settings.keyring, key_id=self.settings.signing_key_id)
             session.flush()

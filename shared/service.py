@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData
+from sqlalchemy import Engine, MetaData, Table, insert
 from sqlalchemy.orm import Session
 
 from schemas import CloudEvent, EventData
@@ -26,6 +26,7 @@ class Context:
     attempts: int
     redelivered: bool = False  # the broker delivered this message before (a consumer died or lost its link)
     emitted: list[EventData] = field(default_factory=list)
+    appended: list[tuple[Table, dict[str, Any]]] = field(default_factory=list)
     log: Any = field(default_factory=get_logger)
 
     @property
@@ -44,6 +45,28 @@ class Context:
     def emit(self, data: EventData) -> None:
         """Publish an event if, and only if, this handler's transaction commits (transactional outbox)."""
         self.emitted.append(data)
+
+    def append(self, table: Table, **row: Any) -> None:
+        """Insert `row` into `table` in this handler's transaction, batched with the other deliveries' rows.
+
+        For append-only rows the handler does not read back (effect logs, receipts): on a batch without
+        savepoints every delivery's rows go in one executemany per table after the last handler, instead of
+        a round trip each; on the savepoint path, right after this handler. A failing insert fails the
+        delivery like any other write of its handler.
+        """
+        self.appended.append((table, row))
+
+
+def write_appended(session: Session, rows: list[tuple[Table, dict[str, Any]]]) -> None:
+    """Insert the rows handlers appended, one executemany per table and set of columns, in their order."""
+    if not rows:
+        return
+    groups: dict[tuple[Table, frozenset[str]], list[dict[str, Any]]] = {}
+    for table, row in rows:
+        groups.setdefault((table, frozenset(row)), []).append(row)
+    conn = session.connection()
+    for (table, _columns), params in groups.items():
+        conn.execute(insert(table), params)
 
 
 @dataclass(frozen=True)

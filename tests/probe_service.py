@@ -1,7 +1,8 @@
 """A service made for runtime tests: its behaviour is chosen by the user id of the event it receives.
 
 `ok-*` writes one effect row; `transient-*` always fails transiently; `flaky<N>-*` fails N times then
-succeeds; `permanent-*` fails permanently; `emit-*` writes an effect and emits a slice report; `slow-*`
+succeeds; `permanent-*` fails permanently; `emit-*` writes an effect and emits a slice report; `append-*`
+writes its effect through `ctx.append` and `appendbad-*` appends one that violates NOT NULL; `slow-*`
 sleeps 0.3 s before writing; `hold-*` sleeps 4 s. Attempt times are kept in memory so tests can read the back-off.
 """
 
@@ -48,7 +49,10 @@ def _act(user_id: str, event_id: str, ctx: Context) -> None:
         time.sleep(0.3)
     if user_id.startswith("hold-"):
         time.sleep(4)
-    ctx.session.execute(insert(effects).values(event_id=event_id, user_id=user_id))
+    if user_id.startswith("append"):
+        ctx.append(effects, event_id=event_id, user_id=None if user_id.startswith("appendbad-") else user_id)
+    else:
+        ctx.session.execute(insert(effects).values(event_id=event_id, user_id=user_id))
 
 
 def erase(event: UserDeregistered, ctx: Context) -> None:

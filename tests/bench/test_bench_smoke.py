@@ -43,6 +43,7 @@ def test_consumer_drains_report_positive_rates(results: dict[str, Any]) -> None:
         assert _positive(entry["deliveries_per_s"])
         assert _positive(entry["ratio_to_floor"])
         assert all(_positive(run["deliveries_per_s"]) and not run["capped"] for run in entry["sweep"])
+        assert _positive(entry["appended"]["deliveries_per_s"]) and entry["appended"]["kind"] == "runtime-append"
 
 
 def test_confirmed_publishing_reports_rates_and_ratio(results: dict[str, Any]) -> None:

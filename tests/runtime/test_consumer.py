@@ -13,7 +13,7 @@ from uuid import UUID
 
 import pytest
 from prometheus_client import REGISTRY
-from sqlalchemy import bindparam, false, func, insert, select
+from sqlalchemy import bindparam, event, false, func, insert, select
 from sqlalchemy.exc import OperationalError
 
 from schemas import UserDeregistered
@@ -284,6 +284,36 @@ def test_without_database_only_a_failure_re_runs_no_other_handler(erasure_pipeli
     assert [o.action for o in outcomes] == ["ack", "ack", "retry", "ack"]
     assert _effects(runner) == {"ok-fg0": 1, "ok-fg1": 1, "ok-fg3": 1}
     assert [len(probe.attempts[m.event_id]) for m in sent] == [1, 1, 1, 1]
+
+
+def test_fast_path_writes_the_appended_rows_of_the_batch_together(erasure_pipeline, batch_runner) -> None:
+    probe = Probe()
+    runner = batch_runner(probe=probe)
+    users = ["append-fa0", "ok-fa1", "append-fa2", "append-fa3"]
+    sent = [erasure_pipeline.encode(example_deregistration(u)) for u in users]
+    statements: list[str] = []
+    event.listen(runner.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    assert runner._handle_batch_once(_batch(*sent)) == [ACK] * 4
+    assert _effects(runner) == dict.fromkeys(users, 1)
+    assert [len(probe.attempts[m.event_id]) for m in sent] == [1, 1, 1, 1], "no re-run"
+    effect_inserts = [sql for sql in statements if sql.startswith("INSERT INTO effects")]
+    assert len(effect_inserts) == 2, "the handler's own INSERT, then one executemany for the three appended rows"
+
+
+@pytest.mark.parametrize("database_only", [True, False])
+def test_an_appended_row_that_fails_costs_only_its_delivery(erasure_pipeline, batch_runner, database_only) -> None:
+    probe = Probe()
+    runner = batch_runner(probe=probe, database_only=database_only)
+    users = ["append-fb0", "appendbad-fb1", "append-fb2"]
+    sent = [erasure_pipeline.encode(example_deregistration(u)) for u in users]
+    outcomes = runner._handle_batch_once(_batch(*sent))
+    assert outcomes[0] == outcomes[2] == ACK
+    assert (outcomes[1].action, outcomes[1].kind) == ("retry", "error")
+    assert "IntegrityError" in outcomes[1].error
+    assert _effects(runner) == {"append-fb0": 1, "append-fb2": 1}
+    assert _inbox_size(runner) == 2
+    # Fast path: every handler ran, the batch's insert failed, then each ran again under its savepoint.
+    assert [len(probe.attempts[m.event_id]) for m in sent] == ([2, 2, 2] if database_only else [1, 1, 1])
 
 
 def test_fast_path_settles_undecodable_deliveries_without_leaving_it(erasure_pipeline, batch_runner) -> None:
