@@ -198,7 +198,9 @@ def _detail(s: dict[str, Any]) -> list[str]:
                 f"{thr.get('erasures_per_s')} erasures/s.", "", _cpu_line(thr), ""]
         profiles = thr.get("profiles") or {}
         if profiles:
-            out += [f"Where each service's threads spent their sampled time while draining (py-spy, {backend}):", "",
+            out += [f"Where each service's threads spent their sampled time while draining a second backlog of the "
+                    f"same size under py-spy ({thr.get('profiled_run_erasures_per_s')} erasures/s with the samplers "
+                    f"attached; {backend}):", "",
                     _category_table(profiles), ""]
     scale = s.get("scale", {})
     for backend, entry in (scale.get("backlog") or {}).items():

@@ -109,13 +109,14 @@ def pipeline(run: Run, backend: str, *, with_backlog: bool) -> dict[str, Any]:
     latency_n = max(1, round(scale.latency_rate * scale.latency_seconds))
     light_n = max(1, round(scale.light_rate * scale.light_seconds))
     big = scale.scale_backlog if with_backlog else 0
+    profiled_n = scale.pipeline_backlog if run.profile_dir is not None else 0
     deployment = Deployment(run.env, backend, run.log_dir)
     result: dict[str, Any] = {"backend": backend, "buyer_fraction": scale.buyer_fraction}
     try:
         started = time.monotonic()
-        deployment.start(light_n + latency_n + scale.pipeline_backlog + big)
+        deployment.start(light_n + latency_n + scale.pipeline_backlog + big + profiled_n)
         result["start_seconds"] = round(time.monotonic() - started, 1)
-        groups = [deployment.take_users(n) for n in (latency_n, scale.pipeline_backlog, big, light_n)]
+        groups = [deployment.take_users(n) for n in (latency_n, scale.pipeline_backlog, big, light_n, profiled_n)]
         every = max(1, round(1 / scale.buyer_fraction)) if scale.buyer_fraction else 0
         buyers = [u for users in groups for i, u in enumerate(users) if every and i % every == 0]
         result["purchases"] = deployment.give_purchases(buyers, timeout=scale.pipeline_cap_s)
@@ -124,7 +125,13 @@ def pipeline(run: Run, backend: str, *, with_backlog: bool) -> dict[str, Any]:
             latency = deployment.erase_at_rate(users, rate, drain_timeout=scale.pipeline_cap_s)
             result[key] = {**{k: v for k, v in latency.items() if k != "latencies_ms"},
                            **percentiles(latency["latencies_ms"]), "latencies_ms": latency["latencies_ms"]}
-        result["throughput"] = deployment.erase_backlog(groups[1], scale.pipeline_cap_s, profile_dir=run.profile_dir)
+        result["throughput"] = deployment.erase_backlog(groups[1], scale.pipeline_cap_s)
+        if profiled_n:
+            # Profiled on a backlog of its own: six py-spy samplers on two cores cost the pipeline 40-45 % of its
+            # throughput, so the timed backlog above runs without them.
+            profiled = deployment.erase_backlog(groups[4], scale.pipeline_cap_s, profile_dir=run.profile_dir)
+            result["throughput"]["profiles"] = profiled.get("profiles", {})
+            result["throughput"]["profiled_run_erasures_per_s"] = profiled["erasures_per_s"]
         if big:
             result["backlog"] = deployment.erase_backlog(groups[2], scale.scale_cap_s, sample_memory=True)
         result["sandbox_requests"] = len(deployment.sandbox.requests())
