@@ -49,10 +49,10 @@ class Context:
     def append(self, table: Table, **row: Any) -> None:
         """Insert `row` into `table` in this handler's transaction, batched with the other deliveries' rows.
 
-        For append-only rows the handler does not read back (effect logs, receipts): on a batch without
+        For append-only rows that no handler reads back (effect logs, audit rows): on a batch without
         savepoints every delivery's rows go in one executemany per table after the last handler, instead of
-        a round trip each; on the savepoint path, right after this handler. A failing insert fails the
-        delivery like any other write of its handler.
+        a round trip each, so a later handler of the same batch does not see them; on the savepoint path
+        they go in right after this handler. A failing insert fails the delivery like any other write.
         """
         self.appended.append((table, row))
 
