@@ -52,6 +52,10 @@ def raw_floor(run: Run) -> dict[str, Any]:
     return {**best, "attempts": [a["deliveries_per_s"] for a in attempts]}
 
 
+def _ratio(rate: float, floor: float) -> float:
+    return round(rate / floor, 3) if floor else 0.0
+
+
 def runtime(run: Run, floor: float) -> dict[str, Any]:
     """2. The ServiceRunner with the one-row handler, per database and (batch_size, prefetch) pair."""
     out: dict[str, Any] = {}
@@ -62,7 +66,7 @@ def runtime(run: Run, floor: float) -> dict[str, Any]:
         entry: dict[str, Any] = {
             "sweep": sweep, "best": best,
             "deliveries_per_s": best["deliveries_per_s"],
-            "ratio_to_floor": round(best["deliveries_per_s"] / floor, 3) if floor else 0.0,
+            "ratio_to_floor": _ratio(best["deliveries_per_s"], floor),
         }
         if run.profile_dir is not None:
             again = run.drain.run("runtime", run.events, backend=backend, batch=best["batch_size"],
@@ -73,7 +77,7 @@ def runtime(run: Run, floor: float) -> dict[str, Any]:
         # The same row written through Context.append: the runtime inserts a batch's rows in one executemany.
         appended = run.drain.run("runtime-append", run.events, backend=backend, batch=best["batch_size"],
                                  prefetch=best["prefetch"], cap_s=run.scale.drain_cap_s)
-        appended["ratio_to_floor"] = round(appended["deliveries_per_s"] / floor, 3) if floor else 0.0
+        appended["ratio_to_floor"] = _ratio(appended["deliveries_per_s"], floor)
         entry["appended"] = appended
         out[backend] = entry
     return out

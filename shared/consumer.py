@@ -43,7 +43,7 @@ from shared.errors import BadInput, PermanentError, TransientError
 from shared.faults import failpoint
 from shared.logging import get_logger, mask_text
 from shared.outbox import OutboxRelay, backlog, stage_many
-from shared.service import Context, Handler, Service, write_appended
+from shared.service import Context, Handler, Service
 from shared.settings import RuntimeSettings
 from shared.topology import Names, Topology, build_topology, declare
 from shared.web import Request, Response, WebServer, metrics_route
@@ -107,6 +107,18 @@ def _run_again_on_failure(step: str) -> Iterator[None]:
         log.debug(f"{step} failed; running the batch again with a savepoint per delivery",
                   error=f"{type(exc).__name__}: {exc}")
         raise _RunAgain from exc
+
+
+def _write_appended(session: Any, rows: list[tuple[Table, dict[str, Any]]]) -> None:
+    """Insert the rows handlers appended, one executemany per table and set of columns, in their order."""
+    if not rows:
+        return
+    groups: dict[tuple[Table, frozenset[str]], list[dict[str, Any]]] = {}
+    for table, row in rows:
+        groups.setdefault((table, frozenset(row)), []).append(row)
+    conn = session.connection()
+    for (table, _columns), params in groups.items():
+        conn.execute(insert(table), params)
 
 
 def full_topology(settings: RuntimeSettings, extra: Service | None = None) -> Topology:
@@ -466,7 +478,7 @@ class ServiceRunner:
         handled: Counter[str] = Counter()
         timings: list[tuple[str, float]] = []
         emitted: list[Any] = []
-        appended: list[Any] = []
+        appended: list[tuple[Table, dict[str, Any]]] = []
         try:
             with self.sessions() as session, session.begin():
                 fresh = self._claim(session, batch, decoded, outcomes, duplicates)
@@ -487,7 +499,7 @@ class ServiceRunner:
                     handled[event_type] += 1
                     outcomes[i] = ACK
                 with _run_again_on_failure("writing the appended rows"):
-                    write_appended(session, appended)
+                    _write_appended(session, appended)
                 with _run_again_on_failure("staging the outbox"):
                     stage_many(session, self.outbox, emitted, source=self.settings.source,
                                keyring=self.settings.keyring, key_id=self.settings.signing_key_id)
@@ -591,7 +603,7 @@ class ServiceRunner:
         started = time.perf_counter()
         try:
             handler(inbound.data, ctx)
-            write_appended(session, ctx.appended)
+            _write_appended(session, ctx.appended)
             stage_many(session, self.outbox, ctx.emitted, source=self.settings.source,
                        keyring=self.settings.keyring, key_id=self.settings.signing_key_id)
             session.flush()

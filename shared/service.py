@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, MetaData, Table, insert
+from sqlalchemy import Engine, MetaData, Table
 from sqlalchemy.orm import Session
 
 from schemas import CloudEvent, EventData
@@ -55,18 +55,6 @@ class Context:
         they go in right after this handler. A failing insert fails the delivery like any other write.
         """
         self.appended.append((table, row))
-
-
-def write_appended(session: Session, rows: list[tuple[Table, dict[str, Any]]]) -> None:
-    """Insert the rows handlers appended, one executemany per table and set of columns, in their order."""
-    if not rows:
-        return
-    groups: dict[tuple[Table, frozenset[str]], list[dict[str, Any]]] = {}
-    for table, row in rows:
-        groups.setdefault((table, frozenset(row)), []).append(row)
-    conn = session.connection()
-    for (table, _columns), params in groups.items():
-        conn.execute(insert(table), params)
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
@@ -19,6 +18,7 @@ from shared.http import (
     parse_retry_after,
     retrying,
 )
+from shared.testing.ports import free_port
 
 
 def _response(status: int, *, json: object = None, headers: dict[str, str] | None = None) -> httpx.Response:
@@ -28,9 +28,7 @@ def _response(status: int, *, json: object = None, headers: dict[str, str] | Non
 
 @pytest.fixture
 def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port()
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -17,6 +16,7 @@ from services.vendors.paypal import PayPalClient
 from services.vendors.smtp import send_mail
 from services.vendors.visma import VismaClient
 from shared.errors import PermanentError, TransientError
+from shared.testing.ports import free_port
 
 ANNA = {
     "Name": "Anna Andersson",
@@ -85,9 +85,7 @@ def installer(sandbox: Sandbox) -> Iterator[InstallerClient]:
 
 @pytest.fixture
 def closed_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+    return free_port()
 
 
 # Mailchimp
