@@ -11,6 +11,7 @@ COPY pyproject.toml README.md ./
 COPY shared ./shared
 COPY schemas ./schemas
 COPY services ./services
+COPY ops ./ops
 RUN /opt/erasure/bin/pip install .
 
 

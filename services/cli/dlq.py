@@ -13,10 +13,10 @@ from typing import Any, TypeVar
 
 import click
 
-from shared import dlq as dead
+from ops import dlq as dead
 from shared.errors import PublishError
 from shared.logging import get_logger
-from shared.progress import Progress
+from ops.progress import Progress
 from shared.settings import RuntimeSettings
 from shared.topology import Names, routing_key
 

@@ -158,7 +158,7 @@ def sweep_inactive_command(dry_run: bool, batch: int, now_text: str | None, as_j
     from services.account.publishing import account_database, producer_for
     from services.account.sweep import count_inactive, inactivity_cutoff, sweep_inactive
     from shared.errors import PublishError
-    from shared.progress import Progress
+    from ops.progress import Progress
 
     runtime = _runtime()
     now = _instant(now_text, "--now") if now_text else datetime.now(UTC)
@@ -204,7 +204,7 @@ def replay(since_text: str, dry_run: bool, as_json: bool) -> None:
     from services.account.publishing import producer_for
     from services.account.replay import LedgerUnavailable, ledger_session, plan_replay, publish_replays
     from shared.errors import PublishError
-    from shared.progress import Progress
+    from ops.progress import Progress
 
     runtime = _runtime()
     since = _instant(since_text, "--since")

@@ -19,7 +19,7 @@ from click.testing import CliRunner, Result
 
 from schemas.examples import example_consent_change, example_deregistration
 from services.cli.main import cli
-from shared.progress import Progress
+from ops.progress import Progress
 from shared.signing import sign
 from shared.testing import Pipeline, wait_until
 from tests.probe_service import make_service
