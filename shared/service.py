@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from sqlalchemy import Engine, MetaData, Table
 from sqlalchemy.orm import Session
@@ -13,16 +13,23 @@ from sqlalchemy.orm import Session
 from schemas import CloudEvent, EventData
 from shared.logging import get_logger
 
-Handler = Callable[[Any, "Context"], None]
+Deps = TypeVar("Deps")
+"""A service's outside gateways (what `Service.build_deps` returns), as its handlers' `ctx.deps` see them."""
+
+Handler = Callable[[Any, "Context[Any]"], None]
 
 
 @dataclass
-class Context:
-    """What a handler gets besides its event: the open transaction, outside gateways, and emit()."""
+class Context(Generic[Deps]):
+    """What a handler gets besides its event: the open transaction, outside gateways, and emit().
+
+    A handler declares its dependencies' type as `ctx: Context[PaymentGateways]`, and a type checker holds
+    `ctx.deps` to it; the `Service` built with `build_deps` returning that type ties the two together.
+    """
 
     session: Session
     envelope: CloudEvent
-    deps: Any
+    deps: Deps
     attempts: int
     redelivered: bool = False  # the broker delivered this message before (a consumer died or lost its link)
     emitted: list[EventData] = field(default_factory=list)
@@ -58,15 +65,16 @@ class Context:
 
 
 @dataclass(frozen=True)
-class Service:
+class Service(Generic[Deps]):
     """A slice service: its handlers by event model, its tables, migrations, and outside dependencies."""
 
     name: str
-    handlers: Mapping[type[EventData], Handler]
+    handlers: Mapping[type[EventData], Callable[[Any, Context[Deps]], None]]
     metadata: MetaData
     migrations: Path | None = None
-    build_deps: Callable[[Engine], Any] = lambda _engine: None  # outside gateways; gets the service's database
-    close_deps: Callable[[Any], None] = lambda _deps: None
+    build_deps: Callable[[Engine], Deps] = lambda _engine: None  # type: ignore[assignment,return-value]
+    """Outside gateways, built once the service's database answers (it gets the engine)."""
+    close_deps: Callable[[Deps], None] = lambda _deps: None
     routes: Callable[[Any], Mapping[tuple[str, str], Callable[..., Any]]] = lambda _runner: {}
     database_only: bool = False
     """Handlers touch only the database and the outbox; the runtime may run a batch without a savepoint per

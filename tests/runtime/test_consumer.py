@@ -19,7 +19,9 @@ from sqlalchemy.exc import OperationalError
 from schemas import UserDeregistered
 from schemas.examples import example_deregistration
 from shared.codec import CONTENT_TYPE, Outbound
-from shared.consumer import ACK, Delivery, ServiceRunner
+from shared.consumer import ServiceRunner
+from shared.runtime.delivery import Delivery
+from shared.runtime.outcome import ACK
 from shared.service import Service
 from shared.testing import Pipeline, wait_until
 from tests.probe_service import Probe, effects, make_service
@@ -206,7 +208,7 @@ def batch_runner(erasure_pipeline, db_backend) -> Iterator[Callable[..., Service
         service = make_service(probe=probe or Probe(), database_only=database_only)
         runner = ServiceRunner(service, erasure_pipeline.settings, erasure_pipeline.database_url(service.name))
         runner._wait_for_database()
-        runner.deps = service.build_deps(runner.engine)
+        runner.pipeline.deps = service.build_deps(runner.engine)
         runners.append(runner)
         return runner
 
@@ -235,12 +237,12 @@ def test_fast_path_acks_a_duplicate_within_the_batch_without_a_second_effect(era
     runner = batch_runner(probe=probe)
     a, b = (erasure_pipeline.encode(example_deregistration(u)) for u in ("ok-fa", "ok-fb"))
     before = _duplicates_counted()
-    assert runner._handle_batch_once(_batch(a, a, b, a)) == [ACK] * 4
+    assert runner.pipeline.run_once(_batch(a, a, b, a)) == [ACK] * 4
     assert _effects(runner) == {"ok-fa": 1, "ok-fb": 1}
     assert len(probe.attempts[a.event_id]) == 1
     assert _duplicates_counted() - before == 2
     # A later batch finds it in the inbox.
-    assert runner._handle_batch_once(_batch(b)) == [ACK]
+    assert runner.pipeline.run_once(_batch(b)) == [ACK]
     assert _effects(runner) == {"ok-fa": 1, "ok-fb": 1}
     assert len(probe.attempts[b.event_id]) == 1
     assert _duplicates_counted() - before == 3
@@ -252,7 +254,7 @@ def test_fast_path_dead_letters_a_conflicting_duplicate_within_the_batch(erasure
     other = erasure_pipeline.encode(example_deregistration("ok-fc", reason="admin"), event_id=UUID(first.event_id))
     assert other.body != first.body
     last = erasure_pipeline.encode(example_deregistration("ok-fd"))
-    ack, conflict, ack_last = runner._handle_batch_once(_batch(first, other, last))
+    ack, conflict, ack_last = runner.pipeline.run_once(_batch(first, other, last))
     assert (ack, ack_last) == (ACK, ACK)
     assert (conflict.action, conflict.kind) == ("dead", "conflicting_duplicate")
     assert first.event_id in conflict.error
@@ -265,7 +267,7 @@ def test_fast_path_failure_mid_batch_costs_only_the_failing_delivery(erasure_pip
     runner = batch_runner(probe=probe)
     users = ["ok-fe0", "ok-fe1", f"{failing}-fe2", "ok-fe3"]
     sent = [erasure_pipeline.encode(example_deregistration(u)) for u in users]
-    outcomes = runner._handle_batch_once(_batch(*sent))
+    outcomes = runner.pipeline.run_once(_batch(*sent))
     assert outcomes[:2] == [ACK, ACK] and outcomes[3] == ACK
     expected = ("retry", "transient") if failing == "transient" else ("dead", "permanent")
     assert (outcomes[2].action, outcomes[2].kind) == expected
@@ -280,7 +282,7 @@ def test_without_database_only_a_failure_re_runs_no_other_handler(erasure_pipeli
     runner = batch_runner(probe=probe, database_only=False)
     users = ["ok-fg0", "ok-fg1", "transient-fg2", "ok-fg3"]
     sent = [erasure_pipeline.encode(example_deregistration(u)) for u in users]
-    outcomes = runner._handle_batch_once(_batch(*sent))
+    outcomes = runner.pipeline.run_once(_batch(*sent))
     assert [o.action for o in outcomes] == ["ack", "ack", "retry", "ack"]
     assert _effects(runner) == {"ok-fg0": 1, "ok-fg1": 1, "ok-fg3": 1}
     assert [len(probe.attempts[m.event_id]) for m in sent] == [1, 1, 1, 1]
@@ -293,7 +295,7 @@ def test_fast_path_writes_the_appended_rows_of_the_batch_together(erasure_pipeli
     sent = [erasure_pipeline.encode(example_deregistration(u)) for u in users]
     statements: list[str] = []
     event.listen(runner.engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
-    assert runner._handle_batch_once(_batch(*sent)) == [ACK] * 4
+    assert runner.pipeline.run_once(_batch(*sent)) == [ACK] * 4
     assert _effects(runner) == dict.fromkeys(users, 1)
     assert [len(probe.attempts[m.event_id]) for m in sent] == [1, 1, 1, 1], "no re-run"
     effect_inserts = [sql for sql in statements if sql.startswith("INSERT INTO effects")]
@@ -306,7 +308,7 @@ def test_an_appended_row_that_fails_costs_only_its_delivery(erasure_pipeline, ba
     runner = batch_runner(probe=probe, database_only=database_only)
     users = ["append-fb0", "appendbad-fb1", "append-fb2"]
     sent = [erasure_pipeline.encode(example_deregistration(u)) for u in users]
-    outcomes = runner._handle_batch_once(_batch(*sent))
+    outcomes = runner.pipeline.run_once(_batch(*sent))
     assert outcomes[0] == outcomes[2] == ACK
     assert (outcomes[1].action, outcomes[1].kind) == ("retry", "error")
     assert "IntegrityError" in outcomes[1].error
@@ -321,7 +323,7 @@ def test_fast_path_settles_undecodable_deliveries_without_leaving_it(erasure_pip
     runner = batch_runner(probe=probe)
     good = [erasure_pipeline.encode(example_deregistration(u)) for u in ("ok-fh0", "ok-fh1")]
     forged = replace(erasure_pipeline.encode(example_deregistration("ok-fh-forged")), signature="v1=dev:" + "0" * 64)
-    outcomes = runner._handle_batch_once(_batch(good[0], forged, good[1]))
+    outcomes = runner.pipeline.run_once(_batch(good[0], forged, good[1]))
     assert outcomes[0] == outcomes[2] == ACK
     assert (outcomes[1].action, outcomes[1].kind) == ("dead", "signature")
     assert [len(probe.attempts[m.event_id]) for m in good] == [1, 1], "no re-run for a delivery not handled"
@@ -336,9 +338,9 @@ def test_fast_path_runs_again_when_a_replica_committed_an_inbox_row_first(erasur
                                                  body_sha256=sha256(sent[1].body).hexdigest(),
                                                  handled_at=datetime.now(UTC)))
     inbox = runner.inbox.c
-    runner._inbox_seen = select(inbox.event_id, inbox.body_sha256).where(
+    runner.pipeline.inbox._seen = select(inbox.event_id, inbox.body_sha256).where(
         inbox.event_id.in_(bindparam("ids", expanding=True)), false())
-    assert runner._handle_batch_once(_batch(*sent)) == [ACK] * 3
+    assert runner.pipeline.run_once(_batch(*sent)) == [ACK] * 3
     assert _effects(runner) == {"ok-fi0": 1, "ok-fi2": 1}
     assert len(probe.attempts[sent[1].event_id]) == 0
 
@@ -349,10 +351,10 @@ def test_fast_path_leaves_a_database_outage_to_the_hold_and_retry_loop(erasure_p
     def unavailable(_event: Any, _ctx: Any) -> None:
         raise OperationalError("INSERT INTO effects", {}, ConnectionError("server closed the connection"))
 
-    runner.service = replace(runner.service, handlers={UserDeregistered: unavailable})
+    runner.pipeline.service = replace(runner.pipeline.service, handlers={UserDeregistered: unavailable})
     [sent] = [erasure_pipeline.encode(example_deregistration("ok-fj"))]
     with pytest.raises(OperationalError):
-        runner._handle_batch_once(_batch(sent))
+        runner.pipeline.run_once(_batch(sent))
     assert _inbox_size(runner) == 0
 
 

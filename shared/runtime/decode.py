@@ -1,0 +1,46 @@
+"""Stage 1, decode: a delivery's bytes to a verified, validated event and its handler, or a dead-letter outcome."""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+from shared.codec import Inbound, decode
+from shared.errors import BadInput
+from shared.logging import get_logger
+from shared.runtime.delivery import Delivery
+from shared.runtime.outcome import Outcome
+from shared.service import Handler, Service
+from shared.settings import RuntimeSettings
+
+log = get_logger(__name__)
+
+
+class Ready(NamedTuple):
+    """A delivery that can be handled: its event and the handler registered for its type."""
+
+    inbound: Inbound
+    handler: Handler
+
+
+def decode_delivery(delivery: Delivery, service: Service, settings: RuntimeSettings) -> Ready | Outcome:
+    """The delivery's event and handler; or, for a delivery that cannot be handled, why (dead-lettered)."""
+    message = delivery.message
+    try:
+        inbound = decode(
+            message.body,
+            content_type=message.content_type,
+            headers=delivery.headers,
+            keyring=settings.keyring,
+            max_bytes=settings.max_body_bytes,
+            message_id=delivery.event_id,
+        )
+    except BadInput as exc:
+        return Outcome.dead(exc.kind, str(exc))
+    except Exception as exc:  # a decoder bug must cost one message, never the consumer
+        log.exception("decoding failed unexpectedly")
+        return Outcome.dead("undecodable", f"{type(exc).__name__} while decoding")
+    event_type = inbound.envelope.type
+    handler = service.handler_for(event_type)
+    if handler is None:
+        return Outcome.dead("unknown_type", f"event {inbound.event_id}: {service.name} has no handler for {event_type}")
+    return Ready(inbound, handler)

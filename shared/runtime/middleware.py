@@ -1,0 +1,130 @@
+"""The runtime's hooks: metrics, logging context and the outbox relay's wake-up plug in here, not in the stages.
+
+As dramatiq's and FastStream's middleware: each hook is a no-op on the base class, a middleware overrides the
+ones it needs, and the runtime calls every middleware's hook in order (`after_handler` in reverse order).
+Per-delivery hooks run in the worker thread around each handler; `after_commit` runs once a batch's
+transaction has committed (a batch that is rolled back and run again reports once); the settle hooks run on
+the connection's thread after the confirmed publish to a delay tier or the dead-letter exchange.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, NamedTuple
+
+import structlog
+
+from shared import metrics
+from shared.codec import Inbound
+from shared.logging import get_logger
+
+if TYPE_CHECKING:
+    from shared.runtime.delivery import Delivery
+    from shared.runtime.outcome import Outcome
+
+log = get_logger("shared.consumer")
+
+
+class Handled(NamedTuple):
+    """One delivery of a committed batch that reached the inbox: its event type and what became of it."""
+
+    event_type: str
+    result: str  # ok | retry | failed (dead-lettered) | duplicate | raced (a replica claimed it first)
+    seconds: float | None = None  # time in its handler, if it ran
+
+
+@dataclass
+class BatchReport:
+    """What one committed batch did."""
+
+    service: str
+    size: int
+    handled: list[Handled] = field(default_factory=list)
+    emitted: int = 0
+
+
+class Middleware:
+    """The hooks; override the ones you need."""
+
+    def before_handler(self, inbound: Inbound) -> None:
+        """Just before the handler of `inbound` runs (in the worker thread)."""
+
+    def after_handler(self, inbound: Inbound, seconds: float) -> None:
+        """Right after it returned or raised."""
+
+    def after_commit(self, report: BatchReport) -> None:
+        """A batch's transaction committed."""
+
+    def after_retry(self, service: str, delivery: Delivery, outcome: Outcome, tier: int, delay: float) -> None:
+        """A delivery was published to delay tier `tier` (0-based) of `delay` seconds."""
+
+    def after_dead(self, service: str, delivery: Delivery, kind: str, error: str) -> None:
+        """A delivery was published to the dead-letter exchange."""
+
+
+class LogContext(Middleware):
+    """Binds the event's id, type and request id to every log line its handler writes."""
+
+    def before_handler(self, inbound: Inbound) -> None:
+        structlog.contextvars.bind_contextvars(
+            event_id=inbound.event_id, event_type=inbound.envelope.type,
+            request_id=str(getattr(inbound.data, "request_id", "")) or None,
+        )
+
+    def after_handler(self, inbound: Inbound, seconds: float) -> None:
+        structlog.contextvars.unbind_contextvars("event_id", "event_type", "request_id")
+
+    def after_retry(self, service: str, delivery: Delivery, outcome: Outcome, tier: int, delay: float) -> None:
+        log.info("retry scheduled", event_id=delivery.event_id, delay_s=delay, attempt=tier + 1,
+                 error=outcome.error)
+
+    def after_dead(self, service: str, delivery: Delivery, kind: str, error: str) -> None:
+        log.warning("dead-lettered", event_id=delivery.event_id, kind=kind, error=error)
+
+
+class Metrics(Middleware):
+    """The Prometheus counters of handled, duplicate, retried and dead-lettered events (shared/metrics.py)."""
+
+    def __init__(self, event_types: tuple[str, ...]) -> None:
+        self._event_types = frozenset(event_types)
+
+    def after_commit(self, report: BatchReport) -> None:
+        name = report.service
+        metrics.BATCH_SIZE.labels(name).observe(report.size)
+        for event_type, result, seconds in report.handled:
+            if seconds is not None:
+                metrics.HANDLER_SECONDS.labels(name, event_type).observe(seconds)
+            if result in ("duplicate", "raced"):
+                metrics.INBOX_DUPLICATES.labels(name).inc()
+            if result in ("ok", "retry", "duplicate"):
+                metrics.EVENTS.labels(name, event_type, result).inc()
+
+    def after_retry(self, service: str, delivery: Delivery, outcome: Outcome, tier: int, delay: float) -> None:
+        metrics.RETRIES.labels(service, str(tier)).inc()
+
+    def after_dead(self, service: str, delivery: Delivery, kind: str, error: str) -> None:
+        metrics.DEAD_LETTERS.labels(service, kind).inc()
+        event_type = delivery.message.properties.get("type")
+        metrics.EVENTS.labels(service, event_type if event_type in self._event_types else "other", "dead").inc()
+
+
+class OutboxWakeup(Middleware):
+    """After a batch that emitted events: wake the outbox relay, and refresh the backlog gauge once a second."""
+
+    def __init__(self, service: str, notify: Callable[[], None], backlog: Callable[[], int],
+                 every_s: float = 1.0) -> None:
+        self._service = service
+        self._notify = notify
+        self._backlog = backlog
+        self._every_s = every_s
+        self._measured = 0.0
+
+    def after_commit(self, report: BatchReport) -> None:
+        if not report.emitted:
+            return
+        self._notify()
+        if time.monotonic() - self._measured >= self._every_s:  # a gauge, not a query per batch
+            self._measured = time.monotonic()
+            metrics.OUTBOX_BACKLOG.labels(self._service).set(self._backlog())

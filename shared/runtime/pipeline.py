@@ -1,0 +1,184 @@
+"""One batch through the stages in one transaction: decode → claim → handle → stage, then commit.
+
+A service whose handlers touch only the database and the outbox (`Service.database_only`) takes the fast
+path: the batch's inbox is claimed with one read and one write and its handlers run without a savepoint
+apiece. If any of them fails, the whole transaction is rolled back and the batch runs again on the savepoint
+path, which settles each delivery on its own; either way the outcomes come back in batch order and are
+settled (stage 5, settle.py) only after the commit. A lost database holds the batch and retries it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from sqlalchemy import Table
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
+from sqlalchemy.orm import Session, sessionmaker
+
+from schemas import EventData
+from shared.logging import get_logger
+from shared.runtime.decode import Ready, decode_delivery
+from shared.runtime.delivery import Delivery
+from shared.runtime.handle import context_for, failure_outcome, run_handler
+from shared.runtime.inbox import Inbox
+from shared.runtime.middleware import BatchReport, Handled, Middleware
+from shared.runtime.outcome import ACK, RELEASE, Action, Outcome
+from shared.runtime.stage import Stager
+from shared.service import Service
+from shared.settings import RuntimeSettings
+
+log = get_logger("shared.consumer")
+
+
+class _RunAgain(Exception):
+    """The fast path gave up on a batch: roll it back and run it with a savepoint per delivery."""
+
+
+@contextlib.contextmanager
+def _run_again_on_failure(step: str) -> Iterator[None]:
+    """On the fast path, any failure but a lost database (left to the hold-and-retry loop) is a _RunAgain."""
+    try:
+        yield
+    except OperationalError:
+        raise
+    except Exception as exc:
+        log.debug(f"{step} failed; running the batch again with a savepoint per delivery",
+                  error=f"{type(exc).__name__}: {exc}")
+        raise _RunAgain from exc
+
+
+class BatchPipeline:
+    """Runs batches of one service's deliveries through the stages; the consumer's worker thread calls it."""
+
+    def __init__(self, service: Service, settings: RuntimeSettings, sessions: sessionmaker[Session],
+                 middlewares: Sequence[Middleware], *, stopping: threading.Event | None = None) -> None:
+        self.service = service
+        self.settings = settings
+        self.sessions = sessions
+        self.middlewares = middlewares
+        self.inbox = Inbox(service.metadata.tables["inbox"])
+        self.stager = Stager(service.metadata.tables["outbox"], settings)
+        self.deps: Any = None  # the service's outside gateways, built once the database answers
+        self._stopping = stopping or threading.Event()
+
+    def process(self, batch: Sequence[Delivery]) -> list[Outcome]:
+        """The outcome of every delivery, in order; never raises (the worker must outlive any batch)."""
+        try:
+            return self._hold_while_database_is_down(batch)
+        except Exception as exc:
+            log.exception("batch failed unexpectedly; its deliveries go to the delay tiers")
+            return [Outcome.retry("error", f"{type(exc).__name__}: {exc}")] * len(batch)
+
+    def _hold_while_database_is_down(self, batch: Sequence[Delivery]) -> list[Outcome]:
+        delay = 0.2
+        while True:
+            try:
+                return self.run_once(batch)
+            except (OperationalError, DBAPIError) as exc:
+                if self._stopping.is_set() and delay >= 5:
+                    log.error("database unreachable at shutdown; returning batch to the queue")
+                    return [RELEASE] * len(batch)
+                log.warning("database unavailable; holding batch and retrying", error=str(exc.orig),
+                            size=len(batch), in_s=delay)
+                time.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def run_once(self, batch: Sequence[Delivery]) -> list[Outcome]:
+        """One attempt at the batch in one transaction; a lost database raises."""
+        decoded = [decode_delivery(delivery, self.service, self.settings) for delivery in batch]
+        result = self._fast(batch, decoded) if self.service.database_only else None
+        if result is None:
+            result = self._with_savepoints(batch, decoded)
+        outcomes, report = result
+        for middleware in self.middlewares:
+            middleware.after_commit(report)
+        return outcomes
+
+    # ---- the fast path: the batch's inbox in one statement each way, no savepoint per delivery -----------
+    def _fast(self, batch: Sequence[Delivery], decoded: list[Ready | Outcome]
+              ) -> tuple[list[Outcome], BatchReport] | None:
+        """Handle the batch in one transaction without savepoints; None (rolled back) if anything failed.
+
+        A handler's failure, or a concurrent replica's inbox row, rolls everything back and nothing is
+        reported: the caller runs the batch again with a savepoint per delivery. A lost database propagates.
+        """
+        outcomes: list[Outcome] = [d if isinstance(d, Outcome) else ACK for d in decoded]
+        report = BatchReport(self.service.name, len(batch))
+        emitted: list[EventData] = []
+        appended: list[tuple[Table, dict[str, Any]]] = []
+        ready = [(i, d.inbound) for i, d in enumerate(decoded) if isinstance(d, Ready)]
+        try:
+            with self.sessions() as session, session.begin():
+                try:
+                    claim = self.inbox.claim(session.connection(), ready)
+                except IntegrityError as exc:  # a replica handled one of them concurrently and committed first
+                    raise _RunAgain from exc
+                for i, outcome in claim.settled.items():
+                    outcomes[i] = outcome
+                report.handled.extend(Handled(t, "duplicate") for t in claim.duplicates)
+                for i in claim.fresh:
+                    item = decoded[i]
+                    assert isinstance(item, Ready)
+                    ctx = context_for(session, batch[i], item, self.deps)
+                    with _run_again_on_failure("handler"):
+                        seconds = run_handler(item, ctx, session, self.middlewares)
+                    emitted.extend(ctx.emitted)
+                    appended.extend(ctx.appended)
+                    report.handled.append(Handled(item.inbound.envelope.type, "ok", seconds))
+                with _run_again_on_failure("staging appended rows and the outbox"):
+                    self.stager.write(session, appended, emitted)
+        except _RunAgain:
+            return None
+        report.emitted = len(emitted)
+        return outcomes, report
+
+    # ---- the savepoint path: each delivery on its own, so one failure costs only itself ------------------
+    def _with_savepoints(self, batch: Sequence[Delivery], decoded: list[Ready | Outcome]
+                         ) -> tuple[list[Outcome], BatchReport]:
+        outcomes: list[Outcome] = []
+        report = BatchReport(self.service.name, len(batch))
+        with self.sessions() as session, session.begin():
+            for delivery, item in zip(batch, decoded, strict=True):
+                if isinstance(item, Outcome):
+                    outcomes.append(item)
+                    continue
+                outcome, handled, emitted = self._one(session, delivery, item)
+                outcomes.append(outcome)
+                if handled is not None:
+                    report.handled.append(handled)
+                report.emitted += emitted
+        return outcomes, report
+
+    def _one(self, session: Session, delivery: Delivery, item: Ready) -> tuple[Outcome, Handled | None, int]:
+        """One delivery in its own savepoint: its outcome, what the report says of it, how many it emitted."""
+        event_type = item.inbound.envelope.type
+        savepoint = session.begin_nested()
+        try:
+            claim = self.inbox.claim(session.connection(), [(0, item.inbound)])
+        except IntegrityError:
+            savepoint.rollback()  # a replica handled it concurrently and committed first
+            return ACK, Handled(event_type, "raced"), 0
+        if not claim.fresh:
+            savepoint.commit()
+            outcome = claim.settled[0]
+            return outcome, (Handled(event_type, "duplicate") if claim.duplicates else None), 0
+        ctx = context_for(session, delivery, item, self.deps)
+        started = time.perf_counter()
+        try:
+            run_handler(item, ctx, session, self.middlewares)
+            self.stager.write(session, ctx.appended, ctx.emitted)
+            session.flush()
+        except OperationalError:
+            savepoint.rollback()
+            raise
+        except Exception as exc:
+            savepoint.rollback()
+            outcome = failure_outcome(exc, item.inbound.event_id)
+            result = "retry" if outcome.action is Action.RETRY else "failed"
+            return outcome, Handled(event_type, result, time.perf_counter() - started), 0
+        savepoint.commit()
+        return ACK, Handled(event_type, "ok", time.perf_counter() - started), len(ctx.emitted)
