@@ -14,9 +14,9 @@ from typing import Any, TypeVar
 import click
 
 from ops import dlq as dead
+from ops.progress import Progress
 from shared.errors import PublishError
 from shared.logging import get_logger
-from ops.progress import Progress
 from shared.settings import RuntimeSettings
 from shared.topology import Names, routing_key
 

@@ -155,10 +155,10 @@ def sweep_inactive_command(dry_run: bool, batch: int, now_text: str | None, as_j
       erasure sweep inactive --dry-run
       erasure sweep inactive --batch 2000 --json
     """
+    from ops.progress import Progress
     from services.account.publishing import account_database, producer_for
     from services.account.sweep import count_inactive, inactivity_cutoff, sweep_inactive
     from shared.errors import PublishError
-    from ops.progress import Progress
 
     runtime = _runtime()
     now = _instant(now_text, "--now") if now_text else datetime.now(UTC)
@@ -201,10 +201,10 @@ def replay(since_text: str, dry_run: bool, as_json: bool) -> None:
       erasure replay --since 2026-04-01 --dry-run
       erasure replay --since 2026-04-01T03:00:00Z --json
     """
+    from ops.progress import Progress
     from services.account.publishing import producer_for
     from services.account.replay import LedgerUnavailable, ledger_session, plan_replay, publish_replays
     from shared.errors import PublishError
-    from ops.progress import Progress
 
     runtime = _runtime()
     since = _instant(since_text, "--since")

@@ -19,6 +19,7 @@ import pytest
 from services.sandbox import Sandbox
 from shared.settings import RuntimeSettings
 from shared.testing.infra import amqp_url_or_none, postgres_url_or_none
+from shared.testing.memory import MemoryPipeline
 from shared.testing.namespaces import lease_namespace
 from shared.testing.pipeline import Pipeline
 
@@ -55,6 +56,12 @@ def sandbox(monkeypatch: pytest.MonkeyPatch) -> Iterator[Sandbox]:
         yield running
 
 
+def _postgres_admin_url_if_asked(request: pytest.FixtureRequest) -> str | None:
+    """PostgreSQL's admin URL when the test runs under db_backend=postgresql; None for SQLite."""
+    backend = request.getfixturevalue("db_backend") if "db_backend" in request.fixturenames else "sqlite"
+    return request.getfixturevalue("postgres_admin_url") if backend == "postgresql" else None
+
+
 PIPELINE_SETTINGS = {"retry_delays": (0.2, 0.4, 0.8), "delivery_limit": 5}
 
 
@@ -71,11 +78,21 @@ def erasure_pipeline(
     amqp_url: str, erasure_namespace: str, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Pipeline]:
     """A Pipeline on the process's namespace, emptied before and after; PostgreSQL under db_backend=postgresql."""
-    backend = request.getfixturevalue("db_backend") if "db_backend" in request.fixturenames else "sqlite"
-    admin = request.getfixturevalue("postgres_admin_url") if backend == "postgresql" else None
+    admin = _postgres_admin_url_if_asked(request)
     pipeline = Pipeline(amqp_url, workdir=tmp_path, postgres_admin_url=admin, namespace=erasure_namespace,
                         keep_namespace=True, **PIPELINE_SETTINGS)
     pipeline.purge()
+    try:
+        yield pipeline
+    finally:
+        pipeline.close()
+
+
+@pytest.fixture
+def erasure_memory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[MemoryPipeline]:
+    """Services on the in-memory transport (no broker); PostgreSQL under db_backend=postgresql, else SQLite."""
+    admin = _postgres_admin_url_if_asked(request)
+    pipeline = MemoryPipeline(workdir=tmp_path, postgres_admin_url=admin, **PIPELINE_SETTINGS)
     try:
         yield pipeline
     finally:

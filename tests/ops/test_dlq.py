@@ -17,9 +17,9 @@ import pika
 import pytest
 from click.testing import CliRunner, Result
 
+from ops.progress import Progress
 from schemas.examples import example_consent_change, example_deregistration
 from services.cli.main import cli
-from ops.progress import Progress
 from shared.signing import sign
 from shared.testing import Pipeline, wait_until
 from tests.probe_service import make_service
