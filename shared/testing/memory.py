@@ -4,8 +4,9 @@ The idea of FastStream's `TestRabbitBroker`, nameko's `worker_factory` and drama
 namespace's topology (the same `full_topology` the broker gets) is kept as queues of messages in memory, and
 a started service runs every batch through the same stages as on the broker (`shared/runtime/`: decode →
 claim → handle → stage, then settle, which publishes retries and dead letters to this transport's
-"channel"). Time is the test's: a delay tier keeps its messages until `retry()` lets them expire. The outbox is
-relayed by the runtime's own `OutboxRelay`, to the queues bound to each event.
+"channel"). `publish` delivers at once; a delay tier keeps its messages until their TTL has passed while a test
+waits (`wait_handled`), or until `retry()` lets them expire at once. The outbox is relayed by the runtime's
+own `OutboxRelay`, to the queues bound to each event.
 
     def test_erasure(erasure_memory, db_backend):
         running = erasure_memory.start(build())
@@ -20,6 +21,7 @@ reconnects) stays with `shared.testing.pipeline.Pipeline` on a real RabbitMQ.
 from __future__ import annotations
 
 import json
+import time
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterable, Mapping
@@ -57,6 +59,7 @@ class MemoryMessage:
     headers: dict[str, Any]
     delivery_info: dict[str, Any] = field(default_factory=dict)
     delivery_tag: int = 0
+    queued_at: float = 0.0  # time.monotonic() when it entered its queue (a delay tier's TTL counts from it)
 
     @property
     def content_type(self) -> str | None:
@@ -75,7 +78,7 @@ class MemoryBroker:
     def __init__(self, topology: Topology) -> None:
         self.queues: dict[str, deque[MemoryMessage]] = {}
         self._bindings: dict[tuple[str, str], list[str]] = {}
-        self._expire_to: dict[str, str] = {}
+        self._expire_to: dict[str, tuple[str, float]] = {}  # delay tier -> (its service queue, TTL in seconds)
         self.declare(topology)
 
     def declare(self, topology: Topology) -> None:
@@ -87,21 +90,24 @@ class MemoryBroker:
             for binding in spec.bindings:
                 self._bindings.setdefault(binding, []).append(spec.name)
             if "x-message-ttl" in spec.arguments and spec.arguments.get("x-dead-letter-exchange") == "":
-                self._expire_to[spec.name] = spec.arguments["x-dead-letter-routing-key"]
+                self._expire_to[spec.name] = (spec.arguments["x-dead-letter-routing-key"],
+                                              spec.arguments["x-message-ttl"] / 1000)
 
     def route(self, exchange: str, routing_key: str, message: MemoryMessage) -> None:
         """Copy the message to every queue bound to (exchange, routing_key); "" is the default exchange."""
         targets = [routing_key] if exchange == "" else self._bindings.get((exchange, routing_key), [])
         for name in targets:
             info = {**message.delivery_info, "routing_key": routing_key, "redelivered": False}
-            self.queues[name].append(replace(message, headers=dict(message.headers), delivery_info=info))
+            self.queues[name].append(replace(message, headers=dict(message.headers), delivery_info=info,
+                                             queued_at=time.monotonic()))
 
-    def expire_delay_tiers(self) -> int:
-        """Let every message in a delay tier expire back to its service queue; how many moved."""
+    def expire_delay_tiers(self, *, all_now: bool = False) -> int:
+        """Move the messages whose TTL has passed (all of them with all_now) back to their service queues."""
         moved = 0
-        for name, target in self._expire_to.items():
+        now = time.monotonic()
+        for name, (target, ttl) in self._expire_to.items():
             waiting = self.queues[name]
-            while waiting:
+            while waiting and (all_now or waiting[0].queued_at + ttl <= now):
                 self.route("", target, waiting.popleft())
                 moved += 1
         return moved
@@ -166,6 +172,7 @@ class MemoryService:
         self._broker = broker
         self._channel = MemoryChannel(broker, self.queue)
         self._tags = 0
+        self.run_all: Callable[[], int] = self.deliver  # MemoryPipeline.start points it at every service
         self.outcomes: list[tuple[str | None, Outcome]] = []  # (event id, outcome) of every delivery, in order
 
     @property
@@ -203,9 +210,14 @@ class MemoryService:
             row = conn.execute(select(self.inbox.c.event_id).where(self.inbox.c.event_id == str(event_id))).first()
         return row is not None
 
-    def wait_handled(self, event_id: str | uuid.UUID, timeout: float = 0.0) -> None:
-        """Assert that the event was handled (on this transport everything published is delivered at once)."""
-        assert self.handled(event_id), f"{self.service.name} did not handle {event_id}"
+    def wait_handled(self, event_id: str | uuid.UUID, timeout: float = 20.0) -> None:
+        """Wait until the service has committed this event, letting the delay tiers expire as time passes."""
+        deadline = time.monotonic() + timeout
+        while not self.handled(event_id):
+            assert time.monotonic() < deadline, f"timed out after {timeout}s: {self.service.name} to handle {event_id}"
+            time.sleep(0.02)
+            if self._broker.expire_delay_tiers():
+                self.run_all()
 
     def close(self) -> None:
         self.service.close_deps(self.deps)
@@ -239,6 +251,7 @@ class MemoryPipeline:
         self.broker.declare(full_topology(self.settings, service))
         running = MemoryService(service, self.settings, database_url or self.database_url(service.name),
                                 self.broker, deps=deps)
+        running.run_all = self.run
         self.services[service.name] = running
         return running
 
@@ -273,8 +286,8 @@ class MemoryPipeline:
         raise AssertionError(f"still delivering after {rounds} rounds: events cycle between services")
 
     def retry(self) -> int:
-        """Let the delay tiers expire now (their TTL) and deliver what returns; how many returned."""
-        moved = self.broker.expire_delay_tiers()
+        """Let the delay tiers expire now (without waiting out their TTL) and deliver what returns."""
+        moved = self.broker.expire_delay_tiers(all_now=True)
         self.run()
         return moved
 

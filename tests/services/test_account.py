@@ -33,7 +33,7 @@ from shared.codec import decode
 from shared.db import ensure_schema, make_engine, session_factory
 from shared.erasure import tombstone
 from shared.testing import create_database, drop_database, wait_until
-from shared.testing.pipeline import Pipeline
+from shared.testing.memory import MemoryPipeline
 from shared.testing.scan import personal_data_hits
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "account" / "migrations"
@@ -105,7 +105,7 @@ def _validate(engine: Engine, token: str, at: datetime | None = None) -> str | N
 class Ledger:
     """Slice reports read from the namespace's ledger queue (which receives every report)."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: MemoryPipeline) -> None:
         self.pipeline = pipeline
         self.queue = f"{pipeline.namespace}.ledger"
         self.reports: list[ErasureSliceReported] = []
@@ -130,15 +130,15 @@ class Ledger:
 
 
 # ---- erasure through the pipeline ----------------------------------------------------------------------
-def test_erasure_leaves_no_trace_of_the_user_in_any_table(erasure_pipeline, db_backend) -> None:
-    running = erasure_pipeline.start(build())
+def test_erasure_leaves_no_trace_of_the_user_in_any_table(erasure_memory, db_backend) -> None:
+    running = erasure_memory.start(build())
     _populate(running.engine, ANNA, user_id="u-anna")
     _populate(running.engine, ERIK, user_id="u-erik")
     assert personal_data_hits(running.engine, ANNA_TRACES), "the scan must see Anna before the erasure"
 
-    [sent] = erasure_pipeline.publish(example_deregistration("u-anna"))
+    [sent] = erasure_memory.publish(example_deregistration("u-anna"))
     running.wait_handled(sent.event_id)
-    Ledger(erasure_pipeline).wait_for("u-anna")
+    Ledger(erasure_memory).wait_for("u-anna")
 
     assert personal_data_hits(running.engine, ANNA_TRACES) == []
     assert _rows_of(running.engine, "u-anna") == {"users": 0, "preferences": 0, "sessions": 0, "devices": 0}
@@ -148,14 +148,14 @@ def test_erasure_leaves_no_trace_of_the_user_in_any_table(erasure_pipeline, db_b
         assert accounts.is_erased_user(session, "u-anna")
 
 
-def test_slice_report_names_the_categories_that_were_held(erasure_pipeline, db_backend) -> None:
-    running = erasure_pipeline.start(build())
+def test_slice_report_names_the_categories_that_were_held(erasure_memory, db_backend) -> None:
+    running = erasure_memory.start(build())
     with _sessions(running.engine)() as session, session.begin():
         accounts.register_user(session, user_id="u-thin", name="Maria Karlsson", email="maria@example.com")
         accounts.record_sign_in(session, "u-thin", accounts.new_session_token())
-    [sent] = erasure_pipeline.publish(example_deregistration("u-thin"))
+    [sent] = erasure_memory.publish(example_deregistration("u-thin"))
     running.wait_handled(sent.event_id)
-    [report] = Ledger(erasure_pipeline).wait_for("u-thin")
+    [report] = Ledger(erasure_memory).wait_for("u-thin")
     assert report.service == "account"
     assert report.outcome == "erased"
     assert report.erased == ["account profile", "sign-in sessions"]
@@ -164,50 +164,50 @@ def test_slice_report_names_the_categories_that_were_held(erasure_pipeline, db_b
     assert str(report.request_id) == str(example_deregistration("u-thin").request_id)
 
 
-def test_second_identical_event_has_no_second_effect(erasure_pipeline) -> None:
-    running = erasure_pipeline.start(build())
+def test_second_identical_event_has_no_second_effect(erasure_memory) -> None:
+    running = erasure_memory.start(build())
     _populate(running.engine, ANNA, user_id="u-anna")
-    message = erasure_pipeline.encode(example_deregistration("u-anna"))
-    erasure_pipeline.producer.publish(message)
+    message = erasure_memory.encode(example_deregistration("u-anna"))
+    erasure_memory.publish(message)
     running.wait_handled(message.event_id)
-    ledger = Ledger(erasure_pipeline)
+    ledger = Ledger(erasure_memory)
     ledger.wait_for("u-anna")
     # A row that appears afterwards shows whether the duplicate erased again; it must not.
     with running.engine.begin() as conn:
         conn.execute(insert(User).values(user_id="u-anna", name="Anna Lindqvist", email="anna@example.com",
                                          country="SE", created_at=NOW, last_sign_in_at=NOW))
-    erasure_pipeline.producer.publish(message)
-    [sentinel] = erasure_pipeline.publish(example_deregistration("u-sentinel"))
+    erasure_memory.publish(message)
+    [sentinel] = erasure_memory.publish(example_deregistration("u-sentinel"))
     running.wait_handled(sentinel.event_id)  # one queue, one consumer: the duplicate was settled before
     ledger.wait_for("u-sentinel")
     assert _rows_of(running.engine, "u-anna")["users"] == 1
     assert len(ledger.of("u-anna")) == 1
 
 
-def test_replayed_deregistration_erases_restored_rows_and_reports_again(erasure_pipeline) -> None:
-    running = erasure_pipeline.start(build())
+def test_replayed_deregistration_erases_restored_rows_and_reports_again(erasure_memory) -> None:
+    running = erasure_memory.start(build())
     _populate(running.engine, ANNA, user_id="u-anna")
     first = example_deregistration("u-anna")
-    erasure_pipeline.publish(first)
-    ledger = Ledger(erasure_pipeline)
+    erasure_memory.publish(first)
+    ledger = Ledger(erasure_memory)
     ledger.wait_for("u-anna")
     with running.engine.begin() as conn:  # a backup restore brings the profile back
         conn.execute(insert(User).values(user_id="u-anna", name="Anna Lindqvist", email="anna@example.com",
                                          country="SE", created_at=NOW, last_sign_in_at=NOW))
     replay = example_deregistration("u-anna", request_id=str(uuid.uuid4()), replay=True,
                                     original_request_id=str(first.request_id))
-    erasure_pipeline.publish(replay)
+    erasure_memory.publish(replay)
     reports = ledger.wait_for("u-anna", count=2)
     assert personal_data_hits(running.engine, ANNA_TRACES) == []
     assert [(r.replay, r.outcome) for r in reports] == [(False, "erased"), (True, "erased")]
     assert reports[1].erased == ["account profile"]
 
 
-def test_unknown_user_reports_nothing_held_and_is_tombstoned(erasure_pipeline, db_backend) -> None:
-    running = erasure_pipeline.start(build())
-    [sent] = erasure_pipeline.publish(example_deregistration("u-stranger"))
+def test_unknown_user_reports_nothing_held_and_is_tombstoned(erasure_memory, db_backend) -> None:
+    running = erasure_memory.start(build())
+    [sent] = erasure_memory.publish(example_deregistration("u-stranger"))
     running.wait_handled(sent.event_id)
-    [report] = Ledger(erasure_pipeline).wait_for("u-stranger")
+    [report] = Ledger(erasure_memory).wait_for("u-stranger")
     assert report.outcome == "nothing_held"
     assert report.erased == []
     with _sessions(running.engine)() as session:
@@ -225,11 +225,11 @@ def test_a_second_erasure_keeps_the_first_tombstone(account_db) -> None:
     assert [tuple(r) for r in rows] == [("u-twice", str(first.request_id))]
 
 
-def test_erased_users_cookie_no_longer_validates_even_after_a_restore(erasure_pipeline, db_backend) -> None:
-    running = erasure_pipeline.start(build())
+def test_erased_users_cookie_no_longer_validates_even_after_a_restore(erasure_memory, db_backend) -> None:
+    running = erasure_memory.start(build())
     token = _populate(running.engine, ANNA, user_id="u-anna")
     assert _validate(running.engine, token) == "u-anna"
-    [sent] = erasure_pipeline.publish(example_deregistration("u-anna"))
+    [sent] = erasure_memory.publish(example_deregistration("u-anna"))
     running.wait_handled(sent.event_id)
     assert _validate(running.engine, token) is None
     with running.engine.begin() as conn:  # a backup restore brings the user and the session back
@@ -241,13 +241,13 @@ def test_erased_users_cookie_no_longer_validates_even_after_a_restore(erasure_pi
     assert _validate(running.engine, token) is None
 
 
-def test_completed_erasure_is_recorded_once_without_personal_data(erasure_pipeline, db_backend) -> None:
-    running = erasure_pipeline.start(build())
+def test_completed_erasure_is_recorded_once_without_personal_data(erasure_memory, db_backend) -> None:
+    running = erasure_memory.start(build())
     completion = example_completion("u-anna")
-    message = erasure_pipeline.encode(completion)
-    erasure_pipeline.producer.publish(message)
-    erasure_pipeline.producer.publish(message)
-    [resent] = erasure_pipeline.publish(completion)  # the same completion again under a new event id
+    message = erasure_memory.encode(completion)
+    erasure_memory.publish(message)
+    erasure_memory.publish(message)
+    [resent] = erasure_memory.publish(completion)  # the same completion again under a new event id
     running.wait_handled(resent.event_id)
     with running.engine.connect() as conn:
         rows = conn.execute(select(CompletedErasure.request_id, CompletedErasure.user_id,
@@ -266,8 +266,8 @@ def test_cleanup_is_due_at_first_then_at_most_once_per_interval() -> None:
     assert not timer.due()
 
 
-def test_erasures_do_not_each_run_the_cleanup(erasure_pipeline) -> None:
-    running = erasure_pipeline.start(build())
+def test_erasures_do_not_each_run_the_cleanup(erasure_memory) -> None:
+    running = erasure_memory.start(build())
     cleanups: list[str] = []
 
     @event.listens_for(running.engine, "before_cursor_execute")
@@ -277,7 +277,7 @@ def test_erasures_do_not_each_run_the_cleanup(erasure_pipeline) -> None:
 
     events = [example_deregistration(f"u-{uuid.uuid4().hex[:10]}", request_id=str(uuid.uuid4()))
               for _ in range(3)]
-    for sent in erasure_pipeline.publish(*events):
+    for sent in erasure_memory.publish(*events):
         running.wait_handled(sent.event_id)
     event.remove(running.engine, "before_cursor_execute", _count)
     assert len(cleanups) == 1, "the first event after the start cleans up, the next ones within a minute do not"

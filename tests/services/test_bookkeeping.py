@@ -1,4 +1,4 @@
-"""bookkeeping on the real broker, the sandbox's Visma over HTTP, SQLite and PostgreSQL."""
+"""bookkeeping on the in-memory transport, the sandbox's Visma over HTTP, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from services.bookkeeping.retention import (
 from services.bookkeeping.settings import BookkeepingSettings
 from services.sandbox import Sandbox
 from shared.db import ensure_schema, make_engine
-from shared.testing import Pipeline, RunningService, wait_until
+from shared.testing import MemoryPipeline, MemoryService, wait_until
 
 SALES_CATEGORY = "sales transaction details (amounts, VAT, dates, invoice lines)"
 
@@ -94,14 +94,14 @@ def test_sale_just_before_midnight_utc_on_new_years_eve_is_booked_on_swedish_new
 
 @pytest.fixture
 def start_bookkeeping(
-    erasure_pipeline: Pipeline, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., RunningService]:
+    erasure_memory: MemoryPipeline, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., MemoryService]:
     """Start bookkeeping against this test's sandbox; keyword arguments set further ERASURE_BOOKKEEPING_ vars."""
 
-    def start(**env: str) -> RunningService:
+    def start(**env: str) -> MemoryService:
         for name, value in env.items():
             monkeypatch.setenv(f"ERASURE_BOOKKEEPING_{name.upper()}", value)
-        return erasure_pipeline.start(build())
+        return erasure_memory.start(build())
 
     return start
 
@@ -109,7 +109,7 @@ def start_bookkeeping(
 class Reports:
     """Slice reports bookkeeping emitted (as JSON-ready dicts), read through the pipeline."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: MemoryPipeline) -> None:
         self.pipeline = pipeline
 
     def wait(self, user_id: str, count: int = 1) -> list[dict[str, Any]]:
@@ -120,8 +120,8 @@ class Reports:
 
 
 @pytest.fixture
-def reports(erasure_pipeline: Pipeline) -> Reports:
-    return Reports(erasure_pipeline)
+def reports(erasure_memory: MemoryPipeline) -> Reports:
+    return Reports(erasure_memory)
 
 
 def _personal_values(event: PurchaseCompleted) -> list[str]:
@@ -152,22 +152,22 @@ def _effects(sandbox: Sandbox, kind: str) -> list[dict[str, Any]]:
     return [e for e in sandbox.effects("visma") if e["effect"] == kind]
 
 
-def _sale(running: RunningService, purchase_id: str) -> Sale | None:
+def _sale(running: MemoryService, purchase_id: str) -> Sale | None:
     with Session(running.engine) as session:
         return session.get(Sale, purchase_id)
 
 
-def _customer(running: RunningService, user_id: str) -> CustomerRecord | None:
+def _customer(running: MemoryService, user_id: str) -> CustomerRecord | None:
     with Session(running.engine) as session:
         return session.get(CustomerRecord, user_id)
 
 
 def test_purchase_books_customer_and_invoice_at_visma_and_keeps_the_sale_through_2033(
-    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox
+    start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox
 ) -> None:
     running = start_bookkeeping()
     purchase = example_purchase("bk-buy")
-    [sent] = erasure_pipeline.publish(purchase)
+    [sent] = erasure_memory.publish(purchase)
     running.wait_handled(sent.event_id)
 
     [customer] = _visma_customers(sandbox)
@@ -195,11 +195,11 @@ def test_purchase_books_customer_and_invoice_at_visma_and_keeps_the_sale_through
 
 
 def test_company_with_a_broken_financial_year_keeps_a_may_sale_through_the_year_after(
-    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline
+    start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline
 ) -> None:
     running = start_bookkeeping(fiscal_year_end_month="4", fiscal_year_end_day="30")
     purchase = example_purchase("bk-broken", purchased_at="2026-05-10T10:00:00Z")
-    [sent] = erasure_pipeline.publish(purchase)
+    [sent] = erasure_memory.publish(purchase)
     running.wait_handled(sent.event_id)
     sale = _sale(running, purchase.purchase_id)
     assert sale is not None
@@ -208,23 +208,23 @@ def test_company_with_a_broken_financial_year_keeps_a_may_sale_through_the_year_
 
 
 def test_same_purchase_published_twice_books_one_customer_and_one_invoice(
-    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox
+    start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox
 ) -> None:
     running = start_bookkeeping()
-    message = erasure_pipeline.encode(example_purchase("bk-twice"))
-    erasure_pipeline.producer.publish(message)
-    erasure_pipeline.producer.publish(message)
+    message = erasure_memory.encode(example_purchase("bk-twice"))
+    erasure_memory.publish(message)
+    erasure_memory.publish(message)
     running.wait_handled(message.event_id)
-    wait_until(lambda: erasure_pipeline.depth(f"{erasure_pipeline.namespace}.bookkeeping") == 0, what="settled")
+    wait_until(lambda: erasure_memory.depth(f"{erasure_memory.namespace}.bookkeeping") == 0, what="settled")
     # The same purchase re-sent upstream under a new event id is not booked again either.
-    [resent] = erasure_pipeline.publish(example_purchase("bk-twice"))
+    [resent] = erasure_memory.publish(example_purchase("bk-twice"))
     running.wait_handled(resent.event_id)
     assert len(_effects(sandbox, "customer_created")) == 1
     assert len(_effects(sandbox, "invoice_created")) == 1
 
 
 def test_erasure_keeps_the_sale_and_leaves_the_visma_customer_inactive_and_anonymised(
-    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
     reports: Reports, db_backend: str,
 ) -> None:
     running = start_bookkeeping()
@@ -232,9 +232,9 @@ def test_erasure_keeps_the_sale_and_leaves_the_visma_customer_inactive_and_anony
         **example_purchase("bk-erase").customer.model_dump(mode="json"),
         "company_name": "Lindqvist Fastigheter AB", "corporate_id": "559123-4561",
     })
-    [bought] = erasure_pipeline.publish(purchase)
+    [bought] = erasure_memory.publish(purchase)
     running.wait_handled(bought.event_id)
-    [erase] = erasure_pipeline.publish(example_deregistration("bk-erase"))
+    [erase] = erasure_memory.publish(example_deregistration("bk-erase"))
     running.wait_handled(erase.event_id)
 
     [customer] = _visma_customers(sandbox)
@@ -265,23 +265,23 @@ def test_erasure_keeps_the_sale_and_leaves_the_visma_customer_inactive_and_anony
 
 
 def test_redelivered_erasure_has_no_second_effect_and_a_replay_erases_and_reports_again(
-    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
     reports: Reports,
 ) -> None:
     running = start_bookkeeping()
-    [bought] = erasure_pipeline.publish(example_purchase("bk-again"))
+    [bought] = erasure_memory.publish(example_purchase("bk-again"))
     running.wait_handled(bought.event_id)
-    message = erasure_pipeline.encode(example_deregistration("bk-again"))
-    erasure_pipeline.producer.publish(message)
-    erasure_pipeline.producer.publish(message)
+    message = erasure_memory.encode(example_deregistration("bk-again"))
+    erasure_memory.publish(message)
+    erasure_memory.publish(message)
     running.wait_handled(message.event_id)
-    wait_until(lambda: erasure_pipeline.depth(f"{erasure_pipeline.namespace}.bookkeeping") == 0, what="settled")
+    wait_until(lambda: erasure_memory.depth(f"{erasure_memory.namespace}.bookkeeping") == 0, what="settled")
     assert len(_effects(sandbox, "customer_replaced")) == 1
     assert len(reports.wait("bk-again")) == 1
 
     replay = example_deregistration("bk-again", request_id=str(uuid.uuid4()), replay=True,
                                     original_request_id=str(uuid.uuid4()))
-    [replayed] = erasure_pipeline.publish(replay)
+    [replayed] = erasure_memory.publish(replay)
     running.wait_handled(replayed.event_id)
     first, second = reports.wait("bk-again", count=2)
     assert second["replay"] is True
@@ -291,7 +291,7 @@ def test_redelivered_erasure_has_no_second_effect_and_a_replay_erases_and_report
 
 
 def test_visma_customer_without_invoices_is_deleted_there_and_nothing_is_kept_here(
-    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
     reports: Reports,
 ) -> None:
     running = start_bookkeeping()
@@ -304,7 +304,7 @@ def test_visma_customer_without_invoices_is_deleted_there_and_nothing_is_kept_he
         conn.execute(insert(CustomerRecord).values(
             user_id="bk-noinv", customer_number="bk-noinv", visma_customer_id=visma_id, name="Erik Johansson",
             email="erik@example.com", active=True))
-    [sent] = erasure_pipeline.publish(example_deregistration("bk-noinv"))
+    [sent] = erasure_memory.publish(example_deregistration("bk-noinv"))
     running.wait_handled(sent.event_id)
     assert sandbox.state()["visma"]["customers"] == {}
     assert [e["effect"] for e in sandbox.effects("visma")] == ["customer_deleted"]
@@ -317,11 +317,11 @@ def test_visma_customer_without_invoices_is_deleted_there_and_nothing_is_kept_he
 
 
 def test_erasure_of_a_user_we_never_booked_reports_nothing_held(
-    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
     reports: Reports,
 ) -> None:
     running = start_bookkeeping()
-    [sent] = erasure_pipeline.publish(example_deregistration("bk-stranger"))
+    [sent] = erasure_memory.publish(example_deregistration("bk-stranger"))
     running.wait_handled(sent.event_id)
     [report] = reports.wait("bk-stranger")
     assert report["outcome"] == "nothing_held"
@@ -330,13 +330,13 @@ def test_erasure_of_a_user_we_never_booked_reports_nothing_held(
 
 
 def test_late_purchase_for_an_erased_user_books_a_minimised_sale_and_no_named_customer(
-    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
 ) -> None:
     running = start_bookkeeping()
-    [erase] = erasure_pipeline.publish(example_deregistration("bk-late"))
+    [erase] = erasure_memory.publish(example_deregistration("bk-late"))
     running.wait_handled(erase.event_id)
     purchase = example_purchase("bk-late")
-    [late] = erasure_pipeline.publish(purchase)
+    [late] = erasure_memory.publish(purchase)
     running.wait_handled(late.event_id)
 
     customers = _visma_customers(sandbox)
@@ -357,26 +357,26 @@ def test_late_purchase_for_an_erased_user_books_a_minimised_sale_and_no_named_cu
 
 
 def test_visma_outage_shorter_than_the_retry_window_delays_but_does_not_dead_letter(
-    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
 ) -> None:
     running = start_bookkeeping()
     sandbox.set_outage("visma", "503", seconds=1.5)
-    [sent] = erasure_pipeline.publish(example_purchase("bk-outage"))
+    [sent] = erasure_memory.publish(example_purchase("bk-outage"))
     running.wait_handled(sent.event_id, timeout=15)
     assert any(r["status"] == 503 for r in sandbox.requests("visma")), "the outage should have been hit"
-    assert erasure_pipeline.depth(f"{erasure_pipeline.namespace}.bookkeeping.dead") == 0
+    assert erasure_memory.depth(f"{erasure_memory.namespace}.bookkeeping.dead") == 0
     assert len(_effects(sandbox, "invoice_created")) == 1
 
 
 def test_permanent_refusal_by_visma_dead_letters_at_once_with_the_reason(
-    start_bookkeeping: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
 ) -> None:
     revoked = {"visma_access_token": "revoked", "visma_refresh_token": "revoked"}
     running = start_bookkeeping(**revoked)
-    [sent] = erasure_pipeline.publish(example_purchase("bk-refused"))
-    dead_queue = f"{erasure_pipeline.namespace}.bookkeeping.dead"
-    wait_until(lambda: erasure_pipeline.depth(dead_queue) == 1, what="dead letter")
-    [dead] = erasure_pipeline.take(dead_queue)
+    [sent] = erasure_memory.publish(example_purchase("bk-refused"))
+    dead_queue = f"{erasure_memory.namespace}.bookkeeping.dead"
+    wait_until(lambda: erasure_memory.depth(dead_queue) == 1, what="dead letter")
+    [dead] = erasure_memory.take(dead_queue)
     assert dead.headers["x-error-kind"] == "permanent"
     assert dead.headers["x-attempts"] == 1
     assert sent.event_id in dead.headers["x-error"]
@@ -398,11 +398,11 @@ def _sale_row(purchase_id: str, user_id: str, retain_until: date) -> dict[str, A
 
 
 def test_purge_erases_only_sales_past_their_retention_and_customers_left_without_sales(
-    erasure_pipeline: Pipeline, db_backend: str
+    erasure_memory: MemoryPipeline, db_backend: str
 ) -> None:
     from datetime import UTC, datetime
 
-    url = erasure_pipeline.database_url("bookkeeping")
+    url = erasure_memory.database_url("bookkeeping")
     engine = make_engine(url)
     ensure_schema(engine, metadata, MIGRATIONS)
     erased_at = datetime(2027, 1, 1, tzinfo=UTC)

@@ -1,4 +1,4 @@
-"""installer_sharing on the real broker and the sandbox: exactly the policy's contact fields reach the named
+"""installer_sharing on the in-memory transport and the sandbox: exactly the policy's contact fields reach the named
 installer, once; on erasure every installer that got data is told (Art. 19) and nothing personal stays here."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from services.installer_sharing.main import build
 from services.installer_sharing.models import Notice, Share
 from services.sandbox import DEFAULT_INSTALLERS, Sandbox
 from shared.testing import wait_until
-from shared.testing.pipeline import Pipeline, RunningService
+from shared.testing.memory import MemoryPipeline, MemoryService
 from shared.testing.scan import personal_data_hits
 
 CONTACT_FIELDS = {"name", "address", "phone", "email"}
@@ -37,7 +37,7 @@ def _purchase(user_id: str, installer_id: str = "inst-1", **overrides: Any) -> P
                             **overrides)
 
 
-def _rows(running: RunningService, model: type) -> list[Any]:
+def _rows(running: MemoryService, model: type) -> list[Any]:
     with running.engine.connect() as conn:
         return list(conn.execute(select(model.__table__)))
 
@@ -47,12 +47,12 @@ def _contact_effects(sandbox: Sandbox) -> list[dict[str, Any]]:
 
 
 def test_only_name_address_phone_and_email_reach_the_installer(
-    erasure_pipeline: Pipeline, sandbox: Sandbox
+    erasure_memory: MemoryPipeline, sandbox: Sandbox
 ) -> None:
-    running = erasure_pipeline.start(build())
+    running = erasure_memory.start(build())
     customer = {**example_customer("u-fields"), "company_name": "Fält AB", "corporate_id": "559123-4561"}
     purchase = _purchase("u-fields", "inst-2", customer=customer)
-    [sent] = erasure_pipeline.publish(purchase)
+    [sent] = erasure_memory.publish(purchase)
     running.wait_handled(sent.event_id)
 
     [request] = sandbox.requests("installers")
@@ -77,20 +77,20 @@ def test_only_name_address_phone_and_email_reach_the_installer(
         "no local copy of the contact details"
 
 
-def test_duplicate_purchase_event_forwards_once(erasure_pipeline: Pipeline, sandbox: Sandbox) -> None:
-    running = erasure_pipeline.start(build())
-    message = erasure_pipeline.encode(_purchase("u-dup"))
-    erasure_pipeline.producer.publish(message)
-    erasure_pipeline.producer.publish(message)
+def test_duplicate_purchase_event_forwards_once(erasure_memory: MemoryPipeline, sandbox: Sandbox) -> None:
+    running = erasure_memory.start(build())
+    message = erasure_memory.encode(_purchase("u-dup"))
+    erasure_memory.publish(message)
+    erasure_memory.publish(message)
     running.wait_handled(message.event_id)
-    wait_until(lambda: erasure_pipeline.depth(f"{erasure_pipeline.namespace}.installer_sharing") == 0,
+    wait_until(lambda: erasure_memory.depth(f"{erasure_memory.namespace}.installer_sharing") == 0,
                what="both copies settled")
     assert len(_contact_effects(sandbox)) == 1
     assert len(_rows(running, Share)) == 1
 
 
 def test_erasure_notifies_every_installer_that_received_data_and_keeps_nothing_personal(
-    erasure_pipeline: Pipeline, sandbox: Sandbox, db_backend: str, monkeypatch: pytest.MonkeyPatch
+    erasure_memory: MemoryPipeline, sandbox: Sandbox, db_backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     directory = {
         installer_id: {"name": f"Installer {installer_id}", "endpoint_url": sandbox.installer_endpoint(installer_id),
@@ -98,21 +98,21 @@ def test_erasure_notifies_every_installer_that_received_data_and_keeps_nothing_p
         for installer_id in ("inst-1", "inst-2", "inst-3")
     }
     monkeypatch.setenv("ERASURE_INSTALLER_SHARING_DIRECTORY", json.dumps(directory))
-    running = erasure_pipeline.start(build())
+    running = erasure_memory.start(build())
     first, second = _purchase("u-erase", "inst-1"), _purchase("u-erase", "inst-2")
     third = _purchase("u-erase", "inst-1", purchase_id="P-u-erase-again")
     other = _purchase("u-keep", "inst-1")
-    sent = erasure_pipeline.publish(first, second, third, other)
+    sent = erasure_memory.publish(first, second, third, other)
     for message in sent:
         running.wait_handled(message.event_id)
     assert len(sandbox.state()["installers"]["contacts"]) == 4
 
-    deregistration = erasure_pipeline.encode(example_deregistration("u-erase"))
-    erasure_pipeline.producer.publish(deregistration)
-    erasure_pipeline.producer.publish(deregistration)
+    deregistration = erasure_memory.encode(example_deregistration("u-erase"))
+    erasure_memory.publish(deregistration)
+    erasure_memory.publish(deregistration)
     running.wait_handled(deregistration.event_id)
 
-    [report] = erasure_pipeline.wait_events(ErasureSliceReported)
+    [report] = erasure_memory.wait_events(ErasureSliceReported)
     assert report.service == "installer_sharing"
     assert report.outcome == "erased"
     assert report.recipients_notified == ["installer:inst-1", "installer:inst-2"]
@@ -139,37 +139,37 @@ def test_erasure_notifies_every_installer_that_received_data_and_keeps_nothing_p
         assert conn.execute(select(tombstones.c.user_id)).scalars().all() == ["u-erase"]
 
 
-def test_late_purchase_after_erasure_forwards_nothing(erasure_pipeline: Pipeline, sandbox: Sandbox) -> None:
-    running = erasure_pipeline.start(build())
-    [erasure] = erasure_pipeline.publish(example_deregistration("u-late"))
+def test_late_purchase_after_erasure_forwards_nothing(erasure_memory: MemoryPipeline, sandbox: Sandbox) -> None:
+    running = erasure_memory.start(build())
+    [erasure] = erasure_memory.publish(example_deregistration("u-late"))
     running.wait_handled(erasure.event_id)
-    [report] = erasure_pipeline.wait_events(ErasureSliceReported)
+    [report] = erasure_memory.wait_events(ErasureSliceReported)
     assert (report.outcome, report.recipients_notified) == ("nothing_held", [])
 
-    [late] = erasure_pipeline.publish(_purchase("u-late"))
+    [late] = erasure_memory.publish(_purchase("u-late"))
     running.wait_handled(late.event_id)
     assert sandbox.requests("installers") == []
     assert _rows(running, Share) == []
 
 
 def test_replayed_erasure_notifies_again_what_a_backup_restore_brought_back(
-    erasure_pipeline: Pipeline, sandbox: Sandbox
+    erasure_memory: MemoryPipeline, sandbox: Sandbox
 ) -> None:
-    running = erasure_pipeline.start(build())
-    [purchase] = erasure_pipeline.publish(_purchase("u-replay", "inst-3"))
+    running = erasure_memory.start(build())
+    [purchase] = erasure_memory.publish(_purchase("u-replay", "inst-3"))
     running.wait_handled(purchase.event_id)
     with running.engine.connect() as conn:
         restored = [dict(row._mapping) for row in conn.execute(select(Share.__table__))]
-    [erasure] = erasure_pipeline.publish(example_deregistration("u-replay"))
+    [erasure] = erasure_memory.publish(example_deregistration("u-replay"))
     running.wait_handled(erasure.event_id)
     with running.engine.begin() as conn:
         conn.execute(insert(Share.__table__), restored)
 
     replay = example_deregistration("u-replay", replay=True, request_id="2a7d9c41-5b3e-4f60-9e18-7c2b4d6a8f05",
                                      original_request_id=str(example_deregistration("u-replay").request_id))
-    [again] = erasure_pipeline.publish(replay)
+    [again] = erasure_memory.publish(replay)
     running.wait_handled(again.event_id)
-    reports = erasure_pipeline.wait_events(ErasureSliceReported, count=2)
+    reports = erasure_memory.wait_events(ErasureSliceReported, count=2)
     assert [(r.outcome, r.replay, r.recipients_notified) for r in reports] == [
         ("erased", False, ["installer:inst-3"]), ("erased", True, ["installer:inst-3"])]
     notices = [e for e in sandbox.effects("installers") if e["effect"] == "erasure_notice_received"]
@@ -177,22 +177,22 @@ def test_replayed_erasure_notifies_again_what_a_backup_restore_brought_back(
     assert _rows(running, Share) == []
 
 
-def test_installer_outage_delays_but_does_not_dead_letter(erasure_pipeline: Pipeline, sandbox: Sandbox) -> None:
-    running = erasure_pipeline.start(build())
+def test_installer_outage_delays_but_does_not_dead_letter(erasure_memory: MemoryPipeline, sandbox: Sandbox) -> None:
+    running = erasure_memory.start(build())
     sandbox.set_outage("installers", "503", seconds=1.0)
-    [sent] = erasure_pipeline.publish(_purchase("u-outage"))
+    [sent] = erasure_memory.publish(_purchase("u-outage"))
     running.wait_handled(sent.event_id, timeout=15)
     assert any(r["status"] == 503 for r in sandbox.requests("installers"))
     assert len(_contact_effects(sandbox)) == 1
-    assert erasure_pipeline.depth(f"{erasure_pipeline.namespace}.installer_sharing.dead") == 0
+    assert erasure_memory.depth(f"{erasure_memory.namespace}.installer_sharing.dead") == 0
 
 
-def test_unknown_installer_is_dead_lettered_with_the_reason(erasure_pipeline: Pipeline, sandbox: Sandbox) -> None:
-    running = erasure_pipeline.start(build())
-    [sent] = erasure_pipeline.publish(_purchase("u-unknown", "inst-42"))
-    dead_queue = f"{erasure_pipeline.namespace}.installer_sharing.dead"
-    wait_until(lambda: erasure_pipeline.depth(dead_queue) == 1, what="dead letter")
-    [dead] = erasure_pipeline.take(dead_queue)
+def test_unknown_installer_is_dead_lettered_with_the_reason(erasure_memory: MemoryPipeline, sandbox: Sandbox) -> None:
+    running = erasure_memory.start(build())
+    [sent] = erasure_memory.publish(_purchase("u-unknown", "inst-42"))
+    dead_queue = f"{erasure_memory.namespace}.installer_sharing.dead"
+    wait_until(lambda: erasure_memory.depth(dead_queue) == 1, what="dead letter")
+    [dead] = erasure_memory.take(dead_queue)
     assert dead.headers["x-error-kind"] == "permanent"
     assert sent.event_id in dead.headers["x-error"]
     assert "'inst-42' is not in the installer directory" in dead.headers["x-error"]
@@ -202,16 +202,16 @@ def test_unknown_installer_is_dead_lettered_with_the_reason(erasure_pipeline: Pi
 
 
 def test_installer_refusing_our_token_is_dead_lettered_with_the_reason(
-    erasure_pipeline: Pipeline, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+    erasure_memory: MemoryPipeline, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     directory = {"inst-1": {"name": "Installer 1", "endpoint_url": sandbox.installer_endpoint("inst-1"),
                             "token": "revoked-token"}}
     monkeypatch.setenv("ERASURE_INSTALLER_SHARING_DIRECTORY", json.dumps(directory))
-    erasure_pipeline.start(build())
-    erasure_pipeline.publish(_purchase("u-token"))
-    dead_queue = f"{erasure_pipeline.namespace}.installer_sharing.dead"
-    wait_until(lambda: erasure_pipeline.depth(dead_queue) == 1, what="dead letter")
-    [dead] = erasure_pipeline.take(dead_queue)
+    erasure_memory.start(build())
+    erasure_memory.publish(_purchase("u-token"))
+    dead_queue = f"{erasure_memory.namespace}.installer_sharing.dead"
+    wait_until(lambda: erasure_memory.depth(dead_queue) == 1, what="dead letter")
+    [dead] = erasure_memory.take(dead_queue)
     assert "answered 401" in dead.headers["x-error"]
     assert "revoked-token" not in dead.headers["x-error"]
     assert _contact_effects(sandbox) == []

@@ -1,4 +1,4 @@
-"""The ledger on the real broker and both databases: every erasure is tracked to completion, with a receipt."""
+"""The ledger on the in-memory transport and both databases: every erasure is tracked to completion, with a receipt."""
 
 from __future__ import annotations
 
@@ -21,8 +21,8 @@ from services.ledger.commands import receipt_command, status_command
 from services.ledger.main import build
 from services.ledger.models import ReceiptEntry, SliceReport, metadata
 from services.ledger.receipt import Entry, canonical, entry_hash, link, opening_hash, verify_chain
-from shared.testing import wait_until
-from shared.testing.pipeline import Pipeline, RunningService
+from shared.testing import Pipeline, wait_until
+from shared.testing.memory import MemoryPipeline, MemoryService
 
 
 def _deregistration(**overrides: Any) -> UserDeregistered:
@@ -37,7 +37,7 @@ def _reports(request: UserDeregistered, services: Iterable[str] = SLICE_SERVICES
             for s in services]
 
 
-def _publish_and_wait(pipeline: Pipeline, running: RunningService, *events: Any) -> None:
+def _publish_and_wait(pipeline: MemoryPipeline, running: MemoryService, *events: Any) -> None:
     for sent in pipeline.publish(*events):
         running.wait_handled(sent.event_id)
 
@@ -45,7 +45,7 @@ def _publish_and_wait(pipeline: Pipeline, running: RunningService, *events: Any)
 class Completions:
     """ErasureCompleted events read from the account queue (bound to them), kept across reads."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: MemoryPipeline | Pipeline) -> None:
         self.pipeline = pipeline
         self.seen: list[dict[str, Any]] = []
 
@@ -66,14 +66,14 @@ class Completions:
         return completion
 
 
-def _status(running: RunningService, request: UserDeregistered) -> queries.RequestStatus:
+def _status(running: MemoryService, request: UserDeregistered) -> queries.RequestStatus:
     with Session(running.engine) as session:
         status = queries.request_status(session, str(request.request_id))
     assert status is not None
     return status
 
 
-def _verify(running: RunningService, request: UserDeregistered) -> queries.VerifyResult:
+def _verify(running: MemoryService, request: UserDeregistered) -> queries.VerifyResult:
     with Session(running.engine) as session:
         result = queries.verify_receipt(session, str(request.request_id))
     assert result is not None
@@ -81,13 +81,13 @@ def _verify(running: RunningService, request: UserDeregistered) -> queries.Verif
 
 
 @pytest.fixture
-def ledger_url(erasure_pipeline: Pipeline) -> str:
-    return erasure_pipeline.database_url("ledger")
+def ledger_url(erasure_memory: MemoryPipeline) -> str:
+    return erasure_memory.database_url("ledger")
 
 
 @pytest.fixture
-def ledger(erasure_pipeline: Pipeline, ledger_url: str) -> RunningService:
-    return erasure_pipeline.start(build(), ledger_url)
+def ledger(erasure_memory: MemoryPipeline, ledger_url: str) -> MemoryService:
+    return erasure_memory.start(build(), ledger_url)
 
 
 # ---- the receipt chain as pure functions ------------------------------------------------------------------
@@ -152,20 +152,20 @@ def test_missing_or_repeated_entries_break_the_chain() -> None:
 # ---- the ledger service ----------------------------------------------------------------------------------
 
 def test_request_completes_once_all_five_slices_have_reported(
-        erasure_pipeline: Pipeline, db_backend: str, ledger: RunningService) -> None:
-    completions = Completions(erasure_pipeline)
+        erasure_memory: MemoryPipeline, db_backend: str, ledger: MemoryService) -> None:
+    completions = Completions(erasure_memory)
     request = _deregistration()
-    _publish_and_wait(erasure_pipeline, ledger, request)
+    _publish_and_wait(erasure_memory, ledger, request)
     opened = _status(ledger, request)
     assert (opened.status, opened.reason, opened.opened_by) == ("open", "user_request", "deregistration")
     assert opened.due_at == request.requested_at + timedelta(days=30)
     assert opened.missing == SLICE_SERVICES
 
     reports = _reports(request)
-    _publish_and_wait(erasure_pipeline, ledger, *reports[:4])
+    _publish_and_wait(erasure_memory, ledger, *reports[:4])
     assert _status(ledger, request).missing == ("newsletter",)
     assert completions.of(request) == []
-    _publish_and_wait(erasure_pipeline, ledger, reports[4])
+    _publish_and_wait(erasure_memory, ledger, reports[4])
 
     status = _status(ledger, request)
     assert status.status == "complete" and status.missing == ()
@@ -183,13 +183,13 @@ def test_request_completes_once_all_five_slices_have_reported(
 
 
 def test_duplicate_reports_are_ignored_and_the_first_one_stands(
-        erasure_pipeline: Pipeline, db_backend: str, ledger: RunningService) -> None:
-    completions = Completions(erasure_pipeline)
+        erasure_memory: MemoryPipeline, db_backend: str, ledger: MemoryService) -> None:
+    completions = Completions(erasure_memory)
     request = _deregistration()
     first, *rest = _reports(request)
     different = example_slice_report("account", request.user_id, request_id=str(request.request_id),
                                      erased=["contact details"])
-    _publish_and_wait(erasure_pipeline, ledger, request, first, first, different, *rest)
+    _publish_and_wait(erasure_memory, ledger, request, first, first, different, *rest)
     status = _status(ledger, request)
     assert status.status == "complete"
     assert status.slices[0].report["erased"] == list(first.erased)
@@ -197,7 +197,7 @@ def test_duplicate_reports_are_ignored_and_the_first_one_stands(
         assert len(queries.receipt_entries(session, str(request.request_id))) == 5
     completions.wait_one(request)
 
-    _publish_and_wait(erasure_pipeline, ledger, first, rest[-1])
+    _publish_and_wait(erasure_memory, ledger, first, rest[-1])
     time.sleep(0.3)
     assert len(completions.of(request)) == 1, "a late duplicate must not complete the request again"
     assert _status(ledger, request).receipt_hash == status.receipt_hash
@@ -205,18 +205,18 @@ def test_duplicate_reports_are_ignored_and_the_first_one_stands(
 
 @pytest.mark.parametrize("early", [2, 5])
 def test_reports_before_the_deregistration_open_the_request_and_nothing_is_lost(
-        erasure_pipeline: Pipeline, db_backend: str, ledger: RunningService, early: int) -> None:
-    completions = Completions(erasure_pipeline)
+        erasure_memory: MemoryPipeline, db_backend: str, ledger: MemoryService, early: int) -> None:
+    completions = Completions(erasure_memory)
     request = _deregistration(reason="inactivity")
     reports = _reports(request)
-    _publish_and_wait(erasure_pipeline, ledger, *reports[:early])
+    _publish_and_wait(erasure_memory, ledger, *reports[:early])
     waiting = _status(ledger, request)
     assert (waiting.status, waiting.opened_by, waiting.reason, waiting.requested_at) == ("open", "report", None, None)
     assert waiting.awaiting_deregistration
     assert waiting.missing == SLICE_SERVICES[early:]
     assert completions.of(request) == []
 
-    _publish_and_wait(erasure_pipeline, ledger, request, *reports[early:])
+    _publish_and_wait(erasure_memory, ledger, request, *reports[early:])
     status = _status(ledger, request)
     assert (status.status, status.reason, status.opened_by) == ("complete", "inactivity", "report")
     assert status.requested_at == request.requested_at
@@ -226,6 +226,7 @@ def test_reports_before_the_deregistration_open_the_request_and_nothing_is_lost(
 
 
 def test_ledger_stopped_midway_loses_nothing(erasure_pipeline: Pipeline, db_backend: str, ledger_url: str) -> None:
+    """On the broker: what a stopped consumer had not settled is redelivered to the next."""
     completions = Completions(erasure_pipeline)
     request = _deregistration()
     reports = _reports(request)
@@ -243,9 +244,9 @@ def test_ledger_stopped_midway_loses_nothing(erasure_pipeline: Pipeline, db_back
     assert completions.wait_one(request)["receipt_hash"] == status.receipt_hash
 
 
-def test_edited_slice_row_no_longer_matches_the_receipt(erasure_pipeline: Pipeline, ledger: RunningService) -> None:
+def test_edited_slice_row_no_longer_matches_the_receipt(erasure_memory: MemoryPipeline, ledger: MemoryService) -> None:
     request = _deregistration()
-    _publish_and_wait(erasure_pipeline, ledger, request, *_reports(request))
+    _publish_and_wait(erasure_memory, ledger, request, *_reports(request))
     with Session(ledger.engine) as session, session.begin():
         row = session.get(SliceReport, (str(request.request_id), "bookkeeping"))
         assert row is not None
@@ -256,9 +257,9 @@ def test_edited_slice_row_no_longer_matches_the_receipt(erasure_pipeline: Pipeli
 
 
 def test_tampered_receipt_entry_fails_verification_at_that_entry(
-        erasure_pipeline: Pipeline, db_backend: str, ledger: RunningService, ledger_url: str) -> None:
+        erasure_memory: MemoryPipeline, db_backend: str, ledger: MemoryService, ledger_url: str) -> None:
     request = _deregistration()
-    _publish_and_wait(erasure_pipeline, ledger, request, *_reports(request))
+    _publish_and_wait(erasure_memory, ledger, request, *_reports(request))
     assert _verify(ledger, request).ok
     with ledger.engine.begin() as conn:
         payload = conn.execute(select(ReceiptEntry.payload).where(
@@ -275,11 +276,11 @@ def test_tampered_receipt_entry_fails_verification_at_that_entry(
 
 
 def test_request_with_a_silent_slice_is_overdue_naming_that_slice(
-        erasure_pipeline: Pipeline, db_backend: str, ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+        erasure_memory: MemoryPipeline, db_backend: str, ledger_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ERASURE_LEDGER_DUE_SECONDS", "1")
-    ledger = erasure_pipeline.start(build(), ledger_url)
+    ledger = erasure_memory.start(build(), ledger_url)
     request = _deregistration()
-    _publish_and_wait(erasure_pipeline, ledger, request, *_reports(request, SLICE_SERVICES[:4]))
+    _publish_and_wait(erasure_memory, ledger, request, *_reports(request, SLICE_SERVICES[:4]))
 
     def listed(now: datetime) -> list[queries.OverdueRequest]:
         with Session(ledger.engine) as session:
@@ -295,9 +296,9 @@ def test_request_with_a_silent_slice_is_overdue_naming_that_slice(
 
 
 def test_request_open_longer_than_the_stuck_threshold_is_reported_stuck(
-        erasure_pipeline: Pipeline, ledger: RunningService) -> None:
+        erasure_memory: MemoryPipeline, ledger: MemoryService) -> None:
     request = _deregistration()
-    _publish_and_wait(erasure_pipeline, ledger, request, *_reports(request, ["account", "payment"]))
+    _publish_and_wait(erasure_memory, ledger, request, *_reports(request, ["account", "payment"]))
     opened_at = _status(ledger, request).opened_at
     with Session(ledger.engine) as session:
         assert queries.overdue(session, opened_at, stuck_after=timedelta(seconds=1)) == []
@@ -306,27 +307,27 @@ def test_request_open_longer_than_the_stuck_threshold_is_reported_stuck(
     assert stuck.missing == ("installer_sharing", "bookkeeping", "newsletter")
 
 
-def test_report_naming_another_user_is_dead_lettered(erasure_pipeline: Pipeline, ledger: RunningService) -> None:
+def test_report_naming_another_user_is_dead_lettered(erasure_memory: MemoryPipeline, ledger: MemoryService) -> None:
     request = _deregistration()
-    _publish_and_wait(erasure_pipeline, ledger, request)
+    _publish_and_wait(erasure_memory, ledger, request)
     stray = example_slice_report("account", "u-someone-else", request_id=str(request.request_id))
-    erasure_pipeline.publish(stray)
-    dead_queue = f"{erasure_pipeline.namespace}.ledger.dead"
-    wait_until(lambda: erasure_pipeline.depth(dead_queue) == 1, what="dead letter")
-    [dead] = erasure_pipeline.take(dead_queue)
+    erasure_memory.publish(stray)
+    dead_queue = f"{erasure_memory.namespace}.ledger.dead"
+    wait_until(lambda: erasure_memory.depth(dead_queue) == 1, what="dead letter")
+    [dead] = erasure_memory.take(dead_queue)
     assert dead.headers["x-error-kind"] == "permanent"
     assert str(request.request_id) in dead.headers["x-error"]
     assert _status(ledger, request).missing == SLICE_SERVICES
 
 
 def test_replayed_erasure_is_its_own_request_and_completes_as_a_replay(
-        erasure_pipeline: Pipeline, ledger: RunningService) -> None:
-    completions = Completions(erasure_pipeline)
+        erasure_memory: MemoryPipeline, ledger: MemoryService) -> None:
+    completions = Completions(erasure_memory)
     original = _deregistration()
-    _publish_and_wait(erasure_pipeline, ledger, original, *_reports(original))
+    _publish_and_wait(erasure_memory, ledger, original, *_reports(original))
     replay = example_deregistration(original.user_id, request_id=str(uuid4()), requested_at=datetime.now(UTC),
                                     replay=True, original_request_id=str(original.request_id))
-    _publish_and_wait(erasure_pipeline, ledger, replay, *_reports(replay))
+    _publish_and_wait(erasure_memory, ledger, replay, *_reports(replay))
 
     status = _status(ledger, replay)
     assert status.replay and status.original_request_id == str(original.request_id)
@@ -340,10 +341,10 @@ def test_replayed_erasure_is_its_own_request_and_completes_as_a_replay(
 
 
 def test_status_and_receipt_commands_show_every_slice_and_the_receipt_hash(
-        erasure_pipeline: Pipeline, db_backend: str, ledger: RunningService, ledger_url: str) -> None:
+        erasure_memory: MemoryPipeline, db_backend: str, ledger: MemoryService, ledger_url: str) -> None:
     request = _deregistration()
     reports = _reports(request)
-    _publish_and_wait(erasure_pipeline, ledger, request, *reports)
+    _publish_and_wait(erasure_memory, ledger, request, *reports)
     receipt_hash = _status(ledger, request).receipt_hash
     assert receipt_hash
 
@@ -377,7 +378,7 @@ LEDGER_TABLES = ("erasure_requests", "erasure_slices", "receipt_entries")
 
 
 def test_each_delivery_costs_the_ledger_a_few_statements(
-        erasure_pipeline: Pipeline, db_backend: str, ledger: RunningService) -> None:
+        erasure_memory: MemoryPipeline, db_backend: str, ledger: MemoryService) -> None:
     """A regression guard: one read of the request (after its row lock on PostgreSQL), then only writes.
 
     Counted are the statements on the ledger's own tables; the runtime's (inbox, outbox, transaction
@@ -395,7 +396,7 @@ def test_each_delivery_costs_the_ledger_a_few_statements(
     per_delivery = []
     for sent in [request, *_reports(request)]:
         before = len(statements)
-        _publish_and_wait(erasure_pipeline, ledger, sent)
+        _publish_and_wait(erasure_memory, ledger, sent)
         per_delivery.append(len(statements) - before)
     event.remove(ledger.engine, "before_cursor_execute", _count)
 

@@ -1,4 +1,4 @@
-"""payment on the real broker, the sandbox's PayPal over HTTP, SQLite and PostgreSQL."""
+"""payment on the in-memory transport, the sandbox's PayPal over HTTP, SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -20,21 +20,21 @@ from services.payment.models import MIGRATIONS, PaymentRecord, VaultToken, metad
 from services.payment.purge import run_purge
 from services.sandbox import Sandbox
 from shared.db import ensure_schema, make_engine
-from shared.testing import Pipeline, RunningService, wait_until
+from shared.testing import MemoryPipeline, MemoryService, wait_until
 
 PAYPAL_BASIS = "PayPal's legal obligation to keep financial records (GDPR Art. 17(3)(b))"
 
 
 @pytest.fixture
 def start_payment(
-    erasure_pipeline: Pipeline, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
-) -> Callable[..., RunningService]:
+    erasure_memory: MemoryPipeline, sandbox: Sandbox, monkeypatch: pytest.MonkeyPatch
+) -> Callable[..., MemoryService]:
     """Start payment against this test's sandbox; keyword arguments set further environment variables."""
 
-    def start(**env: str) -> RunningService:
+    def start(**env: str) -> MemoryService:
         for name, value in env.items():
             monkeypatch.setenv(name, value)
-        return erasure_pipeline.start(build())
+        return erasure_memory.start(build())
 
     return start
 
@@ -42,7 +42,7 @@ def start_payment(
 class Reports:
     """Slice reports payment emitted (as JSON-ready dicts), read through the pipeline."""
 
-    def __init__(self, pipeline: Pipeline) -> None:
+    def __init__(self, pipeline: MemoryPipeline) -> None:
         self.pipeline = pipeline
 
     def wait(self, user_id: str, count: int = 1) -> list[dict[str, Any]]:
@@ -53,8 +53,8 @@ class Reports:
 
 
 @pytest.fixture
-def reports(erasure_pipeline: Pipeline) -> Reports:
-    return Reports(erasure_pipeline)
+def reports(erasure_memory: MemoryPipeline) -> Reports:
+    return Reports(erasure_memory)
 
 
 def paypal_purchase(user_id: str, tokens: list[str] | None = None, **overrides: Any) -> PurchaseCompleted:
@@ -79,12 +79,12 @@ def _tables_containing(engine: Engine, needles: list[str]) -> list[str]:
     return hits
 
 
-def _payment(running: RunningService, purchase_id: str) -> PaymentRecord | None:
+def _payment(running: MemoryService, purchase_id: str) -> PaymentRecord | None:
     with Session(running.engine) as session:
         return session.get(PaymentRecord, purchase_id)
 
 
-def _tokens(running: RunningService) -> list[str]:
+def _tokens(running: MemoryService) -> list[str]:
     with Session(running.engine) as session:
         return list(session.scalars(select(VaultToken.token_id).order_by(VaultToken.token_id)))
 
@@ -99,11 +99,11 @@ def _deleted_at_paypal(sandbox: Sandbox) -> list[str]:
 
 
 def test_paypal_purchase_records_its_references_and_vault_tokens(
-    start_payment: Callable[..., RunningService], erasure_pipeline: Pipeline
+    start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline
 ) -> None:
     running = start_payment()
     purchase = paypal_purchase("pay-buy", tokens=["tok-buy-1"])
-    [sent] = erasure_pipeline.publish(purchase)
+    [sent] = erasure_memory.publish(purchase)
     running.wait_handled(sent.event_id)
     payment = _payment(running, purchase.purchase_id)
     assert payment is not None
@@ -117,10 +117,10 @@ def test_paypal_purchase_records_its_references_and_vault_tokens(
 
 
 def test_invoice_purchase_leaves_nothing_in_payment(
-    start_payment: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox
+    start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox
 ) -> None:
     running = start_payment()
-    [sent] = erasure_pipeline.publish(example_purchase("pay-invoice", payment={"method": "invoice"}))
+    [sent] = erasure_memory.publish(example_purchase("pay-invoice", payment={"method": "invoice"}))
     running.wait_handled(sent.event_id)
     with Session(running.engine) as session:
         assert session.scalar(select(func.count()).select_from(PaymentRecord)) == 0
@@ -129,26 +129,26 @@ def test_invoice_purchase_leaves_nothing_in_payment(
 
 
 def test_retention_of_a_payment_follows_the_company_financial_year(
-    start_payment: Callable[..., RunningService], erasure_pipeline: Pipeline
+    start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline
 ) -> None:
     running = start_payment(ERASURE_BOOKKEEPING_FISCAL_YEAR_END_MONTH="4", ERASURE_BOOKKEEPING_FISCAL_YEAR_END_DAY="30")
     purchase = paypal_purchase("pay-broken", purchased_at="2026-05-10T10:00:00Z")
-    [sent] = erasure_pipeline.publish(purchase)
+    [sent] = erasure_memory.publish(purchase)
     running.wait_handled(sent.event_id)
     payment = _payment(running, purchase.purchase_id)
     assert payment is not None and payment.retain_until == date(2034, 12, 31)
 
 
 def test_erasure_deletes_vault_tokens_at_paypal_and_keeps_a_minimised_transaction_record(
-    start_payment: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
     reports: Reports, db_backend: str,
 ) -> None:
     sandbox.seed({"paypal": {"vault": {"pay-erase": ["tok-erase-1", "tok-erase-unseen"], "someone-else": ["tok-x"]}}})
     running = start_payment()
     purchase = paypal_purchase("pay-erase", tokens=["tok-erase-1"])
-    [bought] = erasure_pipeline.publish(purchase)
+    [bought] = erasure_memory.publish(purchase)
     running.wait_handled(bought.event_id)
-    [erase] = erasure_pipeline.publish(example_deregistration("pay-erase"))
+    [erase] = erasure_memory.publish(example_deregistration("pay-erase"))
     running.wait_handled(erase.event_id)
 
     assert _vaulted_at_paypal(sandbox, "pay-erase") == []
@@ -176,24 +176,24 @@ def test_erasure_deletes_vault_tokens_at_paypal_and_keeps_a_minimised_transactio
 
 
 def test_redelivered_erasure_deletes_each_token_once_and_a_replay_reports_again(
-    start_payment: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
     reports: Reports,
 ) -> None:
     sandbox.seed({"paypal": {"vault": {"pay-again": ["tok-again-1", "tok-again-2"]}}})
     running = start_payment()
-    [bought] = erasure_pipeline.publish(paypal_purchase("pay-again", tokens=["tok-again-1", "tok-again-2"]))
+    [bought] = erasure_memory.publish(paypal_purchase("pay-again", tokens=["tok-again-1", "tok-again-2"]))
     running.wait_handled(bought.event_id)
-    message = erasure_pipeline.encode(example_deregistration("pay-again"))
-    erasure_pipeline.producer.publish(message)
-    erasure_pipeline.producer.publish(message)
+    message = erasure_memory.encode(example_deregistration("pay-again"))
+    erasure_memory.publish(message)
+    erasure_memory.publish(message)
     running.wait_handled(message.event_id)
-    wait_until(lambda: erasure_pipeline.depth(f"{erasure_pipeline.namespace}.payment") == 0, what="settled")
+    wait_until(lambda: erasure_memory.depth(f"{erasure_memory.namespace}.payment") == 0, what="settled")
     assert _deleted_at_paypal(sandbox) == ["tok-again-1", "tok-again-2"]
     assert len(reports.wait("pay-again")) == 1
 
     replay = example_deregistration("pay-again", request_id=str(uuid.uuid4()), replay=True,
                                     original_request_id=str(uuid.uuid4()))
-    [replayed] = erasure_pipeline.publish(replay)
+    [replayed] = erasure_memory.publish(replay)
     running.wait_handled(replayed.event_id)
     _first, second = reports.wait("pay-again", count=2)
     assert second["replay"] is True
@@ -203,11 +203,11 @@ def test_redelivered_erasure_deletes_each_token_once_and_a_replay_reports_again(
 
 
 def test_erasure_of_a_user_with_no_paypal_payments_reports_nothing_held(
-    start_payment: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
     reports: Reports,
 ) -> None:
     running = start_payment()
-    [sent] = erasure_pipeline.publish(example_deregistration("pay-stranger"))
+    [sent] = erasure_memory.publish(example_deregistration("pay-stranger"))
     running.wait_handled(sent.event_id)
     [report] = reports.wait("pay-stranger")
     assert report["outcome"] == "nothing_held"
@@ -216,12 +216,12 @@ def test_erasure_of_a_user_with_no_paypal_payments_reports_nothing_held(
 
 
 def test_tokens_paypal_holds_under_the_user_id_are_deleted_even_if_no_event_named_them(
-    start_payment: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
     reports: Reports,
 ) -> None:
     sandbox.seed({"paypal": {"vault": {"pay-vaulted": 7}}})  # more than one page of five
     running = start_payment()
-    [sent] = erasure_pipeline.publish(example_deregistration("pay-vaulted"))
+    [sent] = erasure_memory.publish(example_deregistration("pay-vaulted"))
     running.wait_handled(sent.event_id)
     assert _vaulted_at_paypal(sandbox, "pay-vaulted") == []
     assert len(_deleted_at_paypal(sandbox)) == 7
@@ -232,14 +232,14 @@ def test_tokens_paypal_holds_under_the_user_id_are_deleted_even_if_no_event_name
 
 
 def test_late_purchase_for_an_erased_user_keeps_only_the_transaction_reference_and_no_tokens(
-    start_payment: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
 ) -> None:
     running = start_payment()
-    [erase] = erasure_pipeline.publish(example_deregistration("pay-late"))
+    [erase] = erasure_memory.publish(example_deregistration("pay-late"))
     running.wait_handled(erase.event_id)
     sandbox.seed({"paypal": {"vault": {"pay-late": ["tok-late"]}}})
     purchase = paypal_purchase("pay-late", tokens=["tok-late"])
-    [late] = erasure_pipeline.publish(purchase)
+    [late] = erasure_memory.publish(purchase)
     running.wait_handled(late.event_id)
 
     payment = _payment(running, purchase.purchase_id)
@@ -253,28 +253,28 @@ def test_late_purchase_for_an_erased_user_keeps_only_the_transaction_reference_a
 
 
 def test_paypal_outage_shorter_than_the_retry_window_delays_but_does_not_dead_letter(
-    start_payment: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
 ) -> None:
     sandbox.seed({"paypal": {"vault": {"pay-outage": ["tok-outage"]}}})
     running = start_payment()
-    [bought] = erasure_pipeline.publish(paypal_purchase("pay-outage", tokens=["tok-outage"]))
+    [bought] = erasure_memory.publish(paypal_purchase("pay-outage", tokens=["tok-outage"]))
     running.wait_handled(bought.event_id)
     sandbox.set_outage("paypal", "503", seconds=1.5)
-    [sent] = erasure_pipeline.publish(example_deregistration("pay-outage"))
+    [sent] = erasure_memory.publish(example_deregistration("pay-outage"))
     running.wait_handled(sent.event_id, timeout=15)
     assert any(r["status"] == 503 for r in sandbox.requests("paypal")), "the outage should have been hit"
-    assert erasure_pipeline.depth(f"{erasure_pipeline.namespace}.payment.dead") == 0
+    assert erasure_memory.depth(f"{erasure_memory.namespace}.payment.dead") == 0
     assert _deleted_at_paypal(sandbox) == ["tok-outage"]
 
 
 def test_permanent_refusal_by_paypal_dead_letters_at_once_with_the_reason(
-    start_payment: Callable[..., RunningService], erasure_pipeline: Pipeline, sandbox: Sandbox,
+    start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
 ) -> None:
     running = start_payment(**{"ERASURE_PAYMENT_PAYPAL_CLIENT_SECRET": "revoked"})
-    [sent] = erasure_pipeline.publish(example_deregistration("pay-refused"))
-    dead_queue = f"{erasure_pipeline.namespace}.payment.dead"
-    wait_until(lambda: erasure_pipeline.depth(dead_queue) == 1, what="dead letter")
-    [dead] = erasure_pipeline.take(dead_queue)
+    [sent] = erasure_memory.publish(example_deregistration("pay-refused"))
+    dead_queue = f"{erasure_memory.namespace}.payment.dead"
+    wait_until(lambda: erasure_memory.depth(dead_queue) == 1, what="dead letter")
+    [dead] = erasure_memory.take(dead_queue)
     assert dead.headers["x-error-kind"] == "permanent"
     assert dead.headers["x-attempts"] == 1
     assert sent.event_id in dead.headers["x-error"]
@@ -282,8 +282,8 @@ def test_permanent_refusal_by_paypal_dead_letters_at_once_with_the_reason(
     assert not running.handled(sent.event_id)
 
 
-def test_purge_erases_only_payment_records_past_their_retention(erasure_pipeline: Pipeline) -> None:
-    url = erasure_pipeline.database_url("payment")
+def test_purge_erases_only_payment_records_past_their_retention(erasure_memory: MemoryPipeline) -> None:
+    url = erasure_memory.database_url("payment")
     engine = make_engine(url)
     ensure_schema(engine, metadata, MIGRATIONS)
     common = {"user_id": "u-1", "payer_id": None, "capture_id": None, "amount": Decimal("125.00"),
