@@ -12,6 +12,7 @@ from amqp.exceptions import PreconditionFailed
 
 from schemas import SUBSCRIPTIONS
 from schemas.examples import example_deregistration, example_purchase
+from services.registry import SERVICES, load
 from shared.consumer import full_topology
 from shared.topology import Names, declare, delay_label
 
@@ -104,3 +105,16 @@ def test_retry_tiers_are_read_in_the_documented_comma_form(monkeypatch) -> None:
     assert RuntimeSettings().retry_delays == (1.0, 10.0, 60.0)
     monkeypatch.setenv("ERASURE_RETRY_DELAYS", "[0.5, 2]")
     assert RuntimeSettings().retry_delays == (0.5, 2.0)
+
+
+def test_the_catalogs_subscriptions_are_exactly_each_services_handlers() -> None:
+    """SUBSCRIPTIONS binds the queues, HANDLERS decides what a service can handle: neither may drift.
+
+    An event bound but not handled would be dead-lettered as unknown_type on every delivery; one handled but
+    not bound would never arrive.
+    """
+    assert set(SUBSCRIPTIONS) == set(SERVICES)
+    for name in SERVICES:
+        handled = {model.event_type for model in load(name).handlers}
+        bound = {model.event_type for model in SUBSCRIPTIONS[name]}
+        assert handled == bound, f"{name}: handled, not bound {handled - bound}; bound, not handled {bound - handled}"
