@@ -11,7 +11,6 @@ from sqlalchemy.orm import Session
 
 from schemas import PurchaseCompleted, RetainedCategory, UserDeregistered
 from services.bookkeeping.models import CustomerRecord, Sale
-from services.bookkeeping.retention import LEGAL_BASIS, accounting_date, fiscal_year_end_for, retain_until_for
 from services.bookkeeping.settings import BookkeepingSettings
 from services.bookkeeping.tokens import TokenStore
 from services.bookkeeping.visma_records import (
@@ -20,6 +19,7 @@ from services.bookkeeping.visma_records import (
     erase_visma_customer,
     invoice_rows,
 )
+from services.common.retention import LEGAL_BASIS, accounting_date, fiscal_year_end_for, retain_until_for
 from services.vendors.visma import ERASED_FIELDS, VismaClient
 from shared.erasure import is_erased, slice_report, tombstone
 from shared.service import Context

@@ -203,7 +203,7 @@ def replay(since_text: str, dry_run: bool, as_json: bool) -> None:
     """
     from ops.progress import Progress
     from services.account.publishing import producer_for
-    from services.account.replay import LedgerUnavailable, ledger_session, plan_replay, publish_replays
+    from services.ledger.replay import LedgerUnavailable, ledger_session, plan_replay, publish_replays
     from shared.errors import PublishError
 
     runtime = _runtime()

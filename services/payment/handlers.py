@@ -14,7 +14,7 @@ from datetime import UTC, date, datetime
 from sqlalchemy import delete, select
 
 from schemas import PurchaseCompleted, RetainedCategory, UserDeregistered
-from services.bookkeeping.retention import LEGAL_BASIS, accounting_date, retain_until_for
+from services.common.retention import LEGAL_BASIS, accounting_date, retain_until_for
 from services.payment.models import PaymentRecord, VaultToken
 from services.vendors.paypal import PayPalClient
 from shared.erasure import is_erased, slice_report, tombstone

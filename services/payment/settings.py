@@ -7,7 +7,7 @@ from typing import Self
 from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.bookkeeping.retention import check_fiscal_year_end
+from services.common.retention import check_fiscal_year_end
 
 
 def _sandbox_paypal_url() -> str:

@@ -14,10 +14,10 @@ from sqlalchemy.engine import make_url
 
 from schemas.examples import example_deregistration, example_purchase
 from services.account.main import build
-from services.account.replay import replay_request_id
 from services.ledger.main import build as build_ledger
 from services.ledger.models import COMPLETE, OPEN, ErasureRequest
 from services.ledger.models import metadata as ledger_metadata
+from services.ledger.replay import replay_request_id
 from services.sandbox import Sandbox
 from shared.db import ensure_schema, make_engine, session_factory
 from shared.testing import Pipeline, wait_until

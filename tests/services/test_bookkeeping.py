@@ -19,14 +19,14 @@ from schemas.examples import example_deregistration, example_purchase
 from services.bookkeeping.main import build
 from services.bookkeeping.models import MIGRATIONS, CustomerRecord, Purge, Sale, metadata
 from services.bookkeeping.purge import run_purge
-from services.bookkeeping.retention import (
+from services.bookkeeping.settings import BookkeepingSettings
+from services.common.retention import (
     LEGAL_BASIS,
     accounting_date,
     check_fiscal_year_end,
     fiscal_year_end_for,
     retain_until_for,
 )
-from services.bookkeeping.settings import BookkeepingSettings
 from services.sandbox import Sandbox
 from shared.db import ensure_schema, make_engine
 from shared.testing import MemoryPipeline, MemoryService, wait_until

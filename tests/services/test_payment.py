@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 
 from schemas import ErasureSliceReported, PurchaseCompleted
 from schemas.examples import example_deregistration, example_purchase
-from services.bookkeeping.retention import LEGAL_BASIS
+from services.common.retention import LEGAL_BASIS
 from services.payment.main import build
 from services.payment.models import MIGRATIONS, PaymentRecord, VaultToken, metadata
 from services.payment.purge import run_purge

@@ -1,0 +1,1 @@
+"""Rules more than one service needs (the Bookkeeping Act's retention), so no service imports another's."""
