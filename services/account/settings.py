@@ -7,7 +7,7 @@ from datetime import timedelta
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from services.ledger.settings import LedgerSettings
+from services.common.deadline import ErasureDeadline
 from services.sandbox.defaults import DEFAULT_SMTP_PORT
 
 
@@ -55,7 +55,7 @@ class AccountSettings(BaseSettings):
     @property
     def due_period(self) -> timedelta:
         """Time from a request's receipt to its deadline: the ledger's setting, so both agree."""
-        return LedgerSettings().due_period
+        return ErasureDeadline().due_period
 
     @property
     def notice_grace(self) -> timedelta:

@@ -1,1 +1,1 @@
-"""Rules more than one service needs (the Bookkeeping Act's retention), so no service imports another's."""
+"""What more than one service needs (retention law, the erasure deadline), so no service imports another's."""

@@ -5,30 +5,20 @@ from __future__ import annotations
 from datetime import timedelta
 
 from pydantic import Field
-from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from services.common.deadline import ErasureDeadline
 
 DEFAULT_STUCK_AFTER = timedelta(hours=24)
 
 
-class LedgerSettings(BaseSettings):
+class LedgerSettings(ErasureDeadline):
     """Deadlines of the ledger (env prefix `ERASURE_LEDGER_`); the database URL is the runtime's concern."""
 
-    model_config = SettingsConfigDict(env_prefix="ERASURE_LEDGER_", extra="ignore")
-
-    due_days: int = Field(30, gt=0, description="Days from receipt to the deadline (GDPR Art. 12(3): one month).")
-    due_seconds: float | None = Field(None, gt=0, description="Deadline in seconds; overrides due_days (tests).")
     stuck_hours: float = Field(
         DEFAULT_STUCK_AFTER.total_seconds() / 3600, gt=0,
         description="An open request with a slice silent for longer than this is reported as stuck.",
     )
     stuck_seconds: float | None = Field(None, gt=0, description="Stuck threshold in seconds; overrides stuck_hours.")
-
-    @property
-    def due_period(self) -> timedelta:
-        """Time from a request's receipt to its deadline."""
-        if self.due_seconds is not None:
-            return timedelta(seconds=self.due_seconds)
-        return timedelta(days=self.due_days)
 
     @property
     def stuck_after(self) -> timedelta:
