@@ -1,20 +1,31 @@
-"""Alembic, driven from code: each service keeps its migrations in services/<name>/migrations."""
+"""Alembic, driven from code: each service keeps its migrations in services/<name>/migrations.
+
+Every service's environment also includes the runtime's migrations (shared/runtime/migrations, branch
+"runtime": the inbox, outbox and tombstone tables), so a database has two heads: its service's and the runtime's.
+"""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, MetaData
 
 TEMPLATE = Path(__file__).with_name("migrations_template.mako")
+RUNTIME_MIGRATIONS = Path(__file__).with_name("runtime") / "migrations"
+RUNTIME_BRANCH = "runtime"
 
 
 def alembic_config(migrations: Path, engine: Engine | None = None) -> Config:
     """An Alembic config for one service's migrations directory, bound to an engine when given."""
     config = Config()
     config.set_main_option("script_location", str(migrations))
+    config.set_main_option("path_separator", "os")
+    config.set_main_option("version_locations", os.pathsep.join((str(migrations / "versions"),
+                                                                 str(RUNTIME_MIGRATIONS))))
     config.set_main_option("version_table", "alembic_version")
     if engine is not None:
         config.attributes["engine"] = engine
@@ -22,9 +33,17 @@ def alembic_config(migrations: Path, engine: Engine | None = None) -> Config:
     return config
 
 
-def upgrade(engine: Engine, migrations: Path, revision: str = "head") -> None:
-    """Run a service's migrations up to `revision` on the engine's database."""
+def upgrade(engine: Engine, migrations: Path, revision: str = "heads") -> None:
+    """Run a service's migrations (and the runtime's) up to `revision` on the engine's database."""
     command.upgrade(alembic_config(migrations, engine), revision)
+
+
+def service_head(config: Config) -> str:
+    """The newest revision of the service's own branch (the other head is the runtime's)."""
+    script = ScriptDirectory.from_config(config)
+    runtime = {r.revision for r in script.walk_revisions() if RUNTIME_BRANCH in r.branch_labels}
+    [head] = [h for h in script.get_heads() if h not in runtime]
+    return head
 
 
 def make_revision(migrations: Path, message: str) -> None:
@@ -40,7 +59,8 @@ def make_revision(migrations: Path, message: str) -> None:
     with tempfile.TemporaryDirectory() as scratch:
         engine = make_engine(f"sqlite:///{scratch}/scratch.db")
         upgrade(engine, migrations)
-        command.revision(alembic_config(migrations, engine), message=message, autogenerate=True)
+        config = alembic_config(migrations, engine)
+        command.revision(config, message=message, autogenerate=True, head=service_head(config))
         engine.dispose()
 
 

@@ -11,6 +11,7 @@ Upstream services get it by installing this package:
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,7 +19,7 @@ import pytest
 
 from services.sandbox import Sandbox
 from shared.settings import RuntimeSettings
-from shared.testing.infra import amqp_url_or_none, postgres_url_or_none
+from shared.testing.infra import amqp_url_or_none, create_database, drop_database, postgres_url_or_none
 from shared.testing.memory import MemoryPipeline
 from shared.testing.namespaces import lease_namespace
 from shared.testing.pipeline import Pipeline
@@ -97,3 +98,14 @@ def erasure_memory(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[M
         yield pipeline
     finally:
         pipeline.close()
+
+
+@pytest.fixture
+def empty_database_url(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A new, empty database (PostgreSQL under db_backend=postgresql, else SQLite), dropped after the test."""
+    admin = _postgres_admin_url_if_asked(request)
+    name = f"t_{uuid.uuid4().hex[:12]}"
+    url = create_database(admin, name) if admin else f"sqlite:///{tmp_path / f'{name}.db'}"
+    yield url
+    if admin:
+        drop_database(admin, name)

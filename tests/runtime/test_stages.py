@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
-from uuid import UUID, uuid4
+from uuid import UUID
 
 import pytest
 from prometheus_client import REGISTRY
@@ -32,7 +31,6 @@ from shared.runtime.stage import Stager
 from shared.service import Context, Service
 from shared.settings import RuntimeSettings
 from shared.signing import HEADER as SIGNATURE_HEADER
-from shared.testing.infra import create_database, drop_database
 from shared.testing.memory import MemoryBroker, MemoryChannel, MemoryMessage
 from shared.topology import Names, build_topology
 from tests.probe_service import effects, metadata
@@ -70,17 +68,12 @@ def _inbound(message: Outbound) -> Inbound:
 
 
 @pytest.fixture
-def engine(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Engine]:
+def engine(empty_database_url: str, db_backend: str) -> Iterator[Engine]:
     """The probe's tables (the runtime's inbox and outbox among them) on a fresh database of the backend."""
-    admin = request.getfixturevalue("postgres_admin_url") if db_backend == "postgresql" else None
-    name = f"stages_{uuid4().hex[:12]}"
-    url = create_database(admin, name) if admin else f"sqlite:///{tmp_path / 'stages.db'}"
-    engine = make_engine(url)
+    engine = make_engine(empty_database_url)
     ensure_schema(engine, metadata, None)
     yield engine
     engine.dispose()
-    if admin:
-        drop_database(admin, name)
 
 
 # ---- decode --------------------------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ from services.account.settings import AccountSettings
 from shared.codec import decode
 from shared.db import ensure_schema, make_engine, session_factory
 from shared.erasure import tombstone
-from shared.testing import create_database, drop_database, wait_until
+from shared.testing import wait_until
 from shared.testing.memory import MemoryPipeline
 from shared.testing.scan import personal_data_hits
 
@@ -56,19 +56,12 @@ ERIK = {"name": "Erik Johansson", "email": "erik.johansson@example.com", "phone"
 
 # ---- helpers -----------------------------------------------------------------------------------------
 @pytest.fixture
-def account_db(db_backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[Engine]:
+def account_db(db_backend: str, empty_database_url: str) -> Iterator[Engine]:
     """An account database migrated to head, on the backend of this test run (no broker)."""
-    name = f"acct_{uuid.uuid4().hex[:10]}"
-    admin = request.getfixturevalue("postgres_admin_url") if db_backend == "postgresql" else None
-    url = create_database(admin, name) if admin else f"sqlite:///{tmp_path / f'{name}.db'}"
-    engine = make_engine(url)
+    engine = make_engine(empty_database_url)
     ensure_schema(engine, metadata, MIGRATIONS)
-    try:
-        yield engine
-    finally:
-        engine.dispose()
-        if admin:
-            drop_database(admin, name)
+    yield engine
+    engine.dispose()
 
 
 def _sessions(engine: Engine) -> sessionmaker[Session]:

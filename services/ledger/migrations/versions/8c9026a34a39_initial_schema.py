@@ -17,6 +17,7 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    # The runtime's inbox, outbox and tombstones come from shared/runtime/migrations (branch "runtime").
     op.create_table('erasure_requests',
     sa.Column('request_id', sa.String(length=36), nullable=False),
     sa.Column('user_id', sa.String(length=64), nullable=False),
@@ -39,30 +40,6 @@ def upgrade() -> None:
         batch_op.create_index('ix_erasure_requests_status_due_at', ['status', 'due_at'], unique=False)
         batch_op.create_index(batch_op.f('ix_erasure_requests_user_id'), ['user_id'], unique=False)
 
-    op.create_table('inbox',
-    sa.Column('event_id', sa.String(length=36), nullable=False),
-    sa.Column('event_type', sa.String(length=120), nullable=False),
-    sa.Column('body_sha256', sa.String(length=64), nullable=False),
-    sa.Column('handled_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('event_id')
-    )
-    op.create_table('outbox',
-    sa.Column('id', sa.Integer(), autoincrement=True, nullable=False),
-    sa.Column('event_id', sa.String(length=36), nullable=False),
-    sa.Column('event_type', sa.String(length=120), nullable=False),
-    sa.Column('routing_key', sa.String(length=200), nullable=False),
-    sa.Column('body', sa.LargeBinary(), nullable=False),
-    sa.Column('signature', sa.String(length=200), nullable=False),
-    sa.Column('source', sa.String(length=200), nullable=False),
-    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('id')
-    )
-    op.create_table('tombstones',
-    sa.Column('user_id', sa.String(length=64), nullable=False),
-    sa.Column('request_id', sa.String(length=36), nullable=False),
-    sa.Column('erased_at', sa.DateTime(timezone=True), nullable=False),
-    sa.PrimaryKeyConstraint('user_id')
-    )
     op.create_table('erasure_slices',
     sa.Column('request_id', sa.String(length=36), nullable=False),
     sa.Column('service', sa.String(length=40), nullable=False),
@@ -91,9 +68,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     op.drop_table('receipt_entries')
     op.drop_table('erasure_slices')
-    op.drop_table('tombstones')
-    op.drop_table('outbox')
-    op.drop_table('inbox')
     with op.batch_alter_table('erasure_requests', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_erasure_requests_user_id'))
         batch_op.drop_index('ix_erasure_requests_status_due_at')
