@@ -14,21 +14,20 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from itertools import chain
 from typing import Any
 
 import pika
 from pika import data as amqp_data
-from pika import frame as amqp_frame
-from pika.compat import as_bytes
-from pika.spec import FRAME_BODY, FRAME_END, FRAME_HEADER, Basic, BasicProperties
+from pika.spec import Basic, BasicProperties
 
 from shared.backoff import Backoff
 from shared.codec import Outbound
 from shared.errors import PublishError
 from shared.logging import get_logger
+from shared.pika_frames import FrameWriter
 
 log = get_logger(__name__)
 
@@ -147,67 +146,6 @@ class _Job:
         return [position for start, end in list(self.confirmed) for position in range(start, end)]
 
 
-_END = bytes((FRAME_END,))
-
-
-class _FrameWriter:
-    """Writes publishes as ready AMQP frames, one socket write per burst rather than three per message.
-
-    pika's `basic_publish` emits the method, header and body frames separately, and the transport sends each
-    with its own syscall; the method frame is also encoded afresh every time although it only depends on the
-    exchange and routing key. The bytes are exactly those `basic_publish` would write.
-    """
-
-    def __init__(self, conn: Any, channel_number: int) -> None:
-        self._conn = conn
-        self._emit: Callable[[bytes], None] = conn._adapter_emit_data
-        self._max_body: int = conn._body_max_length
-        self._channel_number = channel_number
-        self._methods: dict[tuple[str, str], bytes] = {}
-        self._header_start = struct.pack(">BH", FRAME_HEADER, channel_number)
-        self._body_start = struct.pack(">BH", FRAME_BODY, channel_number)
-        self._parts: list[bytes] = []
-        self._frames = 0
-
-    @classmethod
-    def usable(cls, conn: Any) -> bool:
-        """Whether this pika exposes what the writer needs; otherwise `basic_publish` is used."""
-        return callable(getattr(conn, "_adapter_emit_data", None)) and isinstance(
-            getattr(conn, "_body_max_length", None), int)
-
-    def add(self, exchange: str, routing_key: str, body: bytes,
-            properties: BasicProperties | _EncodedProperties) -> None:
-        method = self._methods.get((exchange, routing_key))
-        if method is None:
-            if len(self._methods) >= 1024:
-                self._methods.clear()
-            method = amqp_frame.Method(self._channel_number, Basic.Publish(
-                exchange=exchange, routing_key=routing_key, mandatory=True)).marshal()
-            self._methods[(exchange, routing_key)] = method
-        if type(body) is not bytes:
-            body = as_bytes(body)
-        size = len(body)
-        header = b"".join(properties.encode())
-        parts = self._parts
-        parts += (method, self._header_start, struct.pack(">IHxxQ", len(header) + 12, properties.INDEX, size),
-                  header, _END)
-        limit = self._max_body
-        fragments = (body,) if 0 < size <= limit else [body[at:at + limit] for at in range(0, size, limit)]
-        for fragment in fragments:
-            parts += (self._body_start, struct.pack(">I", len(fragment)), fragment, _END)
-        self._frames += 2 + len(fragments)
-
-    def flush(self) -> None:
-        if not self._parts:
-            return
-        data = b"".join(self._parts)
-        self._parts.clear()
-        self._conn.bytes_sent += len(data)
-        self._conn.frames_sent += self._frames
-        self._frames = 0
-        self._emit(data)
-
-
 class Producer:
     """Confirmed, mandatory publishing of whole batches with a window of unconfirmed messages."""
 
@@ -240,7 +178,7 @@ class Producer:
         self._thread: threading.Thread | None = None
         self._conn: pika.SelectConnection | None = None
         self._channel: Any = None
-        self._writer: _FrameWriter | None = None
+        self._writer: FrameWriter | None = None
         # Unconfirmed messages in delivery-tag order, from `_first_tag` on: (job, position, exchange, routing
         # key, message id), or None where a confirm arrived out of order.
         self._inflight: deque[tuple[_Job, int, str, str, str | None] | None] = deque()
@@ -393,7 +331,7 @@ class Producer:
         self._first_tag = 1
         self._pump_pending = False
         conn = self._conn
-        self._writer = _FrameWriter(conn, channel.channel_number) if _FrameWriter.usable(conn) else None
+        self._writer = FrameWriter(conn, channel.channel_number) if FrameWriter.usable(conn) else None
         channel.add_on_return_callback(self._on_return)
         channel.add_on_close_callback(self._on_channel_closed)
         channel.confirm_delivery(ack_nack_callback=self._on_confirm, callback=self._on_confirm_mode)

@@ -10,19 +10,14 @@ import time
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any
 
 import kombu
-import pika
 import pytest
-from pika import frame as amqp_frame
-from pika.spec import Basic
 
 from schemas.examples import example_deregistration
-from shared.codec import encode
 from shared.errors import PublishError
-from shared.producer import Producer, RawMessage, _FrameWriter, properties_for
+from shared.producer import Producer, RawMessage
 from shared.testing import wait_until
 from shared.testing.ports import free_port
 
@@ -195,68 +190,6 @@ def test_a_stalled_generator_times_out_and_is_not_taken_from_afterwards(amqp_url
         assert taken == [0, 1, 2, 3, 4, 5], "after the caller gave up, the source is left alone"
         wait_until(lambda: depth(amqp_url, queue) == 5, what="the five sent before the stall")
         assert p.publish_raw([raw(queue, 99)]) == 1
-
-
-# --- the bytes on the wire -------------------------------------------------------------------------------
-
-
-class _Connection:
-    """What _FrameWriter needs of a pika connection, recording what it would send."""
-
-    def __init__(self, max_body: int) -> None:
-        self._body_max_length = max_body
-        self.bytes_sent = self.frames_sent = 0
-        self.written: list[bytes] = []
-
-    def _adapter_emit_data(self, data: bytes) -> None:
-        self.written.append(data)
-
-
-def _event_properties() -> list[dict[str, Any]]:
-    event = encode(example_deregistration("u-wire"), source="urn:loggamera:tëst", keyring={"k": b"s"}, key_id="k")
-    with_headers = replace(event, headers={"x-attempts": 3, "x-flag": True, "x-text": "å", "x-nested": {"a": [1]}})
-    return [event.properties(), with_headers.properties()]
-
-
-@pytest.mark.parametrize("properties", [
-    *_event_properties(),
-    {**_event_properties()[0], "message_id": "m" * 256},  # too long for a short string: pika's way, pika's error
-    {"delivery_mode": 2, "message_id": "m-1"},
-    {"content_type": "application/json", "correlation_id": "c", "priority": 0, "headers": {"task": "t", "n": None}},
-    {},
-], ids=["event", "event-with-headers", "long-message-id", "raw", "celery-like", "none"])
-def test_properties_are_encoded_as_pika_encodes_them(properties: dict[str, Any]) -> None:
-    reference = pika.BasicProperties(**properties)
-    prepared = properties_for(properties)
-    assert prepared.message_id == reference.message_id
-    try:
-        expected = b"".join(reference.encode())
-    except Exception as exc:
-        with pytest.raises(type(exc)):
-            prepared.encode()
-        return
-    assert b"".join(prepared.encode()) == expected
-    assert amqp_frame.Header(1, 10, prepared).marshal() == amqp_frame.Header(1, 10, reference).marshal()
-
-
-@pytest.mark.parametrize("size", [0, 1, 999, 1000, 1001, 2500])
-def test_frames_are_the_bytes_basic_publish_would_write(size: int) -> None:
-    conn = _Connection(max_body=1000)
-    writer = _FrameWriter(conn, channel_number=3)
-    body = bytes(range(256)) * (size // 256) + bytes(size % 256)
-    messages = [("ex", "rk.a", body, properties_for(_event_properties()[0])),
-                ("", "queue", body, pika.BasicProperties(delivery_mode=2))]
-    for message in messages:
-        writer.add(*message)
-    writer.flush()
-    expected = []
-    for exchange, routing_key, payload, properties in messages:
-        expected.append(amqp_frame.Method(3, Basic.Publish(exchange=exchange, routing_key=routing_key,
-                                                           mandatory=True)).marshal())
-        expected.append(amqp_frame.Header(3, len(payload), properties).marshal())
-        expected += [amqp_frame.Body(3, payload[at:at + 1000]).marshal() for at in range(0, len(payload), 1000)]
-    assert conn.written == [b"".join(expected)], "one write for the burst, byte for byte pika's frames"
-    assert conn.frames_sent == len(expected) and conn.bytes_sent == len(conn.written[0])
 
 
 def test_an_unreachable_broker_is_reported_once_per_reason_not_once_per_attempt() -> None:
