@@ -38,13 +38,13 @@ from shared.broker import producer as make_producer
 from shared.faults import failpoint
 from shared.logging import mask_personal, mask_text, mask_value
 from shared.producer import Producer, RawMessage
+from shared.runtime import headers as h
 from shared.settings import RuntimeSettings
 from shared.topology import Names
 
 # Why a message failed and how often: meaningful for the failure, wrong for a fresh attempt.
 FAILURE_HEADERS = frozenset({
-    "x-attempts", "x-error-kind", "x-error", "x-failed-at", "x-last-error", "x-service", "x-death",
-    "x-delivery-count",
+    *h.RUNTIME_HEADERS, "x-death", "x-delivery-count",
 })
 BROKER_DEATH_PREFIXES = ("x-first-death-", "x-last-death-")
 PROPERTY_NAMES = ("content_type", "content_encoding", "delivery_mode", "priority", "correlation_id", "reply_to",
@@ -94,15 +94,15 @@ class DeadLetter:
 
     @property
     def kind(self) -> str:
-        return str(self.headers.get("x-error-kind") or self.death.get("reason") or "unknown")
+        return str(self.headers.get(h.ERROR_KIND) or self.death.get("reason") or "unknown")
 
     @property
     def error(self) -> str:
         """Why it failed, personal data masked."""
         headers = self.headers
-        text = headers.get("x-error")
+        text = headers.get(h.ERROR)
         if text is None and self.death:
-            last = headers.get("x-last-error")
+            last = headers.get(h.LAST_ERROR)
             text = f"dead-lettered by the broker ({self.death.get('reason')}) from {self.death.get('queue')}" + (
                 f"; last error: {last}" if last else "")
         return mask_text(str(text or ""))
@@ -110,13 +110,13 @@ class DeadLetter:
     @property
     def attempts(self) -> int | None:
         try:
-            return int(self.headers["x-attempts"])
+            return int(self.headers[h.ATTEMPTS])
         except (KeyError, TypeError, ValueError):
             return None
 
     @property
     def failed_at(self) -> datetime | None:
-        raw = self.headers.get("x-failed-at")
+        raw = self.headers.get(h.FAILED_AT)
         if isinstance(raw, str):
             try:
                 parsed = datetime.fromisoformat(raw)
@@ -129,12 +129,12 @@ class DeadLetter:
     @property
     def original_routing_key(self) -> str:
         keys = self.death.get("routing-keys") or [""]
-        return str(self.headers.get("x-original-routing-key") or keys[0])
+        return str(self.headers.get(h.ORIGINAL_ROUTING_KEY) or keys[0])
 
     @property
     def key(self) -> tuple[str, str, str]:
         """Identity of this dead-lettering: (service, event id, failed-at as recorded)."""
-        raw = self.headers.get("x-failed-at")
+        raw = self.headers.get(h.FAILED_AT)
         when = raw if isinstance(raw, str) else (self.failed_at.isoformat() if self.failed_at else "")
         return self.service, self.id, when
 
@@ -163,7 +163,7 @@ class DeadLetter:
         headers = {k: v for k, v in self.headers.items()
                    if k not in FAILURE_HEADERS and not k.startswith(BROKER_DEATH_PREFIXES)}
         if self.original_routing_key:
-            headers["x-original-routing-key"] = self.original_routing_key
+            headers[h.ORIGINAL_ROUTING_KEY] = self.original_routing_key
         headers["x-replayed-at"] = now.isoformat()
         props = {n: getattr(self.properties, n) for n in PROPERTY_NAMES if getattr(self.properties, n) is not None}
         props["headers"] = headers
