@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from sqlalchemy import select
 
 from schemas import ErasureCompleted, UserDeregistered
@@ -12,16 +14,19 @@ from services.account.notices import cleanup, keep_address_for_notice, send_comp
 from shared.erasure import slice_report, tombstone
 from shared.service import Context
 
+if TYPE_CHECKING:
+    from services.account.main import AccountDeps  # main builds the service from these handlers
+
 SERVICE = "account"
 
 
-def _housekeeping(ctx: Context) -> None:
+def _housekeeping(ctx: Context[AccountDeps]) -> None:
     """Delete expired notice addresses and intake codes when due (see `notices`), not on every event."""
     if ctx.deps.cleanup_timer.due():
         cleanup(ctx.session)
 
 
-def erase_account(event: UserDeregistered, ctx: Context) -> None:
+def erase_account(event: UserDeregistered, ctx: Context[AccountDeps]) -> None:
     """Delete the user's profile, preferences, sessions and devices; keep nothing personal; report it.
 
     The one exception: a request that came by e-mail keeps the address aside, for the completion notice
@@ -38,7 +43,7 @@ def erase_account(event: UserDeregistered, ctx: Context) -> None:
                  completion_notice=kept is not None, pending_requests_dropped=dropped)
 
 
-def record_completed_erasure(event: ErasureCompleted, ctx: Context) -> None:
+def record_completed_erasure(event: ErasureCompleted, ctx: Context[AccountDeps]) -> None:
     """Remember, once per request, that an erasure was completed; tell a user who asked by e-mail.
 
     The completion notice goes out once per request and never for a replay (the user was told the first

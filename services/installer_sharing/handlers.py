@@ -28,7 +28,7 @@ def contact_for_installer(customer: Customer) -> dict[str, Any]:
     }
 
 
-def forward_contact_to_installer(event: PurchaseCompleted, ctx: Context) -> None:
+def forward_contact_to_installer(event: PurchaseCompleted, ctx: Context[Installers]) -> None:
     """Send the buyer's contact details to the purchase's installer once per event; nothing for an erased user."""
     installers: Installers = ctx.deps
     if is_erased(ctx.session, event.user_id):
@@ -57,7 +57,7 @@ def forward_contact_to_installer(event: PurchaseCompleted, ctx: Context) -> None
                  installer_id=event.installer.id)
 
 
-def _purchases_by_installer(ctx: Context, user_id: str) -> dict[str, list[str]]:
+def _purchases_by_installer(ctx: Context[Installers], user_id: str) -> dict[str, list[str]]:
     shares = ctx.session.scalars(select(Share).where(Share.user_id == user_id)).all()
     purchases: dict[str, set[str]] = defaultdict(set)
     for share in shares:
@@ -65,12 +65,12 @@ def _purchases_by_installer(ctx: Context, user_id: str) -> dict[str, list[str]]:
     return {installer_id: sorted(ids) for installer_id, ids in sorted(purchases.items())}
 
 
-def _record_notice(ctx: Context, request_id: str, installer_id: str) -> None:
+def _record_notice(ctx: Context[Installers], request_id: str, installer_id: str) -> None:
     if ctx.session.get(Notice, (request_id, installer_id)) is None:
         ctx.session.add(Notice(request_id=request_id, installer_id=installer_id, notified_at=datetime.now(UTC)))
 
 
-def tell_installers_to_erase(event: UserDeregistered, ctx: Context) -> None:
+def tell_installers_to_erase(event: UserDeregistered, ctx: Context[Installers]) -> None:
     """Send an Art. 19 notice to every installer that got the user's data, drop the share log, tombstone, report."""
     installers: Installers = ctx.deps
     purchases = _purchases_by_installer(ctx, event.user_id)

@@ -124,7 +124,9 @@ def _retained_union(request: ErasureRequest) -> list[RetainedCategory]:
     return list(kept)
 
 
-def _complete_if_all_reported(request: ErasureRequest, chain: _Chain, ctx: Context, now: datetime) -> None:
+def _complete_if_all_reported(
+    request: ErasureRequest, chain: _Chain, ctx: Context[LedgerSettings], now: datetime
+) -> None:
     """Close the request and emit ErasureCompleted once every slice has reported and the chain is whole."""
     if request.status != OPEN or request.reason is None:
         return
@@ -141,7 +143,7 @@ def _complete_if_all_reported(request: ErasureRequest, chain: _Chain, ctx: Conte
     ctx.log.info("erasure request complete", request_id=request.request_id, receipt_hash=request.receipt_hash)
 
 
-def open_erasure_request(event: UserDeregistered, ctx: Context) -> None:
+def open_erasure_request(event: UserDeregistered, ctx: Context[LedgerSettings]) -> None:
     """Open a request expecting the five slices; fill in a request that an early report already opened."""
     settings: LedgerSettings = ctx.deps
     session, now = ctx.session, datetime.now(UTC)
@@ -172,7 +174,7 @@ def open_erasure_request(event: UserDeregistered, ctx: Context) -> None:
     _complete_if_all_reported(request, chain, ctx, now)
 
 
-def record_slice_report(event: ErasureSliceReported, ctx: Context) -> None:
+def record_slice_report(event: ErasureSliceReported, ctx: Context[LedgerSettings]) -> None:
     """Record a slice's report (first report wins) and close the request when it was the last one."""
     settings: LedgerSettings = ctx.deps
     session, now = ctx.session, datetime.now(UTC)

@@ -17,7 +17,7 @@ RECIPIENT = "Mailchimp"
 ERASED_CATEGORY = "newsletter subscription"
 
 
-def _subscribe(ctx: Context, user_id: str, email: str) -> None:
+def _subscribe(ctx: Context[Audiences], user_id: str, email: str) -> None:
     """Subscribe the address with no merge fields (the policy sends the newsletter service the e-mail only)."""
     audiences: Audiences = ctx.deps
     if is_erased(ctx.session, user_id):
@@ -33,7 +33,7 @@ def _subscribe(ctx: Context, user_id: str, email: str) -> None:
     ctx.log.info("subscribed", user_id=user_id, list_id=list_id)
 
 
-def _withdraw_earlier_attempt(ctx: Context, user_id: str, email: str) -> None:
+def _withdraw_earlier_attempt(ctx: Context[Audiences], user_id: str, email: str) -> None:
     """An earlier attempt at this event may have subscribed the address before its answer was lost, and the
     user's erasure, handled meanwhile, knew nothing of it: erase the address at Mailchimp now.
 
@@ -49,20 +49,20 @@ def _withdraw_earlier_attempt(ctx: Context, user_id: str, email: str) -> None:
     ctx.log.info("erased what an earlier attempt may have subscribed", user_id=user_id)
 
 
-def _erase_members(ctx: Context, members: set[tuple[str, str]]) -> None:
+def _erase_members(ctx: Context[Audiences], members: set[tuple[str, str]]) -> None:
     """Permanently delete each (e-mail, list id) at Mailchimp; an already-erased member counts as done."""
     audiences: Audiences = ctx.deps
     for email, list_id in sorted(members):
         audiences.audience(list_id).delete_member_permanently(email)
 
 
-def subscribe_buyer(event: PurchaseCompleted, ctx: Context) -> None:
+def subscribe_buyer(event: PurchaseCompleted, ctx: Context[Audiences]) -> None:
     """Subscribe the buyer's e-mail if, and only if, the purchase carries newsletter consent."""
     if event.newsletter_consent:
         _subscribe(ctx, event.user_id, event.customer.email)
 
 
-def apply_consent_change(event: NewsletterConsentChanged, ctx: Context) -> None:
+def apply_consent_change(event: NewsletterConsentChanged, ctx: Context[Audiences]) -> None:
     """Consent given: subscribe. Withdrawn: erase the address at Mailchimp and here (no tombstone: not an erasure)."""
     if event.consented:
         _subscribe(ctx, event.user_id, event.email)
@@ -77,7 +77,7 @@ def apply_consent_change(event: NewsletterConsentChanged, ctx: Context) -> None:
     ctx.log.info("consent withdrawn; member erased", user_id=event.user_id)
 
 
-def erase_subscriber(event: UserDeregistered, ctx: Context) -> None:
+def erase_subscriber(event: UserDeregistered, ctx: Context[Audiences]) -> None:
     """Permanently delete the user's members at Mailchimp, drop the local copy, tombstone, and report."""
     rows = ctx.session.scalars(select(Subscriber).where(Subscriber.user_id == event.user_id)).all()
     _erase_members(ctx, {(row.email, row.list_id) for row in rows})
