@@ -1,9 +1,9 @@
-"""A service made for runtime tests: its behaviour is chosen by the user id of the event it receives.
+"""A service made for runtime tests: what it does with an event is an `Act`, configured per user id.
 
-`ok-*` writes one effect row; `transient-*` always fails transiently; `flaky<N>-*` fails N times then
-succeeds; `permanent-*` fails permanently; `emit-*` writes an effect and emits a slice report; `append-*`
-writes its effect through `ctx.append` and `appendbad-*` appends one that violates NOT NULL; `slow-*`
-sleeps 0.3 s before writing; `hold-*` sleeps 4 s. Attempt times are kept in memory so tests can read the back-off.
+A test says it explicitly: `Probe({"u-1": Act(fail="transient"), "u-2": Act(emit=True)})`. A user id with no
+configured act falls back to the act its prefix names (`act_named_by`), because the probe run as its own process
+(`python -m tests.probe_service`, chaos and deployment tests) can be told nothing else. Attempt times are
+kept in memory so tests can read the back-off.
 """
 
 from __future__ import annotations
@@ -11,7 +11,10 @@ from __future__ import annotations
 import sys
 import time
 from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import Literal
 
 from sqlalchemy import Column, Integer, String, Table, insert
 
@@ -29,45 +32,72 @@ effects = Table(
 )
 
 
+@dataclass(frozen=True)
+class Act:
+    """What the probe does with an event: by default, write one effect row."""
+
+    fail: Literal["transient", "permanent"] | None = None  # fail this way on every attempt
+    fail_first: int = 0  # fail transiently this many times, then succeed
+    sleep: float = 0.0  # seconds before writing
+    emit: bool = False  # also emit a slice report (deregistrations)
+    append: bool = False  # write the effect through ctx.append
+    append_invalid: bool = False  # append one that violates NOT NULL
+
+
+def act_named_by(user_id: str) -> Act:
+    """The act a user id's prefix names: `ok-` the default; `transient-`, `permanent-`, `flaky<N>-`, `emit-`,
+    `append-`, `appendbad-`, `slow-` (0.3 s) and `hold-` (4 s)."""
+    prefix = user_id.split("-", maxsplit=1)[0]
+    if prefix in ("transient", "permanent"):
+        return Act(fail=prefix)
+    if prefix.startswith("flaky") and prefix[5:].isdigit():
+        return Act(fail_first=int(prefix[5:]))
+    return {"emit": Act(emit=True), "append": Act(append=True), "appendbad": Act(append=True, append_invalid=True),
+            "slow": Act(sleep=0.3), "hold": Act(sleep=4.0)}.get(prefix, Act())
+
+
 class Probe:
-    def __init__(self) -> None:
+    """The probe's configuration (an act per user id) and what it saw (attempt times per event id)."""
+
+    def __init__(self, acts: Mapping[str, Act] | None = None) -> None:
+        self.acts = dict(acts or {})
         self.attempts: dict[str, list[float]] = defaultdict(list)
 
+    def act_for(self, user_id: str) -> Act:
+        return self.acts.get(user_id) or act_named_by(user_id)
 
-def _act(user_id: str, event_id: str, ctx: Context) -> None:
-    probe: Probe = ctx.deps
+
+def _act(user_id: str, event_id: str, ctx: Context[Probe]) -> Act:
+    probe = ctx.deps
+    act = probe.act_for(user_id)
     probe.attempts[event_id].append(time.monotonic())
-    if user_id.startswith("transient-"):
+    if act.fail == "transient":
         raise TransientError(f"outside system unavailable for {user_id}")
-    if user_id.startswith("permanent-"):
+    if act.fail == "permanent":
         raise PermanentError(f"outside system refused {user_id} (400)")
-    if user_id.startswith("flaky"):
-        failures = int(user_id[5:].split("-", maxsplit=1)[0])
-        if len(probe.attempts[event_id]) <= failures:
-            raise TransientError("flaky")
-    if user_id.startswith("slow-"):
-        time.sleep(0.3)
-    if user_id.startswith("hold-"):
-        time.sleep(4)
-    if user_id.startswith("append"):
-        ctx.append(effects, event_id=event_id, user_id=None if user_id.startswith("appendbad-") else user_id)
+    if len(probe.attempts[event_id]) <= act.fail_first:
+        raise TransientError("flaky")
+    if act.sleep:
+        time.sleep(act.sleep)
+    if act.append:
+        ctx.append(effects, event_id=event_id, user_id=None if act.append_invalid else user_id)
     else:
         ctx.session.execute(insert(effects).values(event_id=event_id, user_id=user_id))
+    return act
 
 
-def erase(event: UserDeregistered, ctx: Context) -> None:
-    _act(event.user_id, ctx.event_id, ctx)
-    if event.user_id.startswith("emit-"):
+def erase(event: UserDeregistered, ctx: Context[Probe]) -> None:
+    if _act(event.user_id, ctx.event_id, ctx).emit:
         ctx.emit(ErasureSliceReported(
             request_id=event.request_id, user_id=event.user_id, service="account", outcome="erased",
             erased=["probe"], reported_at=datetime.now(UTC)))
 
 
-def consent(event: NewsletterConsentChanged, ctx: Context) -> None:
+def consent(event: NewsletterConsentChanged, ctx: Context[Probe]) -> None:
     _act(event.user_id, ctx.event_id, ctx)
 
 
-def make_service(name: str = "probe", probe: Probe | None = None, *, database_only: bool = False) -> Service:
+def make_service(name: str = "probe", probe: Probe | None = None, *, database_only: bool = False) -> Service[Probe]:
     shared_probe = probe or Probe()
     return Service(
         name=name,
