@@ -33,7 +33,7 @@ from amqp.basic_message import Message as AmqpMessage
 from sqlalchemy import Engine, select
 
 from schemas import EventData
-from shared.codec import Outbound, encode
+from shared.codec import Outbound
 from shared.consumer import default_middlewares, full_topology
 from shared.db import ensure_schema, make_engine, session_factory
 from shared.outbox import OutboxRelay
@@ -44,7 +44,7 @@ from shared.runtime.pipeline import BatchPipeline
 from shared.runtime.settle import RetryPolicy, Settler
 from shared.service import Service
 from shared.settings import RuntimeSettings
-from shared.testing.infra import create_database, drop_database
+from shared.testing.scratch import Scratch
 from shared.topology import Names, Topology
 
 E = TypeVar("E", bound=EventData)
@@ -224,7 +224,7 @@ class MemoryService:
         self.engine.dispose()
 
 
-class MemoryPipeline:
+class MemoryPipeline(Scratch):
     """The pipeline of `shared.testing.pipeline.Pipeline` without a broker: start, publish, take, wait_events."""
 
     def __init__(self, *, workdir: Path, postgres_admin_url: str | None = None, namespace: str = "memory",
@@ -238,14 +238,6 @@ class MemoryPipeline:
         self._seen: dict[str, list[dict[str, Any]]] = {}
         self.broker = MemoryBroker(full_topology(self.settings))
 
-    def database_url(self, service: str) -> str:
-        """A new, empty database for a service: PostgreSQL if an admin URL was given, else SQLite."""
-        if self.postgres_admin_url:
-            name = f"mem_{uuid.uuid4().hex[:10]}_{service}"
-            self._databases.append(name)
-            return create_database(self.postgres_admin_url, name)
-        return f"sqlite:///{self.workdir / f'{self.namespace}_{service}.db'}"
-
     def start(self, service: Service[Any], database_url: str | None = None, *, deps: Any = None) -> MemoryService:
         """Start a service on the transport (its queue joins the topology if the catalog lacks it)."""
         self.broker.declare(full_topology(self.settings, service))
@@ -254,11 +246,6 @@ class MemoryPipeline:
         running.run_all = self.run
         self.services[service.name] = running
         return running
-
-    def encode(self, data: EventData, **kwargs: Any) -> Outbound:
-        """Sign an event with the pipeline's key, as an upstream producer would."""
-        return encode(data, source="urn:loggamera:test", keyring=self.settings.keyring,
-                      key_id=self.settings.signing_key_id, **kwargs)
 
     def publish(self, *events: EventData | Outbound, attempts: int = 0, run: bool = True) -> list[Outbound]:
         """Publish events (EventData is signed first) and, unless run=False, let the services handle them."""
@@ -323,9 +310,7 @@ class MemoryPipeline:
     def close(self) -> None:
         for running in self.services.values():
             running.close()
-        if self.postgres_admin_url:
-            for name in self._databases:
-                drop_database(self.postgres_admin_url, name)
+        self.drop_databases()
 
 
 def outcomes_by_event(running: MemoryService) -> Mapping[str | None, list[Outcome]]:

@@ -15,13 +15,13 @@ import kombu
 from sqlalchemy import select
 
 from schemas import EventData
-from shared.codec import Outbound, encode
+from shared.codec import Outbound
 from shared.consumer import ATTEMPTS_HEADER, ServiceRunner, full_topology
 from shared.producer import Producer
 from shared.service import Service
 from shared.settings import RuntimeSettings
-from shared.testing.infra import create_database, drop_database
 from shared.testing.namespaces import Lease, declared_file, lease_namespace
+from shared.testing.scratch import Scratch
 from shared.topology import declare
 
 T = TypeVar("T")
@@ -76,7 +76,7 @@ class RunningService:
                    what=f"{self.service.name} to handle {event_id}")
 
 
-class Pipeline:
+class Pipeline(Scratch):
     """A private namespace on a real broker with databases per service; deletes all of it on close()."""
 
     def __init__(
@@ -106,14 +106,6 @@ class Pipeline:
         self._seen: dict[str, list[dict[str, Any]]] = {}
         self._producer: Producer | None = None
 
-    def database_url(self, service: str) -> str:
-        """A new, empty database for a service: PostgreSQL if an admin URL was given, else SQLite."""
-        if self.postgres_admin_url:
-            name = f"{self.namespace}_{uuid.uuid4().hex[:6]}_{service}"
-            self._databases.append(name)
-            return create_database(self.postgres_admin_url, name)
-        return f"sqlite:///{self.workdir / f'{self.namespace}_{service}.db'}"
-
     def start(
         self, service: Service, database_url: str | None = None, *, http_port: int | None = None
     ) -> RunningService:
@@ -129,11 +121,6 @@ class Pipeline:
         if self._producer is None:
             self._producer = Producer(self.settings.amqp_url, exchange=f"{self.namespace}.events").start()
         return self._producer
-
-    def encode(self, data: EventData, **kwargs: Any) -> Outbound:
-        """Sign an event with the pipeline's key, as an upstream producer would."""
-        return encode(data, source="urn:loggamera:test", keyring=self.settings.keyring,
-                      key_id=self.settings.signing_key_id, **kwargs)
 
     def publish(self, *events: EventData, attempts: int = 0) -> list[Outbound]:
         """Publish signed events with confirms; return what was sent (ids included).
@@ -241,8 +228,7 @@ class Pipeline:
         else:
             self._remember(None)
             delete_namespace(self.settings.amqp_url, self.namespace)
-        for name in self._databases:
-            drop_database(self.postgres_admin_url or "", name)
+        self.drop_databases()
 
 
 _DECLARED: dict[str, set[str]] = {}

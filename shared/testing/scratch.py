@@ -1,0 +1,41 @@
+"""What both test pipelines (on the broker and in memory) share: a scratch database per service, signed events."""
+
+from __future__ import annotations
+
+import uuid
+from pathlib import Path
+from typing import Any
+
+from schemas import EventData
+from shared.codec import Outbound, encode
+from shared.settings import RuntimeSettings
+from shared.testing.infra import create_database, drop_database
+
+
+class Scratch:
+    """Scratch databases (PostgreSQL if an admin URL is given, else SQLite under `workdir`) and upstream signing."""
+
+    settings: RuntimeSettings
+    namespace: str
+    workdir: Path
+    postgres_admin_url: str | None
+    _databases: list[str]
+
+    def database_url(self, service: str) -> str:
+        """A new, empty database for a service: PostgreSQL if an admin URL was given, else SQLite."""
+        if self.postgres_admin_url:
+            name = f"{self.namespace}_{uuid.uuid4().hex[:6]}_{service}"
+            self._databases.append(name)
+            return create_database(self.postgres_admin_url, name)
+        return f"sqlite:///{self.workdir / f'{self.namespace}_{service}.db'}"
+
+    def encode(self, data: EventData, **kwargs: Any) -> Outbound:
+        """Sign an event with the pipeline's key, as an upstream producer would."""
+        return encode(data, source="urn:loggamera:test", keyring=self.settings.keyring,
+                      key_id=self.settings.signing_key_id, **kwargs)
+
+    def drop_databases(self) -> None:
+        """Drop the PostgreSQL databases made for this pipeline (SQLite files go with the workdir)."""
+        for name in self._databases:
+            drop_database(self.postgres_admin_url or "", name)
+        self._databases.clear()
