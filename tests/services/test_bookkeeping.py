@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from sqlalchemy import Engine, insert, select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from schemas import ErasureSliceReported, PurchaseCompleted
+from schemas import PurchaseCompleted
 from schemas.examples import example_deregistration, example_purchase
 from services.bookkeeping.main import build
 from services.bookkeeping.models import MIGRATIONS, CustomerRecord, Purge, Sale, metadata
@@ -30,6 +30,8 @@ from services.common.retention import (
 from services.sandbox import Sandbox
 from shared.db import ensure_schema, make_engine
 from shared.testing import MemoryPipeline, MemoryService, wait_until
+from shared.testing.scan import personal_data_hits
+from tests.services.conftest import SliceReports
 
 SALES_CATEGORY = "sales transaction details (amounts, VAT, dates, invoice lines)"
 
@@ -106,38 +108,14 @@ def start_bookkeeping(
     return start
 
 
-class Reports:
-    """Slice reports bookkeeping emitted (as JSON-ready dicts), read through the pipeline."""
-
-    def __init__(self, pipeline: MemoryPipeline) -> None:
-        self.pipeline = pipeline
-
-    def wait(self, user_id: str, count: int = 1) -> list[dict[str, Any]]:
-        """The user's reports once at least `count` have arrived."""
-        found = self.pipeline.wait_events(
-            ErasureSliceReported, count=count, where=lambda r: r.user_id == user_id and r.service == "bookkeeping")
-        return [r.model_dump(mode="json") for r in found]
-
-
 @pytest.fixture
-def reports(erasure_memory: MemoryPipeline) -> Reports:
-    return Reports(erasure_memory)
+def reports(slice_reports: Callable[[str], SliceReports]) -> SliceReports:
+    return slice_reports("bookkeeping")
 
 
 def _personal_values(event: PurchaseCompleted) -> list[str]:
     buyer = event.customer
     return [v for v in (buyer.name, buyer.email, buyer.phone, buyer.address.street) if v]
-
-
-def _tables_containing(engine: Engine, needles: list[str]) -> list[str]:
-    """Every (table, value) where a personal value still appears, scanning every table of the service."""
-    hits = []
-    with engine.connect() as conn:
-        for table in metadata.sorted_tables:
-            for row in conn.execute(select(table)):
-                text = " ".join(v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in row)
-                hits += [f"{table.name}: {needle}" for needle in needles if needle.lower() in text.lower()]
-    return hits
 
 
 def _visma_customers(sandbox: Sandbox) -> list[dict[str, Any]]:
@@ -225,7 +203,7 @@ def test_same_purchase_published_twice_books_one_customer_and_one_invoice(
 
 def test_erasure_keeps_the_sale_and_leaves_the_visma_customer_inactive_and_anonymised(
     start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
-    reports: Reports, db_backend: str,
+    reports: SliceReports, db_backend: str,
 ) -> None:
     running = start_bookkeeping()
     purchase = example_purchase("bk-erase", customer={
@@ -247,7 +225,7 @@ def test_erasure_keeps_the_sale_and_leaves_the_visma_customer_inactive_and_anony
     assert len(_visma_invoices(sandbox)) == 1, "the invoice stays: the law requires it"
 
     needles = [*_personal_values(purchase), "Lindqvist Fastigheter AB", "559123-4561"]
-    assert _tables_containing(running.engine, needles) == []
+    assert personal_data_hits(running.engine, needles) == []
     anonymised = _customer(running, "bk-erase")
     assert anonymised is not None and not anonymised.active and anonymised.anonymised_at is not None
     sale = _sale(running, purchase.purchase_id)
@@ -266,7 +244,7 @@ def test_erasure_keeps_the_sale_and_leaves_the_visma_customer_inactive_and_anony
 
 def test_redelivered_erasure_has_no_second_effect_and_a_replay_erases_and_reports_again(
     start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
-    reports: Reports,
+    reports: SliceReports,
 ) -> None:
     running = start_bookkeeping()
     [bought] = erasure_memory.publish(example_purchase("bk-again"))
@@ -292,7 +270,7 @@ def test_redelivered_erasure_has_no_second_effect_and_a_replay_erases_and_report
 
 def test_visma_customer_without_invoices_is_deleted_there_and_nothing_is_kept_here(
     start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
-    reports: Reports,
+    reports: SliceReports,
 ) -> None:
     running = start_bookkeeping()
     seeded = sandbox.seed({"visma": {"customers": [{
@@ -309,7 +287,7 @@ def test_visma_customer_without_invoices_is_deleted_there_and_nothing_is_kept_he
     assert sandbox.state()["visma"]["customers"] == {}
     assert [e["effect"] for e in sandbox.effects("visma")] == ["customer_deleted"]
     assert _customer(running, "bk-noinv") is None
-    assert _tables_containing(running.engine, ["Erik Johansson", "erik@example.com"]) == []
+    assert personal_data_hits(running.engine, ["Erik Johansson", "erik@example.com"]) == []
     [report] = reports.wait("bk-noinv")
     assert report["outcome"] == "erased"
     assert report["retained"] == []
@@ -318,7 +296,7 @@ def test_visma_customer_without_invoices_is_deleted_there_and_nothing_is_kept_he
 
 def test_erasure_of_a_user_we_never_booked_reports_nothing_held(
     start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
-    reports: Reports,
+    reports: SliceReports,
 ) -> None:
     running = start_bookkeeping()
     [sent] = erasure_memory.publish(example_deregistration("bk-stranger"))
@@ -353,7 +331,7 @@ def test_late_purchase_for_an_erased_user_books_a_minimised_sale_and_no_named_cu
     assert sale is not None
     assert sale.retain_until == date(2033, 12, 31)
     assert sale.vat_amount == purchase.vat_amount
-    assert _tables_containing(running.engine, _personal_values(purchase)) == []
+    assert personal_data_hits(running.engine, _personal_values(purchase)) == []
 
 
 def test_visma_outage_shorter_than_the_retry_window_delays_but_does_not_dead_letter(

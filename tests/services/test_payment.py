@@ -9,10 +9,10 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from sqlalchemy import Engine, func, insert, select
+from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
-from schemas import ErasureSliceReported, PurchaseCompleted
+from schemas import PurchaseCompleted
 from schemas.examples import example_deregistration, example_purchase
 from services.common.retention import LEGAL_BASIS
 from services.payment.main import build
@@ -21,6 +21,8 @@ from services.payment.purge import run_purge
 from services.sandbox import Sandbox
 from shared.db import ensure_schema, make_engine
 from shared.testing import MemoryPipeline, MemoryService, wait_until
+from shared.testing.scan import personal_data_hits
+from tests.services.conftest import SliceReports
 
 PAYPAL_BASIS = "PayPal's legal obligation to keep financial records (GDPR Art. 17(3)(b))"
 
@@ -39,22 +41,9 @@ def start_payment(
     return start
 
 
-class Reports:
-    """Slice reports payment emitted (as JSON-ready dicts), read through the pipeline."""
-
-    def __init__(self, pipeline: MemoryPipeline) -> None:
-        self.pipeline = pipeline
-
-    def wait(self, user_id: str, count: int = 1) -> list[dict[str, Any]]:
-        """The user's reports once at least `count` have arrived."""
-        found = self.pipeline.wait_events(
-            ErasureSliceReported, count=count, where=lambda r: r.user_id == user_id and r.service == "payment")
-        return [r.model_dump(mode="json") for r in found]
-
-
 @pytest.fixture
-def reports(erasure_memory: MemoryPipeline) -> Reports:
-    return Reports(erasure_memory)
+def reports(slice_reports: Callable[[str], SliceReports]) -> SliceReports:
+    return slice_reports("payment")
 
 
 def paypal_purchase(user_id: str, tokens: list[str] | None = None, **overrides: Any) -> PurchaseCompleted:
@@ -66,17 +55,6 @@ def paypal_purchase(user_id: str, tokens: list[str] | None = None, **overrides: 
         "vault_token_ids": tokens or [],
     }
     return example_purchase(user_id, payment={"method": "paypal", "paypal": refs}, **overrides)
-
-
-def _tables_containing(engine: Engine, needles: list[str]) -> list[str]:
-    """Every (table, value) where a value still appears, scanning every table of the service."""
-    hits = []
-    with engine.connect() as conn:
-        for table in metadata.sorted_tables:
-            for row in conn.execute(select(table)):
-                text = " ".join(v.decode(errors="replace") if isinstance(v, bytes) else str(v) for v in row)
-                hits += [f"{table.name}: {needle}" for needle in needles if needle in text]
-    return hits
 
 
 def _payment(running: MemoryService, purchase_id: str) -> PaymentRecord | None:
@@ -141,7 +119,7 @@ def test_retention_of_a_payment_follows_the_company_financial_year(
 
 def test_erasure_deletes_vault_tokens_at_paypal_and_keeps_a_minimised_transaction_record(
     start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
-    reports: Reports, db_backend: str,
+    reports: SliceReports, db_backend: str,
 ) -> None:
     sandbox.seed({"paypal": {"vault": {"pay-erase": ["tok-erase-1", "tok-erase-unseen"], "someone-else": ["tok-x"]}}})
     running = start_payment()
@@ -155,7 +133,7 @@ def test_erasure_deletes_vault_tokens_at_paypal_and_keeps_a_minimised_transactio
     assert _vaulted_at_paypal(sandbox, "someone-else") == ["tok-x"]
     assert _deleted_at_paypal(sandbox) == ["tok-erase-1", "tok-erase-unseen"]
     assert _tokens(running) == []
-    assert _tables_containing(running.engine, ["PAYER-pay-erase", "tok-erase-1", "tok-erase-unseen"]) == []
+    assert personal_data_hits(running.engine, ["PAYER-pay-erase", "tok-erase-1", "tok-erase-unseen"]) == []
     payment = _payment(running, purchase.purchase_id)
     assert payment is not None
     assert payment.payer_id is None
@@ -177,7 +155,7 @@ def test_erasure_deletes_vault_tokens_at_paypal_and_keeps_a_minimised_transactio
 
 def test_redelivered_erasure_deletes_each_token_once_and_a_replay_reports_again(
     start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
-    reports: Reports,
+    reports: SliceReports,
 ) -> None:
     sandbox.seed({"paypal": {"vault": {"pay-again": ["tok-again-1", "tok-again-2"]}}})
     running = start_payment()
@@ -204,7 +182,7 @@ def test_redelivered_erasure_deletes_each_token_once_and_a_replay_reports_again(
 
 def test_erasure_of_a_user_with_no_paypal_payments_reports_nothing_held(
     start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
-    reports: Reports,
+    reports: SliceReports,
 ) -> None:
     running = start_payment()
     [sent] = erasure_memory.publish(example_deregistration("pay-stranger"))
@@ -217,7 +195,7 @@ def test_erasure_of_a_user_with_no_paypal_payments_reports_nothing_held(
 
 def test_tokens_paypal_holds_under_the_user_id_are_deleted_even_if_no_event_named_them(
     start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
-    reports: Reports,
+    reports: SliceReports,
 ) -> None:
     sandbox.seed({"paypal": {"vault": {"pay-vaulted": 7}}})  # more than one page of five
     running = start_payment()
@@ -248,7 +226,7 @@ def test_late_purchase_for_an_erased_user_keeps_only_the_transaction_reference_a
     assert (payment.order_id, payment.capture_id) == ("ORDER-pay-late", "CAPTURE-pay-late")
     assert payment.amount == purchase.total_incl_vat and payment.retain_until == date(2033, 12, 31)
     assert _tokens(running) == []
-    assert _tables_containing(running.engine, ["PAYER-pay-late", "tok-late"]) == []
+    assert personal_data_hits(running.engine, ["PAYER-pay-late", "tok-late"]) == []
     assert _vaulted_at_paypal(sandbox, "pay-late") == [], "a token saved for an erased user is deleted"
 
 
