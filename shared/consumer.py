@@ -37,7 +37,7 @@ from shared import metrics
 from shared.backoff import Backoff
 from shared.broker import kombu_connection
 from shared.broker import producer as make_producer
-from shared.codec import Inbound, decode
+from shared.codec import Inbound, decode_delivery
 from shared.db import ensure_schema, make_engine, session_factory
 from shared.errors import BadInput, PermanentError, TransientError
 from shared.faults import failpoint
@@ -428,14 +428,9 @@ class ServiceRunner:
     def _decode(self, delivery: Delivery) -> Outcome | tuple[Inbound, Handler]:
         """The delivery's event and its handler, or the outcome of a delivery that cannot be handled."""
         try:
-            inbound = decode(
-                delivery.message.body,
-                content_type=delivery.message.content_type,
-                headers=delivery.headers,
-                keyring=self.settings.keyring,
-                max_bytes=self.settings.max_body_bytes,
-                message_id=delivery.message.properties.get("message_id"),
-            )
+            inbound = decode_delivery(delivery.message, keyring=self.settings.keyring,
+                                      max_bytes=self.settings.max_body_bytes,
+                                      max_clock_skew=self.settings.max_clock_skew)
         except BadInput as exc:
             return Outcome("dead", exc.kind, str(exc))
         except Exception as exc:  # a decoder bug must cost one message, never the consumer
