@@ -163,7 +163,7 @@ class PurchaseLine(_Part):
 
     sku: ShortText = Field(description="Article number.", examples=["LGM-GW-4G"])
     description: LongText = Field(description="What was sold.", examples=["Loggamera gateway 4G"])
-    quantity: int = Field(gt=0, description="Number of units.", examples=[1])
+    quantity: int = Field(gt=0, le=1_000_000, description="Number of units.", examples=[1])
     unit_price: Money = Field(description="Price per unit excluding VAT.", examples=["2490.00"])
     vat_rate: VatRate = Field(description="VAT rate for this line.", examples=["0.25"])
 

@@ -21,7 +21,7 @@ PERSONNUMMER_PATTERN = r"^([0-9]{8}-?[0-9]{4}|[0-9]{6}[-+]?[0-9]{4})$"
 ORGANISATION_NUMBER_PATTERN = r"^(16)?[0-9]{6}-?[0-9]{4}$"
 POSTAL_CODE_PATTERN = r"^[1-9][0-9]{2} ?[0-9]{2}$"
 PHONE_PATTERN = r"^\+?[0-9][0-9 ()./-]{5,30}$"
-MONEY_PATTERN = r"^[0-9]+\.[0-9]{2}$"
+MONEY_PATTERN = r"^[0-9]{1,12}\.[0-9]{2}$"  # up to 999 billion: exact in decimal arithmetic
 # RFC 3339 date-time as JSON carries it: upper-case T and Z, no leap second, years 2000-2999 (nothing this
 # pipeline handles happened earlier, and the bound keeps every instant convertible to UTC).
 DATE_TIME_PATTERN = (

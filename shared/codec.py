@@ -320,7 +320,7 @@ def _decode(
         data = model.model_validate(envelope.data, strict=True)
     except ValidationError as exc:
         raise _bad("schema", f"event {envelope.id} ({envelope.type}): {_summary(exc)}") from exc
-    except (OverflowError, ValueError, RecursionError) as exc:
+    except (ArithmeticError, ValueError, RecursionError) as exc:  # e.g. amounts beyond exact decimal arithmetic
         raise _bad("schema", f"event {envelope.id} ({envelope.type}): {type(exc).__name__}") from exc
     if wire is not None:
         _check_wire(envelope, wire)
