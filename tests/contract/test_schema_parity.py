@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis_jsonschema import from_schema
 
-from schemas import EVENT_MODELS, EventData
+from schemas import EVENT_MODELS, CloudEvent, EventData
 from schemas.documents import RUNTIME_ONLY_RULES
 from schemas.events import PurchaseLine, purchase_totals
 from shared.codec import CONTENT_TYPE, decode
@@ -230,3 +230,28 @@ def test_the_schema_and_the_runtime_agree_on_the_cross_field_rules() -> None:
         assert not _runtime_accepts(EVENT_MODELS[0], data), name
     good = {**base, "replay": True, "original_request_id": str(uuid4())}
     assert validator.is_valid(good) and _runtime_accepts(EVENT_MODELS[0], good)
+
+
+@pytest.mark.filterwarnings("ignore:Overriding standard format")
+def test_the_envelope_schema_is_as_strict_as_the_envelope_model() -> None:
+    """cloudevent.json against the model decode validates every envelope with (strict, before the data)."""
+    schema = json.loads((SCHEMA_DIR / "cloudevent.json").read_text(encoding="utf-8"))
+    validator = SchemaValidator(schema, format_checker=jsonschema.FormatChecker())
+
+    def model_accepts(raw: Any) -> bool:
+        try:
+            CloudEvent.model_validate(raw, strict=True)
+        except ValueError:
+            return False
+        return True
+
+    @settings(max_examples=40, deadline=None,
+              suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.data_too_large])
+    @given(from_schema(schema, custom_formats=FORMATS), st.lists(_mutations, max_size=2))
+    def check(raw: Any, mutations: list[tuple[str, int, Any]]) -> None:
+        assert model_accepts(raw), raw
+        for mutation in mutations:
+            raw = _mutate(raw, mutation) or raw
+        assert model_accepts(raw) == validator.is_valid(raw), raw
+
+    check()
