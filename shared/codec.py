@@ -197,7 +197,7 @@ def body_bytes(body: object, content_encoding: str | None = None) -> bytes:
     if isinstance(body, str):
         try:
             return body.encode(content_encoding or "utf-8")
-        except (LookupError, UnicodeError) as exc:
+        except (LookupError, UnicodeError, TypeError) as exc:  # an unknown, unusable or non-text encoding
             raise _bad("content_type", f"body cannot be encoded in its content encoding "
                                        f"{content_encoding!r}: {type(exc).__name__}") from exc
     raise _bad("content_type", f"body is a {type(body).__name__}, not bytes")

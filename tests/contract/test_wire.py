@@ -93,6 +93,9 @@ def test_a_text_body_is_verified_as_the_bytes_of_its_content_encoding() -> None:
         body_bytes("x", "no-such-codec")
     assert caught.value.kind == "content_type"
     assert _kind(12345, headers={HEADER: "v1=k1:" + "0" * 64}) == "content_type"
+    with pytest.raises(BadInput) as caught:
+        body_bytes("x", 5)  # type: ignore[arg-type]
+    assert caught.value.kind == "content_type"
 
 
 @pytest.mark.parametrize("header", [
