@@ -1,13 +1,12 @@
-"""The CloudEvents 1.0 envelope every event travels in (DESIGN §2), and how types map to routing keys."""
+"""The CloudEvents 1.0 envelope every event travels in (docs/CONTRACT.md), and how types map to routing keys."""
 
 from __future__ import annotations
 
 from typing import Any, Literal
-from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from schemas.validators import UtcDateTime
+from schemas.validators import UserId, UtcDateTime, WireUUID
 
 EVENT_TYPE_PREFIX = "se.loggamera."
 EVENT_TYPE_PATTERN = r"^se\.loggamera\.[a-z_]+\.[a-z_]+\.v[0-9]+$"
@@ -28,12 +27,13 @@ class CloudEvent(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, title="CloudEvent")
 
     specversion: Literal["1.0"] = Field(description="CloudEvents specification version.", examples=["1.0"])
-    id: UUID = Field(
+    id: WireUUID = Field(
         description="Unique id of this event; consumers de-duplicate on it.",
         examples=["0b4f6a52-8d0e-4c4b-9a57-2f1c3e8d9a10"],
     )
     source: str = Field(
         min_length=1,
+        max_length=256,
         pattern=r"^\S+$",
         description="URI-reference naming the producer of the event.",
         examples=["/loggamera/account", "urn:loggamera:upstream:webshop"],
@@ -47,10 +47,9 @@ class CloudEvent(BaseModel):
         description="When the event happened (RFC 3339, timezone required, normalised to UTC).",
         examples=["2026-03-02T09:15:00Z"],
     )
-    subject: str | None = Field(
+    subject: UserId | None = Field(
         default=None,
-        min_length=1,
-        description="The opaque user id the event is about.",
+        description="The opaque user id the event is about; equal to the data's user_id where it has one.",
         examples=["u-1001"],
     )
     datacontenttype: Literal["application/json"] = Field(
@@ -61,6 +60,7 @@ class CloudEvent(BaseModel):
     dataschema: str | None = Field(
         default=None,
         min_length=1,
+        max_length=256,
         description="URI of the JSON Schema that `data` adheres to.",
         examples=[f"{SCHEMA_BASE_URI}/user.deregistered.v1.json"],
     )

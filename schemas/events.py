@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Literal, Self, get_args
-from uuid import UUID
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
@@ -20,15 +18,23 @@ from schemas.validators import (
     UserId,
     UtcDateTime,
     VatRate,
+    WireDate,
+    WireUUID,
     round_money,
 )
 
 SliceService = Literal["account", "installer_sharing", "payment", "bookkeeping", "newsletter"]
 SLICE_SERVICES: tuple[str, ...] = get_args(SliceService)
 
-ShortText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
-Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
-LongText = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=500)]
+# Text is taken as sent: lengths are bounded, nothing is stripped, so the JSON Schema says exactly what is accepted.
+ShortText = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+Text = Annotated[str, StringConstraints(min_length=1, max_length=200)]
+LongText = Annotated[str, StringConstraints(min_length=1, max_length=500)]
+
+
+def _if_then(condition: dict[str, Any], then: dict[str, Any], otherwise: dict[str, Any]) -> dict[str, Any]:
+    """A JSON Schema `if/then/else` over an object's properties (the model validators' cross-field rules)."""
+    return {"if": condition, "then": then, "else": otherwise}
 
 
 def _user_id_field() -> Any:
@@ -70,9 +76,14 @@ class UserDeregistered(EventData):
     """A user's account is to be erased: on request, after three years without sign-in, or by an admin."""
 
     event_type: ClassVar[str] = "se.loggamera.user.deregistered.v1"
+    model_config = ConfigDict(json_schema_extra={"allOf": [_if_then(
+        {"required": ["replay"], "properties": {"replay": {"const": True}}},
+        {"required": ["original_request_id"], "properties": {"original_request_id": {"type": "string"}}},
+        {"properties": {"original_request_id": {"type": "null"}}},
+    )]})
 
     user_id: UserId = _user_id_field()
-    request_id: UUID = Field(
+    request_id: WireUUID = Field(
         description="Id of the erasure request; every slice report and the receipt refer to it.",
         examples=["6f1c2b9e-3d4a-4e5f-8a7b-9c0d1e2f3a4b"],
     )
@@ -89,7 +100,7 @@ class UserDeregistered(EventData):
         description="True when the erasure is re-applied after a backup restore.",
         examples=[False],
     )
-    original_request_id: UUID | None = Field(
+    original_request_id: WireUUID | None = Field(
         default=None,
         description="For a replay, the request being re-applied; absent otherwise.",
         examples=["2a7d9c41-5b3e-4f60-9e18-7c2b4d6a8f05"],
@@ -152,7 +163,7 @@ class PurchaseLine(_Part):
 
     sku: ShortText = Field(description="Article number.", examples=["LGM-GW-4G"])
     description: LongText = Field(description="What was sold.", examples=["Loggamera gateway 4G"])
-    quantity: int = Field(gt=0, description="Number of units.", examples=[1])
+    quantity: int = Field(gt=0, le=1_000_000, description="Number of units.", examples=[1])
     unit_price: Money = Field(description="Price per unit excluding VAT.", examples=["2490.00"])
     vat_rate: VatRate = Field(description="VAT rate for this line.", examples=["0.25"])
 
@@ -174,6 +185,12 @@ class PayPalRefs(_Part):
 
 class Payment(_Part):
     """How the purchase was paid."""
+
+    model_config = ConfigDict(json_schema_extra={"allOf": [_if_then(
+        {"required": ["method"], "properties": {"method": {"const": "paypal"}}},
+        {"required": ["paypal"], "properties": {"paypal": {"type": "object"}}},
+        {"properties": {"paypal": {"type": "null"}}},
+    )]})
 
     method: Literal["paypal", "invoice"] = Field(
         description="Online payment through PayPal, or invoice.", examples=["paypal"]
@@ -282,7 +299,7 @@ class RetainedCategory(_Part):
     legal_basis: Text = Field(
         description="The law that requires keeping it.", examples=["Bokföringslagen (1999:1078) 7 kap. 2 §"]
     )
-    retain_until: date = Field(description="Last day it is kept; erased the day after.", examples=["2033-12-31"])
+    retain_until: WireDate = Field(description="Last day it is kept; erased the day after.", examples=["2033-12-31"])
     held_by: Text = Field(description="Who holds it.", examples=["Loggamera", "PayPal", "Visma eAccounting"])
 
 
@@ -290,8 +307,20 @@ class ErasureSliceReported(EventData):
     """One service reports what it erased, kept by law, and which recipients it told (GDPR Art. 17, 19)."""
 
     event_type: ClassVar[str] = "se.loggamera.erasure.slice_reported.v1"
+    model_config = ConfigDict(json_schema_extra={"allOf": [
+        _if_then(
+            {"required": ["outcome"], "properties": {"outcome": {"const": "retained"}}},
+            {"required": ["retained"], "properties": {"retained": {"minItems": 1}}},
+            {"properties": {"retained": {"maxItems": 0}}},
+        ),
+        _if_then(
+            {"required": ["outcome"], "properties": {"outcome": {"const": "nothing_held"}}},
+            {"properties": {"erased": {"maxItems": 0}}},
+            {},
+        ),
+    ]})
 
-    request_id: UUID = _request_id_field()
+    request_id: WireUUID = _request_id_field()
     user_id: UserId = _user_id_field()
     service: SliceService = Field(description="The service reporting its slice.", examples=["bookkeeping"])
     outcome: Literal["erased", "nothing_held", "retained"] = Field(
@@ -343,7 +372,7 @@ class ErasureCompleted(EventData):
 
     event_type: ClassVar[str] = "se.loggamera.erasure.completed.v1"
 
-    request_id: UUID = _request_id_field()
+    request_id: WireUUID = _request_id_field()
     user_id: UserId = _user_id_field()
     completed_at: UtcDateTime = Field(description="When the last slice reported.", examples=["2026-03-02T09:15:09Z"])
     receipt_hash: str = Field(

@@ -1,4 +1,6 @@
-"""Write the JSON Schema files and the AsyncAPI document from the models; `--check` fails when stale.
+"""Write the JSON Schema files, the AsyncAPI document and docs/CONTRACT.md's generated sections from the code.
+
+`--check` fails when any of them is stale.
 
 Run `python -m schemas.generate` after changing a model, and commit the result.
 """
@@ -14,11 +16,12 @@ from typing import Any
 import yaml
 
 from schemas.catalog import EVENT_MODELS
-from schemas.documents import asyncapi_document, cloudevent_schema, event_schema
+from schemas.documents import asyncapi_document, cloudevent_schema, event_schema, render_contract
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 JSON_DIR = "json"
 ASYNCAPI_FILE = "asyncapi.yaml"
+CONTRACT_DOC = PACKAGE_DIR.parent / "docs" / "CONTRACT.md"
 
 
 def _json_text(document: dict[str, Any]) -> str:
@@ -82,15 +85,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="only report files that are out of date")
     parser.add_argument("--out", type=Path, default=PACKAGE_DIR, help="output directory (default: schemas/)")
     args = parser.parse_args(argv)
+    contract = CONTRACT_DOC.read_text(encoding="utf-8")
     if args.check:
-        stale = check(args.out)
+        stale = check(args.out) + ([str(CONTRACT_DOC)] if render_contract(contract) != contract else [])
         for name in stale:
-            print(f"out of date: {args.out / name}", file=sys.stderr)
+            print(f"out of date: {args.out / name}", file=sys.stderr)  # an absolute name stays as it is
         if stale:
             print("run `python -m schemas.generate` and commit the result", file=sys.stderr)
         return 1 if stale else 0
     for path in generate(args.out):
         print(path)
+    CONTRACT_DOC.write_text(render_contract(contract), encoding="utf-8")
+    print(CONTRACT_DOC)
     return 0
 
 

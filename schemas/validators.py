@@ -11,6 +11,7 @@ import re
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any
+from uuid import UUID
 
 from email_validator import EmailNotValidError, validate_email
 from pydantic import AfterValidator, AwareDatetime, BeforeValidator, Field, StringConstraints, WithJsonSchema
@@ -20,18 +21,31 @@ PERSONNUMMER_PATTERN = r"^([0-9]{8}-?[0-9]{4}|[0-9]{6}[-+]?[0-9]{4})$"
 ORGANISATION_NUMBER_PATTERN = r"^(16)?[0-9]{6}-?[0-9]{4}$"
 POSTAL_CODE_PATTERN = r"^[1-9][0-9]{2} ?[0-9]{2}$"
 PHONE_PATTERN = r"^\+?[0-9][0-9 ()./-]{5,30}$"
-MONEY_PATTERN = r"^[0-9]+\.[0-9]{2}$"
+MONEY_PATTERN = r"^[0-9]{1,12}\.[0-9]{2}$"  # up to 999 billion: exact in decimal arithmetic
+# RFC 3339 date-time as JSON carries it: upper-case T and Z, no leap second, years 2000-2999 (nothing this
+# pipeline handles happened earlier, and the bound keeps every instant convertible to UTC).
+DATE_TIME_PATTERN = (
+    r"^2[0-9]{3}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9]"
+    r"(\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$"
+)
+DATE_PATTERN = r"^[0-9]{4}-(0[1-9]|1[0-2])-(0[1-9]|[12][0-9]|3[01])$"
+UUID_PATTERN = r"^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$"
 
 # No customer alive was born earlier; a 12-digit number before this is a typo, not a person.
 _EARLIEST_BIRTH_YEAR = 1850
 _CENT = Decimal("0.01")
 # The Swedish VAT rates (Mervärdesskattelagen): standard, reduced, reduced, exempt.
 VAT_RATES = (Decimal("0.25"), Decimal("0.12"), Decimal("0.06"), Decimal("0.00"))
+VAT_RATE_TEXTS = tuple(str(rate) for rate in sorted(VAT_RATES))
 _DIGITS = re.compile(r"[0-9]+")
 _PERSONNUMMER = re.compile(r"([0-9]{6}|[0-9]{8})([-+]?)([0-9]{4})")
 _ORGANISATION_NUMBER = re.compile(r"(?:16)?([0-9]{6})-?([0-9]{4})")
 _POSTAL_CODE = re.compile(r"([1-9][0-9]{2}) ?([0-9]{2})")
 _PHONE_CHARS = re.compile(r"\+?[0-9 ()./-]+")
+_DATE_TIME = re.compile(DATE_TIME_PATTERN)
+_DATE = re.compile(DATE_PATTERN)
+_UUID = re.compile(UUID_PATTERN)
+_MONEY = re.compile(MONEY_PATTERN)
 
 
 def luhn_check_digit(digits: str) -> str:
@@ -194,11 +208,40 @@ def _reject_email_as_user_id(value: Any) -> Any:
     return value
 
 
-def _refuse_float(value: Any) -> Any:
-    """Money and rates travel as decimal strings: a float has already lost exactness."""
-    if isinstance(value, float):
-        raise ValueError("amounts must be decimal strings such as '199.00', not floating-point numbers")
-    return value
+def _from_text(accepts: Any, parse: Any, refusal: str, *, floats: str | None = None) -> Any:
+    """A before-validator for a value JSON carries as a string: text must pass `accepts` and is parsed.
+
+    Values that are already parsed (Python callers) pass through; a float is refused with `floats` when given;
+    anything else is left to the strict type check, so no other type is ever coerced.
+    """
+
+    def validate(value: Any) -> Any:
+        if floats is not None and isinstance(value, float):
+            raise ValueError(floats)
+        if not isinstance(value, str):
+            return value
+        if not accepts(value):
+            raise ValueError(refusal)
+        try:
+            return parse(value)
+        except ValueError:
+            raise ValueError("names a day that does not exist") from None
+
+    return validate
+
+
+_money_text = _from_text(
+    _MONEY.fullmatch, Decimal, "amounts must be decimal strings with two decimals, such as '199.00'",
+    floats="amounts must be decimal strings such as '199.00', not floating-point numbers")
+_vat_rate_text = _from_text(
+    VAT_RATE_TEXTS.__contains__, Decimal, "VAT rate must be one of '0.25', '0.12', '0.06' or '0.00'",
+    floats="VAT rates must be decimal strings such as '0.25', not floating-point numbers")
+_instant_text = _from_text(
+    _DATE_TIME.fullmatch, datetime.fromisoformat,
+    "instants must be RFC 3339 date-times with a timezone, e.g. '2026-03-02T09:15:00Z' (JSON has no dates)")
+_date_text = _from_text(_DATE.fullmatch, date.fromisoformat, "dates must be RFC 3339 full-dates, e.g. '2033-12-31'")
+_uuid_text = _from_text(
+    _UUID.fullmatch, UUID, "ids must be UUIDs in the hyphenated form, e.g. '6f1c2b9e-3d4a-4e5f-8a7b-9c0d1e2f3a4b'")
 
 
 def round_money(value: Decimal) -> Decimal:
@@ -278,7 +321,7 @@ UserId = Annotated[
 Money = Annotated[
     Decimal,
     Field(ge=0, decimal_places=2),
-    BeforeValidator(_refuse_float),
+    BeforeValidator(_money_text),
     AfterValidator(round_money),
     WithJsonSchema(
         {
@@ -289,15 +332,33 @@ Money = Annotated[
         }
     ),
 ]
-UtcDateTime = Annotated[AwareDatetime, AfterValidator(_to_utc)]
+UtcDateTime = Annotated[
+    AwareDatetime,
+    BeforeValidator(_instant_text),
+    AfterValidator(_to_utc),
+    WithJsonSchema(
+        {"type": "string", "format": "date-time", "pattern": DATE_TIME_PATTERN,
+         "description": "RFC 3339 date-time with a timezone (Z or an offset); normalised to UTC."}
+    ),
+]
+WireDate = Annotated[
+    date,
+    BeforeValidator(_date_text),
+    WithJsonSchema({"type": "string", "format": "date", "pattern": DATE_PATTERN}),
+]
+WireUUID = Annotated[
+    UUID,
+    BeforeValidator(_uuid_text),
+    WithJsonSchema({"type": "string", "format": "uuid", "pattern": UUID_PATTERN}),
+]
 VatRate = Annotated[
     Decimal,
-    BeforeValidator(_refuse_float),
+    BeforeValidator(_vat_rate_text),
     AfterValidator(_check_vat_rate),
     WithJsonSchema(
         {
             "type": "string",
-            "enum": [str(rate) for rate in sorted(VAT_RATES)],
+            "enum": list(VAT_RATE_TEXTS),
             "description": "Swedish VAT rate as a decimal fraction string.",
             "examples": ["0.25"],
         }

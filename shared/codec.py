@@ -1,4 +1,4 @@
-"""Wire format (DESIGN §2): events to signed CloudEvents bytes and back, with every failure named."""
+"""Wire format (docs/CONTRACT.md): events to signed CloudEvents bytes and back, with every failure named."""
 
 from __future__ import annotations
 
@@ -16,6 +16,7 @@ from pydantic_core import to_json
 
 from schemas import CloudEvent, EventData, UnknownEventType, data_model_for, envelope_for
 from shared.errors import BadInput
+from shared.runtime.headers import ORIGINAL_ROUTING_KEY as ORIGINAL_KEY_HEADER
 from shared.signing import HEADER as SIGNATURE_HEADER
 from shared.signing import sign, verify
 from shared.topology import routing_key
@@ -84,7 +85,7 @@ def encode(
     if (
         source_json is None
         or not _DIRECT
-        or (subject is not None and (type(subject) is not str or not subject))
+        or (subject is not None and subject != getattr(data, "user_id", None))  # the model checks any other
         or (event_id is not None and type(event_id) is not UUID)
         or (time is not None and (not isinstance(time, datetime) or time.tzinfo is not UTC))
     ):
@@ -150,6 +151,108 @@ def encode_envelope(envelope: CloudEvent, *, keyring: Mapping[str, bytes], key_i
     )
 
 
+# Every reason a message is dead-lettered for, by its `x-error-kind` header: the one list the consumer runtime,
+# docs/CONTRACT.md and the AsyncAPI document use (tests/contract/test_contract_docs.py keeps them in step).
+DEAD_LETTER_REASONS: dict[str, str] = {
+    "oversized": "the body is larger than the limit (ERASURE_MAX_BODY_BYTES, 256 KiB by default)",
+    "content_type": f"the content type is not {CONTENT_TYPE}, or the body is not text in its content encoding",
+    "signature": "no x-signature header, a malformed one, an unknown key id, or a digest that does not match",
+    "not_json": "the body is not JSON (or is nested too deeply to parse)",
+    "schema": "the envelope or its data breaks the JSON Schema (a type, pattern, length, enum, format, "
+              "unknown field or cross-field rule)",
+    "unknown_type": "the CloudEvent type is not one of the known event types, or this service has no handler",
+    "routing_key_mismatch": "the routing key the message was published with is not the one its type maps to",
+    "type_mismatch": "the AMQP type property is set and differs from the CloudEvent type",
+    "message_id_mismatch": "the AMQP message_id is missing or differs from the CloudEvent id",
+    "subject_mismatch": "the CloudEvent subject differs from the user_id in its data",
+    "future_time": "an instant (the event time or a time in its data) lies further in the future than the "
+                   "allowed clock skew (ERASURE_MAX_CLOCK_SKEW, 300 s by default)",
+    "conflicting_duplicate": "an event with this id was already handled with a different body",
+    "permanent": "the handler failed in a way retrying cannot fix (e.g. a vendor refused the request as invalid)",
+    "retries_exhausted": "a transient failure persisted through every delay tier",
+    "delivery_limit": "the message was delivered more often than x-delivery-limit (it crashed its consumer)",
+    "undecodable": "decoding failed unexpectedly (a defect in the decoder; the message is kept for replay)",
+}
+DEFAULT_MAX_CLOCK_SKEW_S = 300.0
+
+
+def _bad(kind: str, message: str) -> BadInput:
+    """A BadInput whose kind is one of DEAD_LETTER_REASONS."""
+    assert kind in DEAD_LETTER_REASONS, kind
+    return BadInput(kind, message)
+
+
+def body_bytes(body: object, content_encoding: str | None = None) -> bytes:
+    """The exact bytes of a delivered body; BadInput('content_type') if they cannot be recovered.
+
+    py-amqp hands over text, not bytes, when a message names a content encoding, and always for an empty
+    body: encoding it again in that encoding gives back the bytes that were signed.
+    """
+    if isinstance(body, bytes):
+        return body
+    if isinstance(body, bytearray | memoryview):
+        return bytes(body)
+    if body is None:
+        return b""
+    if isinstance(body, str):
+        try:
+            return body.encode(content_encoding or "utf-8")
+        except (LookupError, UnicodeError, TypeError) as exc:  # an unknown, unusable or non-text encoding
+            raise _bad("content_type", f"body cannot be encoded in its content encoding "
+                                       f"{content_encoding!r}: {type(exc).__name__}") from exc
+    raise _bad("content_type", f"body is a {type(body).__name__}, not bytes")
+
+
+def effective_routing_key(exchange: str | None, routing_key: str | None, headers: Mapping[str, Any]) -> str | None:
+    """The routing key an event was published with.
+
+    Through the events exchange it is the delivery's own. A delay tier or a dead-letter replay returns the
+    message through the default exchange, keyed by the queue name; the runtime recorded the original key in
+    `x-original-routing-key` then (only the services' own accounts may publish to the default exchange, so
+    the header is trusted there and only there). None when it is not known: the message was put on the queue
+    directly by the runtime or an operator.
+    """
+    if exchange:
+        return routing_key
+    original = headers.get(ORIGINAL_KEY_HEADER)
+    if isinstance(original, bytes):
+        original = original.decode("utf-8", "replace")
+    return original if isinstance(original, str) and original else None
+
+
+def decode_delivery(
+    message: Any, *, keyring: Mapping[str, bytes], max_bytes: int, max_clock_skew: float | None,
+    now: datetime | None = None,
+) -> Inbound:
+    """Decode a message as delivered (py-amqp or kombu): body, properties, headers and the delivery's key."""
+    properties = message.properties or {}
+    headers = properties.get("application_headers") or properties.get("headers") or {}
+    info = getattr(message, "delivery_info", None) or {}
+    return decode(
+        body_bytes(message.body, properties.get("content_encoding")),
+        content_type=properties.get("content_type"),
+        headers=headers,
+        keyring=keyring,
+        max_bytes=max_bytes,
+        wire=Wire(
+            routing_key=effective_routing_key(info.get("exchange"), info.get("routing_key"), headers),
+            message_id=properties.get("message_id"),
+            amqp_type=properties.get("type"),
+        ),
+        max_clock_skew=max_clock_skew,
+        now=now,
+    )
+
+
+@dataclass(frozen=True)
+class Wire:
+    """What the AMQP message says besides its body; each must agree with the CloudEvent it carries."""
+
+    routing_key: str | None  # None: not known (delivered straight to the queue), so not compared
+    message_id: str | None  # required, equal to the CloudEvent id
+    amqp_type: str | None = None  # optional; when set, equal to the CloudEvent type
+
+
 def decode(
     body: bytes,
     *,
@@ -158,38 +261,107 @@ def decode(
     keyring: Mapping[str, bytes],
     max_bytes: int,
     message_id: str | None = None,
+    wire: Wire | None = None,
+    max_clock_skew: float | None = None,
+    now: datetime | None = None,
 ) -> Inbound:
-    """Check size, content type, signature, JSON, envelope and data, in that order; raise BadInput."""
+    """Check a body and what the message says about it; raise BadInput with one of DEAD_LETTER_REASONS.
+
+    In order: size, content type, signature, JSON, envelope, type, data, then agreement of the AMQP
+    properties (`wire`) and of the subject with the data, then that no instant is further in the future than
+    `max_clock_skew` seconds (None: not checked). Never raises anything else for any input.
+    """
+    try:
+        return _decode(body, content_type=content_type, headers=headers, keyring=keyring, max_bytes=max_bytes,
+                       message_id=message_id, wire=wire, max_clock_skew=max_clock_skew, now=now)
+    except BadInput:
+        raise
+    except Exception as exc:  # a defect here must still name its input's fate, never escape as a crash
+        raise _bad("undecodable", f"{type(exc).__name__} while decoding") from exc
+
+
+def _decode(
+    body: bytes,
+    *,
+    content_type: str | None,
+    headers: Mapping[str, Any] | None,
+    keyring: Mapping[str, bytes],
+    max_bytes: int,
+    message_id: str | None,
+    wire: Wire | None,
+    max_clock_skew: float | None,
+    now: datetime | None,
+) -> Inbound:
+    body = body_bytes(body)
     if len(body) > max_bytes:
-        raise BadInput("oversized", f"body is {len(body)} bytes; the limit is {max_bytes}")
-    if (content_type or "").split(";")[0].strip().lower() != CONTENT_TYPE:
-        raise BadInput("content_type", f"content type {content_type!r} is not {CONTENT_TYPE}")
+        raise _bad("oversized", f"body is {len(body)} bytes; the limit is {max_bytes}")
+    if not isinstance(content_type, str | None) or (content_type or "").split(";")[0].strip().lower() != CONTENT_TYPE:
+        raise _bad("content_type", f"content type {content_type!r} is not {CONTENT_TYPE}")
     verify(body, (headers or {}).get(SIGNATURE_HEADER), keyring)
     try:
         raw = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise BadInput("not_json", f"body is not JSON: {exc}") from exc
+        raise _bad("not_json", f"body is not JSON: {exc}") from exc
     except RecursionError as exc:
-        raise BadInput("not_json", "body is JSON nested too deeply to parse") from exc
+        raise _bad("not_json", "body is JSON nested too deeply to parse") from exc
     try:
-        envelope = CloudEvent.model_validate(raw)
+        envelope = CloudEvent.model_validate(raw, strict=True)
     except ValidationError as exc:
-        raise BadInput("schema", f"not a CloudEvents 1.0 envelope: {_summary(exc)}") from exc
+        raise _bad("schema", f"not a CloudEvents 1.0 envelope: {_summary(exc)}") from exc
     except (OverflowError, ValueError, RecursionError) as exc:  # e.g. a time beyond what UTC can represent
-        raise BadInput("schema", f"not a CloudEvents 1.0 envelope: {type(exc).__name__}") from exc
+        raise _bad("schema", f"not a CloudEvents 1.0 envelope: {type(exc).__name__}") from exc
     if message_id is not None and message_id != str(envelope.id):
-        raise BadInput("schema", f"message_id {message_id!r} differs from the event id {envelope.id}")
+        raise _bad("message_id_mismatch", f"message_id {message_id!r} differs from the event id {envelope.id}")
     try:
         model = data_model_for(envelope.type)
     except UnknownEventType as exc:
-        raise BadInput("unknown_type", f"event {envelope.id}: unknown type {envelope.type!r}") from exc
+        raise _bad("unknown_type", f"event {envelope.id}: unknown type {envelope.type!r}") from exc
     try:
-        data = model.model_validate(envelope.data)
+        data = model.model_validate(envelope.data, strict=True)
     except ValidationError as exc:
-        raise BadInput("schema", f"event {envelope.id} ({envelope.type}): {_summary(exc)}") from exc
-    except (OverflowError, ValueError, RecursionError) as exc:
-        raise BadInput("schema", f"event {envelope.id} ({envelope.type}): {type(exc).__name__}") from exc
+        raise _bad("schema", f"event {envelope.id} ({envelope.type}): {_summary(exc)}") from exc
+    except (ArithmeticError, ValueError, RecursionError) as exc:  # e.g. amounts beyond exact decimal arithmetic
+        raise _bad("schema", f"event {envelope.id} ({envelope.type}): {type(exc).__name__}") from exc
+    if wire is not None:
+        _check_wire(envelope, wire)
+    user_id = getattr(data, "user_id", None)
+    if envelope.subject is not None and user_id is not None and envelope.subject != user_id:
+        raise _bad("subject_mismatch", f"event {envelope.id}: the subject differs from the data's user_id")
+    if max_clock_skew is not None:
+        _check_not_ahead(envelope, data, (now or datetime.now(UTC)).timestamp() + max_clock_skew)
     return Inbound(envelope=envelope, data=data, body_sha256=hashlib.sha256(body).hexdigest())
+
+
+def _check_wire(envelope: CloudEvent, wire: Wire) -> None:
+    """The routing key, AMQP type and message_id agree with the CloudEvent, or BadInput."""
+    expected_key = routing_key(envelope.type)
+    if wire.routing_key is not None and wire.routing_key != expected_key:
+        raise _bad("routing_key_mismatch", f"event {envelope.id} ({envelope.type}) was published with routing key "
+                                           f"{_short(wire.routing_key)}; its type is routed as {expected_key!r}")
+    if wire.amqp_type is not None and wire.amqp_type != envelope.type:
+        raise _bad("type_mismatch", f"event {envelope.id}: AMQP type {_short(wire.amqp_type)} differs from the "
+                                    f"CloudEvent type {envelope.type!r}")
+    if wire.message_id is None:
+        raise _bad("message_id_mismatch", f"event {envelope.id}: the AMQP message_id is missing; it must be the id")
+    if wire.message_id != str(envelope.id):
+        raise _bad("message_id_mismatch", f"event {envelope.id}: AMQP message_id {_short(wire.message_id)} differs "
+                                          f"from the CloudEvent id")
+
+
+def _check_not_ahead(envelope: CloudEvent, data: EventData, limit: float) -> None:
+    """No instant of the event lies beyond `limit` (a POSIX time), or BadInput('future_time')."""
+    instants = {"time": envelope.time}
+    instants.update((name, value) for name, value in data if isinstance(value, datetime))
+    for name, value in instants.items():
+        if value.timestamp() > limit:
+            raise _bad("future_time", f"event {envelope.id}: {name} {value.isoformat()} is in the future beyond "
+                                      f"the allowed clock skew")
+
+
+def _short(value: object, limit: int = 80) -> str:
+    """A value from the wire, quoted and cut short for an error message."""
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "…"
 
 
 def _summary(exc: ValidationError, limit: int = 5) -> str:

@@ -39,6 +39,8 @@ class RuntimeSettings(BaseSettings):
     prefetch: int = Field(200, description="Per-consumer prefetch (quorum queues refuse global QoS).")
     batch_size: int = Field(100, description="Deliveries handled in one database transaction.")
     max_body_bytes: int = Field(256 * 1024, description="Larger messages are dead-lettered as oversized.")
+    max_clock_skew: float = Field(
+        300.0, ge=0, description="Seconds an event's instants may lie in the future before it is dead-lettered.")
     dead_letter_ttl_days: float = Field(90, description="Dead letters hold personal data: they expire.")
     heartbeat: int = Field(30, description="AMQP heartbeat in seconds.")
     log_level: str = Field("INFO")

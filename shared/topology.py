@@ -1,4 +1,4 @@
-"""The broker topology of DESIGN §3, derived in one place and declared idempotently."""
+"""The broker topology (docs/CONTRACT.md, Topology), derived in one place and declared idempotently."""
 
 from __future__ import annotations
 

@@ -453,7 +453,7 @@ def test_asyncapi_has_one_channel_per_event_type_on_the_topic_exchange(asyncapi:
             "type": "topic",
             "durable": True,
             "autoDelete": False,
-            "vhost": "/",
+            "vhost": "erasure",
         }
 
 

@@ -299,7 +299,8 @@ def test_an_email_address_is_never_accepted_as_user_id() -> None:
 
 @pytest.mark.parametrize(
     ("given_value", "normalised"),
-    [("199", "199.00"), ("199.5", "199.50"), ("0", "0.00"), (Decimal("12.34"), "12.34"), (42, "42.00")],
+    [("199.00", "199.00"), ("0.00", "0.00"), (Decimal("199"), "199.00"), (Decimal("199.5"), "199.50"),
+     (Decimal("12.34"), "12.34"), (42, "42.00")],
 )
 def test_money_is_kept_exact_with_two_decimals(given_value: Any, normalised: str) -> None:
     amount = _accepts(Money, given_value)
@@ -307,19 +308,20 @@ def test_money_is_kept_exact_with_two_decimals(given_value: Any, normalised: str
     assert TypeAdapter(Money).dump_json(amount) == f'"{normalised}"'.encode()
 
 
-@pytest.mark.parametrize("given_value", [19.99, "-1.00", "1.234", "NaN", "abc"])
-def test_money_refuses_floats_negatives_and_fractions_of_ore(given_value: Any) -> None:
+@pytest.mark.parametrize("given_value", [19.99, "-1.00", "1.234", "NaN", "abc", "199", "199.5", " 1.00", "1e2"])
+def test_money_refuses_floats_negatives_fractions_of_ore_and_other_spellings(given_value: Any) -> None:
     _rejects(Money, given_value)
 
 
 @pytest.mark.parametrize(
-    ("given_value", "normalised"), [("0.25", "0.25"), ("0.12", "0.12"), ("0.06", "0.06"), ("0", "0.00")]
+    ("given_value", "normalised"),
+    [("0.25", "0.25"), ("0.12", "0.12"), ("0.06", "0.06"), ("0.00", "0.00"), (Decimal("0"), "0.00")],
 )
 def test_swedish_vat_rates_are_accepted(given_value: str, normalised: str) -> None:
     assert str(_accepts(VatRate, given_value)) == normalised
 
 
-@pytest.mark.parametrize("given_value", ["0.2", "25", "0.250001", 0.25])
+@pytest.mark.parametrize("given_value", ["0.2", "25", "0.250001", 0.25, "0", "0.250"])
 def test_other_vat_rates_are_rejected(given_value: Any) -> None:
     _rejects(VatRate, given_value)
 

@@ -99,7 +99,7 @@ def doctor(broker: bool, database: bool) -> None:
 
 @cli.group()
 def topology() -> None:
-    """Exchanges and queues (DESIGN §3)."""
+    """Exchanges and queues."""
 
 
 @topology.command("declare")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from shared.codec import Inbound, decode
+from shared.codec import Inbound, Wire, body_bytes, decode, effective_routing_key
 from shared.errors import BadInput
 from shared.logging import get_logger
 from shared.runtime.delivery import Delivery
@@ -25,14 +25,20 @@ class Ready(NamedTuple):
 def decode_delivery(delivery: Delivery, service: Service, settings: RuntimeSettings) -> Ready | Outcome:
     """The delivery's event and handler; or, for a delivery that cannot be handled, why (dead-lettered)."""
     message = delivery.message
+    info = message.delivery_info or {}
     try:
         inbound = decode(
-            message.body,
+            body_bytes(message.body, message.properties.get("content_encoding")),
             content_type=message.content_type,
             headers=delivery.headers,
             keyring=settings.keyring,
             max_bytes=settings.max_body_bytes,
-            message_id=delivery.event_id,
+            wire=Wire(
+                routing_key=effective_routing_key(info.get("exchange"), info.get("routing_key"), delivery.headers),
+                message_id=delivery.event_id,
+                amqp_type=message.properties.get("type"),
+            ),
+            max_clock_skew=settings.max_clock_skew,
         )
     except BadInput as exc:
         return Outcome.dead(exc.kind, str(exc))

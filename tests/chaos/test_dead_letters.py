@@ -1,4 +1,4 @@
-"""Dead letters hold personal data, so they expire (DESIGN §3: 90 days) and operators see them masked."""
+"""Dead letters hold personal data, so they expire (docs/CONTRACT.md: 90 days) and operators see them masked."""
 
 from __future__ import annotations
 
