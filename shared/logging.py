@@ -124,6 +124,7 @@ PIKA_CONNECTION_LOGGERS = (
     "pika.adapters.utils.io_services_utils",
     "pika.adapters.base_connection",
     "pika.connection",
+    "pika.adapters.blocking_connection",
 )
 
 
