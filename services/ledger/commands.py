@@ -1,6 +1,7 @@
 """The ledger's operator commands (`erasure status`, `erasure receipt`): text or JSON, and an exit code.
 
-Exit codes: 0 answered, 1 a receipt failed verification or `--overdue` listed a request, 2 nothing found (or the question was malformed).
+Exit codes: 0 answered, 1 a receipt failed verification or `--overdue` listed a request, 2 nothing found
+(or the question was malformed).
 The commands only read: they never migrate or write the ledger database.
 """
 
