@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -52,15 +51,6 @@ def made_up_arguments(command: click.Command, tmp_path: Path) -> list[str]:
             value = "0b6e3c1e-8d3f-4a57-9c1a-0f5d2f3c9e11"
         args += [value] if isinstance(param, click.Argument) else [param.opts[0], value]
     return args
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _broken_env(tmp_path: Path) -> dict[str, str]:

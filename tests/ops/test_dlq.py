@@ -4,17 +4,14 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import subprocess
 import sys
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pika
-import pytest
 from click.testing import CliRunner, Result
 
 from schemas.examples import example_consent_change, example_deregistration
@@ -26,16 +23,6 @@ from tests.probe_service import make_service
 
 ROOT = Path(__file__).resolve().parents[2]
 PHONE = "070-174 06 55"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI routes logging to its (captured) stderr, as a one-shot process may; later tests get theirs back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _env(pipeline: Pipeline, tmp_path: Path) -> dict[str, str]:
