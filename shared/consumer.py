@@ -42,7 +42,7 @@ from shared.db import ensure_schema, make_engine, session_factory
 from shared.errors import BadInput, PermanentError, TransientError
 from shared.faults import failpoint
 from shared.logging import get_logger, mask_text
-from shared.outbox import OutboxRelay, backlog, stage_many
+from shared.outbox import OutboxRelay, stage_many
 from shared.service import Context, Handler, Service
 from shared.settings import RuntimeSettings
 from shared.topology import Names, Topology, build_topology, declare
@@ -51,7 +51,6 @@ from shared.web import Request, Response, WebServer, metrics_route
 log = get_logger(__name__)
 ATTEMPTS_HEADER = "x-attempts"
 ORIGINAL_KEY_HEADER = "x-original-routing-key"
-BACKLOG_METRIC_EVERY_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -161,7 +160,6 @@ class ServiceRunner:
         self._buffer: deque[Delivery] = deque()
         self._in_flight = 0
         self._generation = 0
-        self._backlog_measured = 0.0
         self.deps: Any = None
         self.relay: OutboxRelay | None = None
 
@@ -181,7 +179,8 @@ class ServiceRunner:
         web = self._start_web()
         producer = make_producer(self.settings, exchange=self.names.events_exchange,
                                  name=f"{self.service.name}-outbox", timeout=5.0)
-        self.relay = OutboxRelay(self.engine, self.outbox, producer)
+        self.relay = OutboxRelay(self.engine, self.outbox, producer,
+                                 on_backlog=metrics.OUTBOX_BACKLOG.labels(self.service.name).set)
         metrics.BROKER_CONNECTED.labels(self.service.name, "consumer").set_function(self.ready.is_set)
         metrics.BROKER_CONNECTED.labels(self.service.name, "outbox").set_function(lambda: producer.connected)
         worker = threading.Thread(target=self._work, name=f"{self.service.name}-worker", daemon=True)
@@ -419,10 +418,7 @@ class ServiceRunner:
         outcomes, emitted = handled
         metrics.BATCH_SIZE.labels(self.service.name).observe(len(batch))
         if emitted and self.relay is not None:
-            self.relay.notify()
-            if time.monotonic() - self._backlog_measured >= BACKLOG_METRIC_EVERY_S:  # a gauge, not per batch
-                self._backlog_measured = time.monotonic()
-                metrics.OUTBOX_BACKLOG.labels(self.service.name).set(backlog(self.engine, self.outbox))
+            self.relay.notify()  # the relay reports the backlog gauge (0 once it has published everything)
         return outcomes
 
     def _decode(self, delivery: Delivery) -> Outcome | tuple[Inbound, Handler]:
