@@ -162,3 +162,11 @@ def test_json_output_is_pure_json_on_stdout(name: str, erasure_pipeline, tmp_pat
     except json.JSONDecodeError:  # JSON lines (one document per published event)
         for line in text.splitlines():
             json.loads(line)
+
+
+def test_status_overdue_exits_0_when_it_lists_nothing(tmp_path: Path) -> None:
+    """(With a request listed it exits 1: tests/services/test_ledger.py, the silent-slice test.)"""
+    env = {**_broken_env(tmp_path), "ERASURE_LEDGER_DATABASE_URL": f"sqlite:///{tmp_path / 'ledger.db'}"}
+    result = _invoke(["status", "--overdue", "--json"], env)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout) == json.loads(_invoke(["status", "--overdue", "--json"], env).stdout)
