@@ -170,3 +170,26 @@ def test_status_overdue_exits_0_when_it_lists_nothing(tmp_path: Path) -> None:
     result = _invoke(["status", "--overdue", "--json"], env)
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout) == json.loads(_invoke(["status", "--overdue", "--json"], env).stdout)
+
+
+def test_demo_with_the_broker_away_writes_no_sample_account(tmp_path: Path) -> None:
+    account = tmp_path / "account.db"
+    env = {**_broken_env(tmp_path), "ERASURE_ACCOUNT_DATABASE_URL": f"sqlite:///{account}"}
+    result = _invoke(["demo", "--user", "u-demo-away"], env)
+    assert result.exit_code == 1 and "Traceback" not in result.stdout + result.stderr
+    assert "broker" in result.stderr
+    assert not account.exists() or b"u-demo-away" not in account.read_bytes()
+
+
+@pytest.mark.timeout(120)
+def test_demo_exits_1_when_the_erasure_does_not_complete(erasure_pipeline, tmp_path: Path) -> None:
+    from services.account.publishing import account_database
+
+    erasure_pipeline.declare()  # the exchanges and queues exist, but no service runs
+    with account_database(f"sqlite:///{tmp_path}/account.db"):
+        pass  # the account's tables, as its service creates them
+    env = {"ERASURE_AMQP_URL": erasure_pipeline.settings.amqp_url, "ERASURE_NAMESPACE": erasure_pipeline.namespace,
+           "ERASURE_DATABASE_URL": f"sqlite:///{tmp_path}/{{service}}.db"}
+    result = _invoke(["demo", "--timeout", "2"], env)
+    assert result.exit_code == 1, result.output
+    assert "did not complete" in result.stderr and "Traceback" not in result.stdout + result.stderr
