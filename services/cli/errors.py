@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 from typing import Any
 
@@ -11,6 +12,7 @@ import click
 from shared.logging import mask_text
 
 TRACEBACK_VARIABLE = "ERASURE_TRACEBACK"
+URL_PASSWORD = re.compile(r"(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)[^@\s]*@", re.IGNORECASE)
 MAX_REASON = 300
 BROKER_FIX = ("start RabbitMQ (`rabbitmq-server -detached` or `docker compose -f deploy/compose.yaml up -d "
               "rabbitmq`) or point ERASURE_AMQP_URL at one; `erasure doctor` checks it")
@@ -19,9 +21,9 @@ DATABASE_FIX = ("check ERASURE_<SERVICE>_DATABASE_URL / ERASURE_DATABASE_URL (e.
 
 
 def _reason(exc: BaseException) -> str:
-    """The exception's own words on one line, personal data masked, at most MAX_REASON characters."""
+    """The exception's own words on one line, passwords in URLs and personal data masked, at most MAX_REASON."""
     text = " ".join(str(exc).split()) or type(exc).__name__
-    text = mask_text(text)
+    text = mask_text(URL_PASSWORD.sub(r"\1***@", text))
     return text if len(text) <= MAX_REASON else text[: MAX_REASON - 1] + "…"
 
 

@@ -193,3 +193,20 @@ def test_demo_exits_1_when_the_erasure_does_not_complete(erasure_pipeline, tmp_p
     result = _invoke(["demo", "--timeout", "2"], env)
     assert result.exit_code == 1, result.output
     assert "did not complete" in result.stderr and "Traceback" not in result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("url", ["postgresql+nodriver://app:s3cret-pw@db/ledger", "app:s3cret-pw@db/ledger",
+                                 "postgresql://app:s3cret-pw@db:notaport/ledger",
+                                 "postgresql+psycopg://app:s3cret-pw@127.0.0.1:1/ledger"])
+def test_a_bad_database_url_fails_in_one_line_without_its_password(url: str, tmp_path: Path) -> None:
+    result = _invoke(["status", "--overdue"], {**_broken_env(tmp_path), "ERASURE_LEDGER_DATABASE_URL": url})
+    assert result.exit_code == 1 and "Traceback" not in result.stdout + result.stderr
+    assert "s3cret-pw" not in result.stdout + result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_a_password_quoted_in_an_error_is_masked() -> None:
+    from services.cli.errors import explain
+
+    line = explain("erasure status", RuntimeError("cannot use amqps://svc:s3cret-pw@mq:5671/erasure"))
+    assert "s3cret-pw" not in line and "amqps://svc:***@mq:5671" in line
