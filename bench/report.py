@@ -85,6 +85,10 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, Any]]:
         for backend, peer in _by_backend(entry):
             rows.append((f"6 {kind} {backend}", "deliveries/s (ours ÷ theirs)",
                          f"{_fmt(peer.get('deliveries_per_s'))} (x{_fmt(peer.get('our_ratio'))})"))
+    masking = s.get("masking", {})
+    for size, ms in (masking.get("dlq_show_ms") or {}).items():
+        worst = max((masking.get("mask_text_ms") or {}).get(size, {}).values(), default=None)
+        rows.append((f"7 masking {size}", "dlq show ms (worst mask_text ms)", f"{_fmt(ms)} ({_fmt(worst)})"))
     for name, section in s.items():
         if isinstance(section, dict) and "error" in section:
             rows.append((name, "ERROR", section["error"][:100]))

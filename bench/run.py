@@ -14,10 +14,11 @@ from bench import events as ev
 from bench import sections
 from bench.drain import Drain
 from bench.env import BenchEnv, machine
+from bench.masking import masking
 from bench.scales import Scale
 from bench.stats import LoadMonitor
 
-SECTIONS = ("raw_floor", "runtime", "publishing", "peers", "pipeline", "scale")
+SECTIONS = ("raw_floor", "runtime", "publishing", "peers", "pipeline", "scale", "masking")
 
 
 def _timed(results: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -72,6 +73,8 @@ def run_bench(scale: Scale, out_dir: Path, *, only: tuple[str, ...] = SECTIONS, 
             _timed(results, "peers", lambda: sections.peers(run, ours))
         if "pipeline" in only or "scale" in only:
             _pipeline_and_scale(results, run, only)
+        if "masking" in only:
+            _timed(results, "masking", lambda: masking(env))
     finally:
         env.close()
     results["meta"]["total_seconds"] = round(time.monotonic() - started, 1)
@@ -133,6 +136,9 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     for backend, entry in (scale.get("account") or {}).items():
         ratio = entry.get("cost_ratio")
         add(f"account cost large/small table ({backend})", "<= 1.2", ratio, _le(ratio, 1.2))
+    shown = (s.get("masking", {}).get("dlq_show_ms") or {}).get("1 MiB")
+    if shown is not None:
+        add("erasure dlq show of a 1 MiB dead letter", "< 1000 ms", shown, shown < 1000)
     return targets
 
 

@@ -1,10 +1,20 @@
 """Dead letters over plain AMQP: browse without loss, show masked, replay without loss or duplication, purge.
 
-Browsing takes messages with basic_get and holds them unacknowledged until it is done, then returns all it did
-not settle (basic_nack, requeue). Each return adds one to the message's quorum delivery count; that is harmless
-here because dead-letter queues have no `x-delivery-limit` (on RabbitMQ 3.x a quorum queue without one never
-drops a message for being redelivered; RabbitMQ 4 gives quorum queues a default limit, so there the dead-letter
-queues need an explicit one, e.g. -1, before browsing is safe).
+Counting (`counts`, what `erasure dlq list` shows) reads each dead-letter queue's message count with a passive
+declare: no message is taken, so none changes.
+
+Browsing (`survey`, `select`: `dlq show`, `dlq list --messages`, and the selection of replay and purge) takes
+messages with basic_get and holds them unacknowledged until it is done, then returns all it did not settle with
+one basic.nack (requeue). What a return does to a message depends on the broker, measured and documented:
+- RabbitMQ 4.3 and later: basic.nack with requeue leaves the quorum delivery count (`x-delivery-count`) alone;
+  only basic.reject and channel closure count as failed deliveries (rabbitmq-server #15387). So a browse changes
+  nothing about a dead letter.
+- RabbitMQ 3.x (3.10.8 measured): every return counts - basic.nack, basic.reject, a consumer's channel or
+  connection closing with the message unacknowledged - so each browse adds one to `x-delivery-count`. The
+  dead-letter queues have no `x-delivery-limit`, so on 3.x this never drops a message; `dlq show` leaves the
+  counter out of what it prints, since it counts browsing, not the failure (that is `x-attempts`).
+- RabbitMQ 4.0-4.2 count every return too, and give a quorum queue without a limit a default of 20: there the
+  dead-letter queues need an explicit `x-delivery-limit` before browsing them often is safe.
 
 Replay is crash-safe through a small journal, keyed by (service, event id, failed-at): "publishing" before the
 confirmed publish, "published" after its confirm, gone after the dead letter's ack has reached the broker. A
@@ -153,6 +163,8 @@ class DeadLetter:
             body = json.loads(self.body)
         except (UnicodeDecodeError, json.JSONDecodeError):
             body = self.body.decode("utf-8", "replace")
+        # The broker's redelivery count of the dead-letter queue counts browsing on RabbitMQ 3.x, not the failure.
+        headers = {k: v for k, v in headers.items() if k != "x-delivery-count"}
         if not reveal:
             headers, body = mask_value(headers), mask_personal(body)
         return {"service": self.service, "id": self.id, "kind": self.kind, "properties": props,
@@ -303,15 +315,20 @@ def connect(settings: RuntimeSettings) -> Iterator[pika.BlockingConnection]:
 
 def existing(conn: pika.BlockingConnection, names: Names, services: Sequence[str] | None) -> list[str]:
     """The services whose dead-letter queue exists; a service named explicitly must have one."""
-    found = []
+    return list(_ready_counts(conn, names, services))
+
+
+def _ready_counts(conn: pika.BlockingConnection, names: Names, services: Sequence[str] | None) -> dict[str, int]:
+    """Messages ready in each existing dead-letter queue (passive declares: no message is touched)."""
+    found: dict[str, int] = {}
     channel_log = logging.getLogger("pika.channel")
     for service in services or catalog_services():
         channel = conn.channel()
         level, channel_log.level = channel_log.level, logging.ERROR  # a missing queue is an answer, not a warning
         try:
-            channel.queue_declare(names.dead_queue(service), passive=True)
+            declared = channel.queue_declare(names.dead_queue(service), passive=True)
             channel.close()
-            found.append(service)
+            found[service] = int(declared.method.message_count)
         except ChannelClosedByBroker as exc:  # the broker closed the channel: nothing to clean up
             if services and exc.reply_code == 404:
                 raise DeadLetterError(f"no dead-letter queue {names.dead_queue(service)!r} in namespace "
@@ -336,14 +353,28 @@ def held(conn: pika.BlockingConnection, names: Names, service: str) -> Iterator[
 
 
 def depths(settings: RuntimeSettings, services: Sequence[str] | None) -> dict[str, int]:
-    """Dead letters ready now per service (only services whose dead-letter queue exists)."""
-    names = Names(settings.namespace)
+    """Dead letters ready now per service (only services whose dead-letter queue exists); touches none."""
     with connect(settings) as conn:
-        result = {}
-        for service in existing(conn, names, services):
-            with held(conn, names, service) as queue:
-                result[service] = queue.depth()
-        return result
+        return _ready_counts(conn, Names(settings.namespace), services)
+
+
+def counts(settings: RuntimeSettings, services: Sequence[str] | None) -> list[QueueSummary]:
+    """How many dead letters each service's dead-letter queue holds, without taking any message."""
+    names = Names(settings.namespace)
+    ready = depths(settings, services)
+    return [QueueSummary(service, names.dead_queue(service), service in ready, ready.get(service, 0))
+            for service in services or catalog_services()]
+
+
+def distinct(letters: Sequence[DeadLetter]) -> list[tuple[DeadLetter, list[str]]]:
+    """One entry per dead letter (same id and bytes), with every service that dead-lettered it.
+
+    An event every slice consumes (a UserDeregistered) that fails everywhere is in five dead-letter queues.
+    """
+    grouped: dict[tuple[str, bytes], tuple[DeadLetter, list[str]]] = {}
+    for letter in letters:
+        grouped.setdefault((letter.id, letter.body), (letter, []))[1].append(letter.service)
+    return list(grouped.values())
 
 
 def _matching(queue: HeldQueue, selection: Selection, advance: Advance | None) -> Iterator[DeadLetter]:

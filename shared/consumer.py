@@ -30,7 +30,7 @@ from shared.broker import kombu_connection
 from shared.broker import producer as make_producer
 from shared.db import ensure_schema, make_engine, session_factory
 from shared.logging import get_logger
-from shared.outbox import OutboxRelay, backlog
+from shared.outbox import OutboxRelay
 from shared.runtime.delivery import Delivery
 from shared.runtime.headers import ATTEMPTS as ATTEMPTS_HEADER
 from shared.runtime.middleware import LogContext, Metrics, Middleware, OutboxWakeup
@@ -116,9 +116,9 @@ class ServiceRunner:
         web = self._start_web()
         producer = make_producer(self.settings, exchange=self.names.events_exchange,
                                  name=f"{self.service.name}-outbox", timeout=5.0)
-        relay = self.relay = OutboxRelay(self.engine, self.outbox, producer)
-        self.middlewares.append(OutboxWakeup(self.service.name, relay.notify,
-                                             lambda: backlog(self.engine, self.outbox)))
+        relay = self.relay = OutboxRelay(self.engine, self.outbox, producer,
+                                         on_backlog=metrics.OUTBOX_BACKLOG.labels(self.service.name).set)
+        self.middlewares.append(OutboxWakeup(relay.notify))
         metrics.BROKER_CONNECTED.labels(self.service.name, "consumer").set_function(self.ready.is_set)
         metrics.BROKER_CONNECTED.labels(self.service.name, "outbox").set_function(lambda: producer.connected)
         worker = threading.Thread(target=self._work, name=f"{self.service.name}-worker", daemon=True)

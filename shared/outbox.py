@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterable, Mapping, Sequence
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -18,6 +19,7 @@ from shared.logging import get_logger
 from shared.producer import Producer
 
 log = get_logger(__name__)
+BACKLOG_REPORT_EVERY_S = 1.0
 
 
 def stage(
@@ -66,8 +68,13 @@ class OutboxRelay:
     """Publishes committed outbox rows with confirms, then deletes them; wakes on notify() or a poll."""
 
     def __init__(
-        self, engine: Engine, outbox: Table, producer: Producer, *, batch: int = 500, poll: float = 1.0
+        self, engine: Engine, outbox: Table, producer: Producer, *, batch: int = 500, poll: float = 1.0,
+        on_backlog: Callable[[int], None] | None = None,
     ) -> None:
+        """`on_backlog` hears how many events wait (the backlog gauge): 0 each time a pass leaves none, the
+        count while the relay is busy (at most every BACKLOG_REPORT_EVERY_S) or failing."""
+        self._on_backlog = on_backlog
+        self._backlog_reported = 0.0
         self._engine = engine
         self._outbox = outbox
         self._producer = producer
@@ -126,13 +133,30 @@ class OutboxRelay:
             conn.execute(delete(table).where(table.c.id.in_([r.id for r in rows])))
         self.published += len(rows)
 
+    def _report_backlog(self, waiting: int | None = None) -> None:
+        """Tell on_backlog how many events wait: `waiting` when known (0 after an empty pass), else count them."""
+        if self._on_backlog is None:
+            return
+        if waiting is None:
+            if time.monotonic() - self._backlog_reported < BACKLOG_REPORT_EVERY_S:
+                return  # a gauge, not a query per batch
+            try:
+                waiting = backlog(self._engine, self._outbox)
+            except Exception:  # the database is away: the relay's own failure handling says so
+                return
+        self._backlog_reported = time.monotonic()
+        self._on_backlog(waiting)
+
     def _loop(self) -> None:
         failures = 0
         while True:
             try:
                 while self.relay_once():
                     failures = 0
+                    self._report_backlog()
+                self._report_backlog(0)  # the pass found nothing committed and unpublished
             except (PublishError, Exception) as exc:  # the relay must outlive any one failure
+                self._report_backlog()
                 failures += 1
                 log.warning("outbox relay failed; will retry", error=str(exc), failures=failures)
                 self._stop.wait(min(0.2 * 2**failures, 3.0))

@@ -39,6 +39,33 @@ def _next_event(queue: Any, timeout: float) -> dict[str, Any] | None:
     return None
 
 
+def _follow(queue: Any, request_id: str, timeout: float) -> bool:
+    """Narrate the slice reports of a request until the ledger completes it; False if it did not in time."""
+    reported: set[str] = set()
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        event = _next_event(queue, max(0.1, deadline - time.monotonic()))
+        if event is None:
+            break
+        data = event.get("data", {})
+        if data.get("request_id") != request_id:
+            continue
+        if event["type"].endswith("slice_reported.v1"):
+            reported.add(data["service"])
+            kept = "; ".join(f"kept {r['category']} until {r['retain_until']} ({r['legal_basis']})"
+                             for r in data.get("retained", []))
+            told = f" told {', '.join(data['recipients_notified'])}." if data.get("recipients_notified") else ""
+            click.echo(f"     {data['service']:<17} {data['outcome']}.{told} {kept}".rstrip())
+        elif event["type"].endswith("erasure.completed.v1"):
+            _say("4.", f"The ledger closed the request: receipt hash {data['receipt_hash']}")
+            return True
+    missing = sorted(set(SLICES) - reported)
+    click.echo(f"erasure demo: the erasure did not complete within {timeout:.0f} s (no report yet from "
+               f"{', '.join(missing) or 'the ledger'}); is `erasure run all` running in this namespace? "
+               f"`erasure status {request_id}` shows where it stands", err=True)
+    return False
+
+
 @click.command()
 @click.option("--user", "user_id", default=None, help="Sample user id (default: a new one).")
 @click.option("--timeout", default=60.0, show_default=True, help="Seconds to wait for the erasure to complete.")
@@ -66,49 +93,36 @@ def demo(user_id: str | None, timeout: float) -> None:
     purchase = example_purchase(user_id)
     deregistration = example_deregistration(user_id, request_id=uuid.uuid4(), requested_at=datetime.now(UTC))
 
-    engine = make_engine(database_url_for("account"))
-    with session_factory(engine)() as session, session.begin():
-        c = purchase.customer
-        register_user(session, user_id=user_id, name=c.name, email=c.email, phone=c.phone,
-                      street=c.address.street, postal_code=c.address.postal_code, city=c.address.city)
-    engine.dispose()
-    _say("1.", f"{c.name} ({user_id}) has an account: name, e-mail, phone and address in the account database.")
-
     sign = {"source": "urn:loggamera:demo", "keyring": settings.keyring, "key_id": settings.signing_key_id}
-    with kombu_connection(settings, name="erasure-demo") as conn, \
-            make_producer(settings, exchange=names.events_exchange, name="erasure-demo") as producer:
+    # Connect (and declare the observer) before anything is written: with the broker away the demo stops here
+    # and leaves no sample account, with personal data, behind.
+    with kombu_connection(settings, name="erasure-demo", connect_timeout=5) as conn:
+        conn.ensure_connection(max_retries=1)
         queue = _observe(conn, names.events_exchange)
-        producer.publish(encode(purchase, **sign))
-        _say("2.", f"PurchaseCompleted {purchase.purchase_id} published (signed, confirmed). Forwarding, as the "
-                   "policy names it:")
-        for line in ("installer_sharing → contact and address to installer " + purchase.installer.id,
-                     "payment           → PayPal references recorded (order, capture, vault token)",
-                     "bookkeeping       → customer and invoice created in Visma eAccounting",
-                     "newsletter        → e-mail subscribed in Mailchimp (the buyer consented)"):
-            click.echo(f"     {line}")
-        time.sleep(2)
-        producer.publish(encode(deregistration, **sign))
+        with make_producer(settings, exchange=names.events_exchange, name="erasure-demo") as producer:
+            c = purchase.customer
+            engine = make_engine(database_url_for("account"))
+            try:
+                with session_factory(engine)() as session, session.begin():
+                    register_user(session, user_id=user_id, name=c.name, email=c.email, phone=c.phone,
+                                  street=c.address.street, postal_code=c.address.postal_code,
+                                  city=c.address.city)
+            finally:
+                engine.dispose()
+            _say("1.", f"{c.name} ({user_id}) has an account: name, e-mail, phone and address in the account "
+                       "database.")
+            producer.publish(encode(purchase, **sign))
+            _say("2.", f"PurchaseCompleted {purchase.purchase_id} published (signed, confirmed). Forwarding, as "
+                       "the policy names it:")
+            for line in ("installer_sharing → contact and address to installer " + purchase.installer.id,
+                         "payment           → PayPal references recorded (order, capture, vault token)",
+                         "bookkeeping       → customer and invoice created in Visma eAccounting",
+                         "newsletter        → e-mail subscribed in Mailchimp (the buyer consented)"):
+                click.echo(f"     {line}")
+            time.sleep(2)
+            producer.publish(encode(deregistration, **sign))
         _say("3.", f"UserDeregistered published (request {deregistration.request_id}). Each slice reports:")
-        reported: set[str] = set()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            event = _next_event(queue, max(0.1, deadline - time.monotonic()))
-            if event is None:
-                break
-            data = event.get("data", {})
-            if data.get("request_id") != str(deregistration.request_id):
-                continue
-            if event["type"].endswith("slice_reported.v1"):
-                reported.add(data["service"])
-                kept = "; ".join(f"kept {r['category']} until {r['retain_until']} ({r['legal_basis']})"
-                                 for r in data.get("retained", []))
-                told = f" told {', '.join(data['recipients_notified'])}." if data.get("recipients_notified") else ""
-                click.echo(f"     {data['service']:<17} {data['outcome']}.{told} {kept}".rstrip())
-            elif event["type"].endswith("erasure.completed.v1"):
-                _say("4.", f"The ledger closed the request: receipt hash {data['receipt_hash']}")
-                break
-        else:
-            click.echo(f"timed out; reported so far: {sorted(reported)}", err=True)
+        if not _follow(queue, str(deregistration.request_id), timeout):
             sys.exit(1)
     text, _ = status_command(None, request_id=str(deregistration.request_id))
     click.echo("\n" + text)

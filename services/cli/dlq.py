@@ -102,32 +102,45 @@ def _breakdown(counts: dict[str, int]) -> str:
 
 @dlq.command("list")
 @service_option
+@click.option("--messages", is_flag=True,
+              help="Also list the dead letters themselves (browses the queues; see below).")
 @click.option("--limit", default=50, show_default=True, type=click.IntRange(0),
-              help="Show at most this many messages, oldest first.")
+              help="With --messages: show at most this many, oldest first.")
 @json_option
-def list_dead_letters(services: tuple[str, ...], limit: int, as_json: bool) -> None:
-    """Count dead letters per service (with the oldest's age), then list them, personal data masked.
+def list_dead_letters(services: tuple[str, ...], messages: bool, limit: int, as_json: bool) -> None:
+    """Count dead letters per service; with --messages also list them (personal data masked), oldest first.
 
-    Browsing is non-destructive: every message goes back to its queue.
+    Counting takes no message, so nothing about any dead letter changes. --messages browses: every message
+    goes back to its queue, and on RabbitMQ before 4.3 the broker counts each browse as a redelivery in its
+    x-delivery-count (dead-letter queues have no delivery limit, so nothing is lost).
 
     \b
     Examples:
       erasure dlq list
-      erasure dlq list --service newsletter --limit 10 --json
+      erasure dlq list --service newsletter --messages --limit 10 --json
     """
     settings = RuntimeSettings()
-    summaries, letters = _call(lambda: dead.survey(settings, _targets(services)))
     now = datetime.now(UTC)
+    if messages:
+        summaries, letters = _call(lambda: dead.survey(settings, _targets(services)))
+    else:
+        summaries, letters = _call(lambda: dead.counts(settings, _targets(services))), []
     shown = [letter.summary() for letter in letters[:limit]]
     if as_json:
-        click.echo(json.dumps({"namespace": settings.namespace, "queues": [_queue_json(s, now) for s in summaries],
-                               "messages": shown, "total": len(letters)}, indent=2))
+        document: dict[str, Any] = {"namespace": settings.namespace,
+                                    "queues": [_queue_json(s, now) for s in summaries],
+                                    "total": sum(s.count for s in summaries)}
+        if messages:
+            document["messages"] = shown
+        click.echo(json.dumps(document, indent=2))
         return
     click.echo(_table(["service", "dead letters", "oldest"], [
         (s.service, s.count if s.exists else "no queue",
          _age((now - s.oldest_failed_at).total_seconds()) if s.oldest_failed_at else "")
         for s in summaries]))
     if not shown:
+        if not messages and any(s.count for s in summaries):
+            click.echo("\n`erasure dlq list --messages` lists them; `erasure dlq show ID` shows one")
         return
     click.echo()
     click.echo(_table(["event id", "service", "type", "kind", "error", "attempts", "failed at"], [
@@ -152,7 +165,9 @@ def _operator() -> str:
 
 
 def _echo_detail(detail: dict[str, Any], queue: str) -> None:
-    click.echo(f"dead letter {detail['id']} (service {detail['service']}, queue {queue}, kind {detail['kind']})")
+    where = detail["services"]
+    click.echo(f"dead letter {detail['id']} (service{'s' if len(where) > 1 else ''} {', '.join(where)}; "
+               f"queue{'s' if len(where) > 1 else ''} {queue}; kind {detail['kind']})")
     for section in ("properties", "headers"):
         click.echo(f"{section}:")
         for key, value in sorted(detail[section].items()):
@@ -168,7 +183,10 @@ def _echo_detail(detail: dict[str, Any], queue: str) -> None:
 @click.option("--reveal", is_flag=True, help="Show personal data unmasked; an audit record is logged first.")
 @json_option
 def show(event_id: str, services: tuple[str, ...], reveal: bool, as_json: bool) -> None:
-    """Show one dead letter by event id: properties, headers and body (personal data masked).
+    """Show one dead letter by event id: properties, headers and body (personal data masked), once.
+
+    The same event dead-lettered by several services is shown once, naming them all; the headers shown are
+    those of the first (x-service and x-error may differ between them: --json lists each service).
 
     \b
     Examples:
@@ -184,7 +202,7 @@ def show(event_id: str, services: tuple[str, ...], reveal: bool, as_json: bool) 
         # Logged at warning so no level setting can drop the record of who saw personal data.
         log.warning("dead letter revealed", audit=True, who=_operator(), what=event_id,
                     services=sorted({letter.service for letter in found}))
-    details = [letter.detail(reveal=reveal) for letter in found]
+    details = [{**letter.detail(reveal=reveal), "services": where} for letter, where in dead.distinct(found)]
     if as_json:
         click.echo(json.dumps(details, indent=2, ensure_ascii=False, default=str))
         return
@@ -192,7 +210,7 @@ def show(event_id: str, services: tuple[str, ...], reveal: bool, as_json: bool) 
     for i, detail in enumerate(details):
         if i:
             click.echo()
-        _echo_detail(detail, names.dead_queue(detail["service"]))
+        _echo_detail(detail, ", ".join(names.dead_queue(s) for s in detail["services"]))
 
 
 @dlq.command()

@@ -178,8 +178,11 @@ def sweep_inactive_command(dry_run: bool, batch: int, now_text: str | None, as_j
             click.echo(f"sweep stopped: {exc}. Nothing is lost: what is staged waits in the account outbox; "
                        "run the same command again.", err=True)
             sys.exit(FAILED)
+    data = result.as_dict()
+    if dry_run:  # say what it would do: nothing was deregistered
+        data = {"would_deregister": data.pop("deregistered"), **data}
     verb = "would deregister" if dry_run else "deregistered"
-    _emit(as_json, result.as_dict(),
+    _emit(as_json, data,
           f"{result.selected} inactive accounts (signed in last before {result.cutoff}); {verb} "
           f"{result.deregistered}, {result.skipped_already_swept} already swept; published {result.published} "
           f"in {result.seconds:.1f} s")

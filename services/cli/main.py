@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import click
 
 from services.cli.demo import demo
 from services.cli.dlq import dlq
+from services.cli.errors import OperatorGroup
 from services.cli.intake import intake, replay, sweep
 from services.cli.ledger import receipt, status
 from services.cli.ops import publish
@@ -17,6 +19,7 @@ from services.cli.retention import retention
 from services.registry import SERVICES
 from shared.settings import RuntimeSettings, database_url_for, http_port_for
 
+DISTRIBUTION = "loggamera-erasure"
 BROKER_HELP = """No RabbitMQ answers at {url}.
 Start one with either of:
   docker compose -f deploy/compose.yaml up -d rabbitmq
@@ -24,9 +27,28 @@ Start one with either of:
 or point the pipeline at another broker: export ERASURE_AMQP_URL=amqp://user:pass@host:5672/vhost"""
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+def _version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(DISTRIBUTION)
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
+@click.group(cls=OperatorGroup, context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 110})
+@click.version_option(version=_version(), prog_name="erasure", message="%(prog)s %(version)s")
 def cli() -> None:
-    """Loggamera erasure pipeline: run and operate the services that enforce the privacy policy."""
+    """Loggamera erasure pipeline: run and operate the services that enforce the privacy policy.
+
+    Exit codes: 0 done, 1 failed (one line on stderr says why and what to do), 2 usage error. Logs go to
+    stderr, so stdout holds only the answer (pure JSON with --json).
+    """
+    import os
+
+    from shared.logging import configure
+
+    configure(os.environ.get("ERASURE_LOG_LEVEL", "WARNING"))  # each command may raise the level it needs
 
 
 @cli.command()
@@ -63,43 +85,74 @@ def run(name: str, no_sandbox: bool, host: str) -> None:
 
 
 @cli.command()
-@click.option("--broker/--no-broker", default=True, help="Check that RabbitMQ answers.")
-@click.option("--database", is_flag=True, help="Also check every service database.")
-def doctor(broker: bool, database: bool) -> None:
-    """Check that the broker (and databases) answer; say how to get them if not.
+@click.option("--broker/--no-broker", default=True, show_default=True, help="Check that RabbitMQ answers.")
+@click.option("--database/--no-database", default=True, show_default=True, help="Check every service database.")
+@click.option("--json", "as_json", is_flag=True, help="Print the checks as JSON.")
+def doctor(broker: bool, database: bool, as_json: bool) -> None:
+    """Check that the broker and every service database answer; say how to get them if not. Exit 1 if any fails.
 
     \b
-    Example:
-      erasure doctor --database
+    Examples:
+      erasure doctor
+      erasure doctor --no-database --json
     """
+    checks = ([_check_broker()] if broker else []) + ([_check_database(n) for n in SERVICES] if database else [])
+    failed = [c for c in checks if not c["ok"]]
+    if as_json:
+        click.echo(json.dumps({"ok": not failed, "checks": checks}, indent=2))
+    else:
+        for check in checks:
+            click.echo(f"{check['what']} {'ok' if check['ok'] else 'FAILED'}: {check['where']}"
+                       + ("" if check["ok"] else f" ({check['error']})"))
+        if failed:
+            click.echo("\n".join(dict.fromkeys(c["fix"] for c in failed)), err=True)
+    sys.exit(1 if failed else 0)
+
+
+def _check_broker() -> dict[str, Any]:
     from shared.broker import kombu_connection
 
     settings = RuntimeSettings()
-    if broker:
-        safe = kombu_connection(settings, name="erasure-doctor").as_uri()
+    safe = kombu_connection(settings, name="erasure-doctor").as_uri()
+    try:
+        with kombu_connection(settings, name="erasure-doctor", connect_timeout=3) as conn:
+            conn.ensure_connection(max_retries=1)
+    except Exception as exc:  # any failure to connect is the same answer for the operator
+        return {"what": "broker", "where": safe, "ok": False, "error": f"{type(exc).__name__}: {exc}",
+                "fix": BROKER_HELP.format(url=safe)}
+    return {"what": "broker", "where": safe, "ok": True}
+
+
+def _check_database(name: str) -> dict[str, Any]:
+    from sqlalchemy import text
+    from sqlalchemy.engine import make_url
+
+    from shared.db import make_engine
+
+    url = database_url_for(name)
+    try:
+        where = make_url(url).render_as_string(hide_password=True)
+    except Exception:  # an unparsable URL is shown without what could be a password
+        where = url.split("@")[-1]
+    check = {"what": f"database {name}", "where": where, "ok": True}
+    try:
+        engine = make_engine(url)
         try:
-            with kombu_connection(settings, name="erasure-doctor", connect_timeout=3) as conn:
-                conn.ensure_connection(max_retries=1)
-        except Exception as exc:  # any failure to connect is the same answer for the operator
-            click.echo(BROKER_HELP.format(url=safe), err=True)
-            click.echo(f"  ({type(exc).__name__}: {exc})", err=True)
-            sys.exit(1)
-        click.echo(f"broker ok: {safe}")
-    if database:
-        from sqlalchemy import text
-
-        from shared.db import make_engine
-
-        for name in SERVICES:
-            engine = make_engine(database_url_for(name))
             with engine.connect() as conn:
                 conn.execute(text("select 1"))
-            click.echo(f"database ok: {name} ({engine.url.render_as_string(hide_password=True)})")
+        finally:
+            engine.dispose()
+    except Exception as exc:  # a bad URL, a missing driver, a server that does not answer: all one answer
+        reason = " ".join(str(exc).split())[:200]
+        check.update(ok=False, error=f"{type(exc).__name__}: {reason}",
+                     fix=f"set ERASURE_{name.upper()}_DATABASE_URL or ERASURE_DATABASE_URL to a database that "
+                         "answers (e.g. postgresql+psycopg://user@host/erasure_{service})")
+    return check
 
 
 @cli.group()
 def topology() -> None:
-    """Exchanges and queues."""
+    """Exchanges and queues of a namespace."""
 
 
 @topology.command("declare")

@@ -1,6 +1,7 @@
 """The ledger's operator commands (`erasure status`, `erasure receipt`): text or JSON, and an exit code.
 
-Exit codes: 0 answered, 1 a receipt failed verification, 2 nothing found (or the question was malformed).
+Exit codes: 0 answered, 1 a receipt failed verification or `--overdue` listed a request, 2 nothing found
+(or the question was malformed).
 The commands only read: they never migrate or write the ledger database.
 """
 
@@ -71,7 +72,9 @@ def status_command(
         if overdue:
             items = [] if session is None else queries.overdue(
                 session, datetime.now(UTC), LedgerSettings().stuck_after)
-            return _answer(as_json, report.overdue_dict(items), lambda: report.overdue_text(items)), OK
+            # Any overdue or stuck request is a failure to alert on (cron, monitoring): exit 1.
+            return _answer(as_json, report.overdue_dict(items), lambda: report.overdue_text(items)), \
+                FAILED if items else OK
         if session is None:
             return _not_found(as_json, f"request {request_id}" if request_id else f"user {user_id}")
         if request_id is not None:

@@ -9,7 +9,6 @@ the connection's thread after the confirmed publish to a delay tier or the dead-
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, NamedTuple
@@ -111,20 +110,11 @@ class Metrics(Middleware):
 
 
 class OutboxWakeup(Middleware):
-    """After a batch that emitted events: wake the outbox relay, and refresh the backlog gauge once a second."""
+    """After a batch that emitted events: wake the outbox relay (the relay itself reports the backlog gauge)."""
 
-    def __init__(self, service: str, notify: Callable[[], None], backlog: Callable[[], int],
-                 every_s: float = 1.0) -> None:
-        self._service = service
+    def __init__(self, notify: Callable[[], None]) -> None:
         self._notify = notify
-        self._backlog = backlog
-        self._every_s = every_s
-        self._measured = 0.0
 
     def after_commit(self, report: BatchReport) -> None:
-        if not report.emitted:
-            return
-        self._notify()
-        if time.monotonic() - self._measured >= self._every_s:  # a gauge, not a query per batch
-            self._measured = time.monotonic()
-            metrics.OUTBOX_BACKLOG.labels(self._service).set(self._backlog())
+        if report.emitted:
+            self._notify()

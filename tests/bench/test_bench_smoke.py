@@ -85,6 +85,14 @@ def test_peers_run_or_say_why_not(results: dict[str, Any]) -> None:
             assert _positive(peers[kind][backend]["our_ratio"])
 
 
+def test_masking_reports_mask_text_and_dlq_show_at_each_size(results: dict[str, Any]) -> None:
+    masking = results["json"]["sections"]["masking"]
+    assert set(masking["dlq_show_ms"]) == {"40 KiB", "256 KiB", "1 MiB"}
+    assert all(_positive(ms) for ms in masking["dlq_show_ms"].values())
+    assert all(_positive(ms) for sizes in masking["mask_text_ms"].values() for ms in sizes.values())
+    assert any(t["target"].startswith("erasure dlq show") for t in results["json"]["targets"])
+
+
 def test_report_and_targets_are_written(results: dict[str, Any]) -> None:
     out: Path = results["out"]
     assert (out / "latest.md").read_text().startswith("# Benchmark results")

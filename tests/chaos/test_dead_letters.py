@@ -94,8 +94,8 @@ def test_dlq_show_and_list_mask_every_kind_of_personal_data(make_stack) -> None:
     outputs = {
         "show": erasure("dlq", "show", sent.event_id, "--service", "installer_sharing"),
         "show --json": erasure("dlq", "show", sent.event_id, "--service", "installer_sharing", "--json"),
-        "list": erasure("dlq", "list"),
-        "list --json": erasure("dlq", "list", "--json"),
+        "list": erasure("dlq", "list", "--messages"),
+        "list --json": erasure("dlq", "list", "--messages", "--json"),
     }
     leaks = sorted({f"{command}: {what}" for command, out in outputs.items() for what, value in pii.items()
                     if value.lower() in out.lower() or json.dumps(value)[1:-1].lower() in out.lower()})

@@ -84,7 +84,8 @@ def test_dry_run_counts_without_writing_or_publishing(erasure_pipeline: Pipeline
     erasure_pipeline.declare()
     _seed(account_url, 200, 0.2)
     dry = _sweep(erasure_pipeline, account_url, "--dry-run")
-    assert (dry["selected"], dry["deregistered"], dry["published"], dry["dry_run"]) == (40, 40, 0, True)
+    assert (dry["selected"], dry["would_deregister"], dry["published"], dry["dry_run"]) == (40, 40, 0, True)
+    assert "deregistered" not in dry
     assert _marks(account_url) == 0
     assert deregistrations(erasure_pipeline) == []
 

@@ -4,17 +4,15 @@ from __future__ import annotations
 
 import io
 import json
-import logging
 import os
 import subprocess
 import sys
+import time
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pika
-import pytest
 from click.testing import CliRunner, Result
 
 from ops.progress import Progress
@@ -26,16 +24,6 @@ from tests.probe_service import make_service
 
 ROOT = Path(__file__).resolve().parents[2]
 PHONE = "070-174 06 55"
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI routes logging to its (captured) stderr, as a one-shot process may; later tests get theirs back."""
-    root = logging.getLogger()
-    handlers, level = root.handlers[:], root.level
-    yield
-    root.handlers[:] = handlers
-    root.setLevel(level)
 
 
 def _env(pipeline: Pipeline, tmp_path: Path) -> dict[str, str]:
@@ -94,7 +82,8 @@ def _ids_in(pipeline: Pipeline, queue: str, *, ack: bool = False) -> list[str]:
 def test_list_counts_dead_letters_and_leaves_them_in_place(erasure_pipeline, tmp_path) -> None:
     ids = _make_dead_letters(erasure_pipeline, 3, poison=1)
     _, dead = _queues(erasure_pipeline)
-    listed = json.loads(_dlq(erasure_pipeline, tmp_path, "list", "--service", "probe", "--json").stdout)
+    listed = json.loads(_dlq(erasure_pipeline, tmp_path, "list", "--service", "probe", "--messages",
+                             "--json").stdout)
     [queue] = listed["queues"]
     assert (queue["service"], queue["count"], queue["exists"]) == ("probe", 4, True)
     assert queue["oldest_age_s"] is not None and queue["oldest_age_s"] >= 0
@@ -102,10 +91,68 @@ def test_list_counts_dead_letters_and_leaves_them_in_place(erasure_pipeline, tmp
     kinds = sorted(m["kind"] for m in listed["messages"])
     assert kinds == ["not_json", "permanent", "permanent", "permanent"]
     assert all(m["attempts"] == 1 and m["failed_at"] for m in listed["messages"])
-    table = _dlq(erasure_pipeline, tmp_path, "list", "--service", "probe", "--limit", "2").stdout
+    table = _dlq(erasure_pipeline, tmp_path, "list", "--service", "probe", "--messages", "--limit", "2").stdout
     assert "probe" in table and "... and 2 more" in table
     assert erasure_pipeline.depth(dead) == 4, "browsing returns every message"
     assert sorted(_ids_in(erasure_pipeline, dead)) == sorted(ids)
+
+
+def _delivery_count(pipeline: Pipeline, queue: str) -> int:
+    """The broker's x-delivery-count of the head of a queue, read once (which itself returns the message)."""
+    conn = pika.BlockingConnection(pika.URLParameters(pipeline.settings.amqp_url))
+    try:
+        channel = conn.channel()
+        method, properties, _body = channel.basic_get(queue, auto_ack=False)
+        assert method is not None, f"{queue} is empty"
+        count = int((properties.headers or {}).get("x-delivery-count") or 0)
+        channel.basic_nack(method.delivery_tag, requeue=True)
+        return count
+    finally:
+        conn.close()
+
+
+def test_list_counts_without_touching_any_dead_letter_and_answers_at_once(erasure_pipeline, tmp_path) -> None:
+    _make_dead_letters(erasure_pipeline, 3)
+    _, dead = _queues(erasure_pipeline)
+    before = _delivery_count(erasure_pipeline, dead)
+    timings = []
+    for _ in range(3):
+        started = time.perf_counter()
+        listed = json.loads(_dlq(erasure_pipeline, tmp_path, "list", "--json").stdout)
+        timings.append(time.perf_counter() - started)
+    assert "probe" not in {q["service"] for q in listed["queues"]}, "not a catalog service: --service names it"
+    listed = json.loads(_dlq(erasure_pipeline, tmp_path, "list", "--service", "probe", "--json").stdout)
+    assert [(q["service"], q["count"]) for q in listed["queues"]] == [("probe", 3)] and "messages" not in listed
+    text = _dlq(erasure_pipeline, tmp_path, "list", "--service", "probe").stdout
+    assert "probe" in text and "3" in text and "--messages" in text
+    # Each read above would have added one to the count had listing browsed the queue; the reads here add one.
+    assert _delivery_count(erasure_pipeline, dead) <= before + 1
+    assert max(timings) < 1.0, f"dlq list took {max(timings):.2f} s"
+
+
+def test_show_prints_a_dead_letter_of_several_services_once_and_changes_nothing(erasure_pipeline, tmp_path) -> None:
+    erasure_pipeline.declare()
+    event_id = str(uuid.uuid4())
+    conn = pika.BlockingConnection(pika.URLParameters(erasure_pipeline.settings.amqp_url))
+    try:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        for service in ("payment", "newsletter"):
+            channel.basic_publish(f"{erasure_pipeline.namespace}.dead", service, b'{"note": "same bytes"}',
+                                  pika.BasicProperties(delivery_mode=2, message_id=event_id, headers={
+                                      "x-error-kind": "permanent", "x-error": "refused", "x-attempts": 1,
+                                      "x-failed-at": "2026-04-14T08:00:00+00:00", "x-service": service}))
+    finally:
+        conn.close()
+    wait_until(lambda: erasure_pipeline.depth(f"{erasure_pipeline.namespace}.newsletter.dead") == 1)
+    text = _dlq(erasure_pipeline, tmp_path, "show", event_id).stdout
+    assert text.count(f"dead letter {event_id}") == 1 and "services newsletter, payment" in text
+    assert "x-delivery-count" not in text
+    first = json.loads(_dlq(erasure_pipeline, tmp_path, "show", event_id, "--json").stdout)
+    again = json.loads(_dlq(erasure_pipeline, tmp_path, "show", event_id, "--json").stdout)
+    assert len(first) == 1 and first[0]["services"] == ["newsletter", "payment"]
+    assert first == again, "showing a dead letter changes nothing shown about it"
+    assert erasure_pipeline.depth(f"{erasure_pipeline.namespace}.payment.dead") == 1
 
 
 def test_show_masks_email_and_phone_and_reveal_shows_them_with_an_audit_record(erasure_pipeline, tmp_path) -> None:
@@ -153,7 +200,8 @@ def test_broker_dead_letter_is_listed_with_its_reason_and_replayed_to_be_handled
     queue, dead = _queues(erasure_pipeline)
     _exhaust_delivery_limit(erasure_pipeline, queue)
     wait_until(lambda: erasure_pipeline.depth(dead) == 1, what="the broker to dead-letter at the delivery limit")
-    [letter] = json.loads(_dlq(erasure_pipeline, tmp_path, "list", "--service", "probe", "--json").stdout)["messages"]
+    [letter] = json.loads(_dlq(erasure_pipeline, tmp_path, "list", "--service", "probe", "--messages",
+                               "--json").stdout)["messages"]
     assert (letter["id"], letter["kind"]) == (event.event_id, "delivery_limit")
     assert letter["failed_at"] and letter["attempts"] is None
     _dlq(erasure_pipeline, tmp_path, "replay", event.event_id, "--service", "probe")

@@ -291,7 +291,7 @@ def test_request_with_a_silent_slice_is_overdue_naming_that_slice(
     assert late.why == "past_due"
     assert late.missing == ("newsletter",)
     text, code = status_command(ledger_url, overdue=True)
-    assert code == 0
+    assert code == 1, "an overdue request is listed: exit 1 for cron and monitoring"
     assert str(request.request_id) in text and "newsletter" in text and "past_due" in text
 
 
