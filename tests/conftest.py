@@ -1,4 +1,4 @@
-"""Our suite uses the same pytest plugin that upstream services get (entry point `erasure`)."""
+"""Our suite uses the same pytest plugin that upstream services get (entry point `erasure`); a sandbox per module."""
 
 from __future__ import annotations
 
@@ -7,9 +7,30 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from services.sandbox import Sandbox
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def running() -> Iterator[Sandbox]:
+    with Sandbox() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def sandbox(running: Sandbox) -> Sandbox:
+    running.reset()
+    return running
+
+
+@pytest.fixture
+def http(sandbox: Sandbox) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=sandbox.http_url, timeout=5) as client:
+        yield client
 
 
 @pytest.fixture

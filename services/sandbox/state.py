@@ -77,6 +77,8 @@ class SandboxState:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self.lock = threading.RLock()
+        self._flight_lock = threading.Lock()
+        self._in_flight: dict[str, int] = dict.fromkeys(VENDORS, 0)
         self.reset()
 
     def reset(self) -> None:
@@ -90,7 +92,6 @@ class SandboxState:
             self.request_log: list[dict[str, Any]] = []
             self.effect_log: list[dict[str, Any]] = []
             self.outages: dict[str, Outage] = {}
-            self._in_flight: dict[str, int] = dict.fromkeys(VENDORS, 0)
 
     def record_request(self, vendor: str, req: Request) -> dict[str, Any]:
         """Log a received request as it arrived, whoever sent it (credentials left out); `finish_request`
@@ -110,9 +111,10 @@ class SandboxState:
             "status": None,
             "replayed": False,
         }
+        with self._flight_lock:  # counted on arrival, before waiting for the state lock
+            self._in_flight[vendor] = self._in_flight.get(vendor, 0) + 1
         with self.lock:
             self.request_log.append(record)
-            self._in_flight[vendor] = self._in_flight.get(vendor, 0) + 1
         return record
 
     def finish_request(self, record: dict[str, Any], reply: Reply | None) -> None:
@@ -120,11 +122,12 @@ class SandboxState:
         with self.lock:
             record["status"] = reply.status if reply else None
             record["replayed"] = bool(reply and reply.headers.get("Idempotent-Replayed") == "true")
+        with self._flight_lock:
             self._in_flight[record["vendor"]] -= 1
 
     def in_flight(self, vendor: str) -> int:
         """Requests to the vendor received and not yet answered (this one included): open connections."""
-        with self.lock:
+        with self._flight_lock:
             return self._in_flight.get(vendor, 0)
 
     def effect(self, vendor: str, kind: str, **refs: Any) -> None:

@@ -107,14 +107,14 @@ def _missing(body: Mapping[str, Any], required: Iterable[str]) -> list[str]:
 
 
 def _too_long(body: Mapping[str, Any], limits: Mapping[str, int]) -> list[str]:
-    return [f"{name} (at most {limit})" for name, limit in limits.items()
+    return [f"{name} is too long (at most {limit})" for name, limit in limits.items()
             if isinstance(body.get(name), str) and len(body[name]) > limit]
 
 
 def visma_customer_problems(body: Mapping[str, Any]) -> list[str]:
     """What Visma would refuse in a customer body: missing required fields, over-long fields."""
     problems = [f"{name} is required" for name in _missing(body, VISMA_CUSTOMER_REQUIRED)]
-    problems += [f"{name} is too long" for name in _too_long(body, VISMA_CUSTOMER_MAX)]
+    problems += _too_long(body, VISMA_CUSTOMER_MAX)
     return problems
 
 
@@ -137,7 +137,7 @@ def visma_invoice_problems(body: Mapping[str, Any]) -> list[str]:
         problems.append("EuThirdParty must be true or false")
     if body.get("RotReducedInvoicingType") not in (None, *VISMA_ROT_TYPES):
         problems.append("RotReducedInvoicingType must be 0, 1 or 2")
-    problems += [f"{name} is too long" for name in _too_long(body, VISMA_INVOICE_MAX)]
+    problems += _too_long(body, VISMA_INVOICE_MAX)
     rows = body.get("Rows")
     if rows is not None and not isinstance(rows, list):
         problems.append("Rows must be a list")

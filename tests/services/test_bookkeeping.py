@@ -296,20 +296,20 @@ def test_visma_customer_without_invoices_is_deleted_there_and_nothing_is_kept_he
 ) -> None:
     running = start_bookkeeping()
     seeded = sandbox.seed({"visma": {"customers": [{
-        "CustomerNumber": "bk-noinv", "Name": "Erik Johansson", "EmailAddress": "erik@example.com",
+        "CustomerNumber": "bk-noinv", "Name": "Erik Johansson", "EmailAddress": "erik@kund.loggamera.se",
         "InvoiceCity": "Umeå", "InvoicePostalCode": "903 26",
     }]}})
     [visma_id] = seeded["visma"]["customers"]
     with running.engine.begin() as conn:
         conn.execute(insert(CustomerRecord).values(
             user_id="bk-noinv", customer_number="bk-noinv", visma_customer_id=visma_id, name="Erik Johansson",
-            email="erik@example.com", active=True))
+            email="erik@kund.loggamera.se", active=True))
     [sent] = erasure_pipeline.publish(example_deregistration("bk-noinv"))
     running.wait_handled(sent.event_id)
     assert sandbox.state()["visma"]["customers"] == {}
     assert [e["effect"] for e in sandbox.effects("visma")] == ["customer_deleted"]
     assert _customer(running, "bk-noinv") is None
-    assert _tables_containing(running.engine, ["Erik Johansson", "erik@example.com"]) == []
+    assert _tables_containing(running.engine, ["Erik Johansson", "erik@kund.loggamera.se"]) == []
     [report] = reports.wait("bk-noinv")
     assert report["outcome"] == "erased"
     assert report["retained"] == []

@@ -96,7 +96,7 @@ def test_erasure_deletes_every_member_permanently_and_keeps_nothing_personal(
 ) -> None:
     running = erasure_pipeline.start(build())
     purchase = example_purchase("u-erase", newsletter_consent=True)
-    second_address = example_consent_change("u-erase", email="anna.work+u-erase@example.com")
+    second_address = example_consent_change("u-erase", email="anna.work+u-erase@kund.loggamera.se")
     untouched = example_consent_change("u-keep")
     for message in erasure_pipeline.publish(purchase, second_address, untouched):
         running.wait_handled(message.event_id)
