@@ -1,4 +1,4 @@
-"""Our suite uses the same pytest plugin that upstream services get (entry point `erasure`); a sandbox per module."""
+"""Our suite uses the same pytest plugin that upstream services get (entry point `erasure`)."""
 
 from __future__ import annotations
 
@@ -16,19 +16,15 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
-def running() -> Iterator[Sandbox]:
+def sandbox_server() -> Iterator[Sandbox]:
+    """One sandbox for a whole test module (modules that test the vendors' fakes reset it per test)."""
     with Sandbox() as sandbox:
         yield sandbox
 
 
 @pytest.fixture
-def sandbox(running: Sandbox) -> Sandbox:
-    running.reset()
-    return running
-
-
-@pytest.fixture
 def http(sandbox: Sandbox) -> Iterator[httpx.Client]:
+    """A client of the test's sandbox."""
     with httpx.Client(base_url=sandbox.http_url, timeout=5) as client:
         yield client
 

@@ -28,6 +28,12 @@ INST_1 = {"Authorization": f"Bearer {DEFAULT_INSTALLERS['inst-1']}"}
 
 
 
+@pytest.fixture
+def sandbox(sandbox_server: Sandbox) -> Sandbox:
+    sandbox_server.reset()
+    return sandbox_server
+
+
 def _paypal_token(http: httpx.Client) -> dict[str, str]:
     resp = http.post(
         "/paypal/v1/oauth2/token",

@@ -41,6 +41,12 @@ CUST_1, CUST_2 = "lgcustomer0001", "lgcustomer0002"
 
 
 @pytest.fixture
+def sandbox(sandbox_server: Sandbox) -> Sandbox:
+    sandbox_server.reset()
+    return sandbox_server
+
+
+@pytest.fixture
 def mailchimp(sandbox: Sandbox) -> Iterator[MailchimpClient]:
     with MailchimpClient("sandbox-us1", "loggamera", base_url=f"{sandbox.http_url}/mailchimp/3.0") as client:
         yield client

@@ -36,6 +36,12 @@ ROW = {"IsTextRow": False, "ArticleId": CONFIG.visma_article_id, "Text": "Gatewa
 
 
 
+@pytest.fixture
+def sandbox(sandbox_server: Sandbox) -> Sandbox:
+    sandbox_server.reset()
+    return sandbox_server
+
+
 def _paypal_auth(http: httpx.Client) -> dict[str, str]:
     resp = http.post("/paypal/v1/oauth2/token", data={"grant_type": "client_credentials"},
                      auth=(CONFIG.paypal_client_id, CONFIG.paypal_client_secret))

@@ -15,6 +15,7 @@ import pytest
 
 from schemas.examples import example_consent_change, example_deregistration, example_purchase
 from schemas.validators import luhn_check_digit
+from services.vendors.rules import paypal_customer_id
 from shared.signing import sign
 from tests.chaos.harness import poll, record_results
 from tests.chaos.load import observer_engine, queue_figures, register_in_account
@@ -121,7 +122,7 @@ def test_no_personal_data_reaches_any_service_log(make_stack) -> None:
         "company_name": f"{p['name']} Fastighetsservice" if "personnummer" in p else None} for p in PEOPLE})
     for person in PEOPLE:
         _save_device(account_url, person["user_id"], person)
-    control.seed({"paypal": {"vault": {p["user_id"]: [f"tok-{p['user_id']}"] for p in PEOPLE}}})
+    control.seed({"paypal": {"vault": {paypal_customer_id(p["user_id"]): [f"tok-{p['user_id']}"] for p in PEOPLE}}})
     # Failures on the way, so error and retry paths log too.
     control.set_outage("mailchimp", "503", count=4)
     control.set_outage("visma", "429", count=3, retry_after=1)

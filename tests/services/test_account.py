@@ -40,7 +40,7 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "account" / "mig
 NOW = datetime(2026, 4, 14, 8, 0, tzinfo=UTC)
 ANNA = {
     "name": "Anna Lindqvist",
-    "email": "Anna.Lindqvist@Example.com",
+    "email": "Anna.Lindqvist@Kund.Loggamera.se",
     "phone": "070-174 06 05",
     "street": "Storgatan 12",
     "postal_code": "11455",
@@ -333,7 +333,7 @@ def test_only_the_hash_of_a_session_token_is_stored(account_db) -> None:
 def test_registration_normalises_contact_details_and_finds_email_in_any_case(account_db) -> None:
     with _sessions(account_db)() as session, session.begin():
         accounts.register_user(session, user_id="u-anna", **ANNA)
-        user = accounts.find_user_by_email(session, "ANNA.LINDQVIST@example.COM")
+        user = accounts.find_user_by_email(session, "ANNA.LINDQVIST@kund.loggamera.SE")
         assert user is not None
         assert (user.email, user.phone, user.postal_code, user.corporate_id) == (
             "anna.lindqvist@kund.loggamera.se", "+46701740605", "114 55", "198112189876")
@@ -425,7 +425,7 @@ def test_scan_finds_traces_in_text_and_binary_columns_case_insensitively(account
     _populate(account_db, ANNA, user_id="u-anna")
     with account_db.begin() as conn:  # an outbox body is bytes: a leak there must be found as well
         conn.execute(insert(metadata.tables["outbox"]).values(
-            event_id="e-1", event_type="t", routing_key="k", body=b'{"mail": "ANNA.LINDQVIST@EXAMPLE.COM"}',
+            event_id="e-1", event_type="t", routing_key="k", body=b'{"mail": "ANNA.LINDQVIST@KUND.LOGGAMERA.SE"}',
             signature="s", source="urn:test", created_at=NOW))
     assert personal_data_hits(account_db, ["anna.lindqvist@kund.loggamera.se", "+46701740605"]) == [
         ("outbox", "body"), ("users", "email"), ("users", "phone")]
