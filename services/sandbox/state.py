@@ -198,7 +198,7 @@ class SandboxState:
             if "paypal" in data:
                 created["paypal"] = self.paypal.seed(data["paypal"])
             if "visma" in data:
-                created["visma"] = self.visma.seed(data["visma"])
+                created["visma"] = self.visma.seed(data["visma"], self.config.visma_terms_of_payment_id)
             return created
 
     def snapshot(self) -> dict[str, Any]:

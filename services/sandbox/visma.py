@@ -36,11 +36,17 @@ class VismaState:
         """JSON-ready copy."""
         return {"customers": dict(self.customers), "invoices": dict(self.invoices)}
 
-    def seed(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Add `customers` (Visma customer dicts, Id optional) and `invoices` (by CustomerId or CustomerNumber)."""
+    def seed(self, data: dict[str, Any], terms_of_payment_id: str) -> dict[str, Any]:
+        """Add `customers` (Visma customer dicts, Id optional) and `invoices` (by CustomerId or CustomerNumber).
+
+        A customer gets IsActive, IsPrivatePerson and the company's TermsOfPaymentId unless given, and must
+        then be one Visma could hold (ValueError otherwise)."""
         customer_ids = []
         for item in data.get("customers", []):
-            customer = {"IsActive": True, "IsPrivatePerson": True, **item}
+            customer = {"IsActive": True, "IsPrivatePerson": True, "TermsOfPaymentId": terms_of_payment_id, **item}
+            problems = visma_customer_problems(customer)
+            if problems:
+                raise ValueError(f"Visma would not hold this customer: {'; '.join(problems)}")
             customer.setdefault("Id", new_id())
             self.customers[customer["Id"]] = customer
             customer_ids.append(customer["Id"])

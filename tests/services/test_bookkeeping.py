@@ -28,6 +28,7 @@ from services.bookkeeping.retention import (
 )
 from services.bookkeeping.settings import BookkeepingSettings
 from services.sandbox import Sandbox
+from services.vendors.rules import visma_customer_number
 from shared.db import ensure_schema, make_engine
 from shared.testing import Pipeline, RunningService, wait_until
 
@@ -171,7 +172,7 @@ def test_purchase_books_customer_and_invoice_at_visma_and_keeps_the_sale_through
     running.wait_handled(sent.event_id)
 
     [customer] = _visma_customers(sandbox)
-    assert customer["CustomerNumber"] == "bk-buy"
+    assert customer["CustomerNumber"] == visma_customer_number("bk-buy")
     assert customer["Name"] == purchase.customer.name
     assert customer["EmailAddress"] == purchase.customer.email
     assert customer["InvoiceCity"] == purchase.customer.address.city
@@ -179,7 +180,12 @@ def test_purchase_books_customer_and_invoice_at_visma_and_keeps_the_sale_through
     assert invoice["CustomerId"] == customer["Id"]
     assert invoice["YourReference"] == sent.event_id
     assert invoice["InvoiceDate"] == "2026-03-02"
-    assert [row["ArticleNumber"] for row in invoice["Rows"]] == [line.sku for line in purchase.lines]
+    settings = BookkeepingSettings()
+    assert [(row["IsTextRow"], row["ArticleId"]) for row in invoice["Rows"]] == \
+        [(False, settings.visma_article_id)] * len(purchase.lines)
+    assert [row["Text"].split()[0] for row in invoice["Rows"]] == [line.sku for line in purchase.lines]
+    assert (invoice["EuThirdParty"], invoice["RotReducedInvoicingType"]) == (False, 0)
+    assert customer["TermsOfPaymentId"] == settings.visma_terms_of_payment_id
 
     sale = _sale(running, purchase.purchase_id)
     assert sale is not None
@@ -341,7 +347,7 @@ def test_late_purchase_for_an_erased_user_books_a_minimised_sale_and_no_named_cu
 
     customers = _visma_customers(sandbox)
     assert [c["Name"] for c in customers] == ["Anonymised customer"]
-    assert all(c["CustomerNumber"] != "bk-late" for c in customers)
+    assert all(c["CustomerNumber"] != visma_customer_number("bk-late") for c in customers)
     for needle in _personal_values(purchase):
         assert needle not in json.dumps(sandbox.state()["visma"]), "no contact detail may reach Visma"
     [invoice] = _visma_invoices(sandbox)
