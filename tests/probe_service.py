@@ -1,6 +1,7 @@
 """A service made for runtime tests: its behaviour is chosen by the user id of the event it receives.
 
-`ok-*` writes one effect row; `transient-*` always fails transiently; `flaky<N>-*` fails N times then
+`ok-*` writes one effect row; `transient-*` always fails transiently; `ratelimited-*` always fails transiently
+with a Retry-After of 0.5 s (as a vendor's 429 does); `flaky<N>-*` fails N times then
 succeeds; `permanent-*` fails permanently; `emit-*` writes an effect and emits a slice report; `append-*`
 writes its effect through `ctx.append` and `appendbad-*` appends one that violates NOT NULL; `slow-*`
 sleeps 0.3 s before writing; `hold-*` sleeps 4 s. Attempt times are kept in memory so tests can read the back-off.
@@ -39,6 +40,8 @@ def _act(user_id: str, event_id: str, ctx: Context) -> None:
     probe.attempts[event_id].append(time.monotonic())
     if user_id.startswith("transient-"):
         raise TransientError(f"outside system unavailable for {user_id}")
+    if user_id.startswith("ratelimited-"):
+        raise TransientError(f"outside system rate-limits {user_id}", retry_after=0.5)
     if user_id.startswith("permanent-"):
         raise PermanentError(f"outside system refused {user_id} (400)")
     if user_id.startswith("flaky"):
