@@ -198,6 +198,20 @@ def test_consent_given_again_after_withdrawal_is_dead_lettered_naming_the_signup
     assert _subscribers(running) == [], "nothing stored for a subscription that did not happen"
 
 
+def test_consent_for_an_address_mailchimp_would_refuse_as_fake_is_dead_lettered_before_calling(
+    erasure_pipeline: Pipeline, sandbox: Sandbox
+) -> None:
+    running = erasure_pipeline.start(build())
+    [sent] = erasure_pipeline.publish(example_consent_change("u-fake", email="anna.lindqvist@example.com"))
+    dead = _dead_letter(erasure_pipeline)
+    assert dead.properties["message_id"] == sent.event_id
+    assert dead.headers["x-error-kind"] == "permanent"
+    assert "refused before sending" in dead.headers["x-error"] and "looks fake" in dead.headers["x-error"]
+    assert "anna" not in dead.headers["x-error"]
+    assert sandbox.requests("mailchimp") == []
+    assert _subscribers(running) == []
+
+
 def test_mailchimp_outage_delays_but_does_not_dead_letter(erasure_pipeline: Pipeline, sandbox: Sandbox) -> None:
     running = erasure_pipeline.start(build())
     sandbox.set_outage("mailchimp", "503", seconds=1.0)
