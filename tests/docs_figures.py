@@ -109,7 +109,8 @@ def last_runs(c: Mapping[str, Any]) -> dict[str, str]:
 def reliability_blocks(c: Mapping[str, Any]) -> dict[str, str]:
     """Every generated block of docs/RELIABILITY.md."""
     recorded = sorted(str(r["recorded_at"]) for r in c.values() if isinstance(r, Mapping) and "recorded_at" in r)
-    when = f"Recorded {recorded[0].replace('T', ' ').rstrip('Z')}{DASH}{recorded[-1][11:].rstrip('Z')} UTC."
+    first, last = (r.replace("T", " ").rstrip("Z") for r in (recorded[0], recorded[-1]))
+    when = f"Recorded {first}{DASH}{last[11:] if first[:10] == last[:10] else last} UTC."
     return {"faults": f"{when}\n\n{fault_table(c)}", **last_runs(c)}
 
 
