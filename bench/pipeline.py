@@ -30,6 +30,7 @@ from services.account.models import metadata as account_metadata
 from services.account.seed import seed_users
 from services.registry import SERVICES
 from services.sandbox.server import Sandbox
+from services.vendors.rules import paypal_customer_id
 from shared.consumer import full_topology
 from shared.db import ensure_schema, make_engine, session_factory
 from shared.producer import Producer
@@ -170,7 +171,7 @@ class Deployment:
         if not user_ids:
             return {"purchases": 0, "seconds": 0.0, "complete": True}
         assert self.producer is not None
-        self.sandbox.seed({"paypal": {"vault": {u: [f"tok-{u}"] for u in user_ids}}})
+        self.sandbox.seed({"paypal": {"vault": {paypal_customer_id(u): [f"tok-{u}"] for u in user_ids}}})
         messages = []
         for i, user_id in enumerate(user_ids):
             purchase = example_purchase(

@@ -133,7 +133,7 @@ class Customer(_Part):
     """Who bought: the contact details the policy lets us forward."""
 
     name: Text = Field(description="Full name of the customer.", examples=["Anna Lindqvist"])
-    email: Email = Field(description="Customer e-mail address.", examples=["anna.lindqvist@example.com"])
+    email: Email = Field(description="Customer e-mail address.", examples=["anna.lindqvist@kund.loggamera.se"])
     phone: Phone | None = Field(default=None, description="Customer phone number, E.164.", examples=["+46701740605"])
     address: Address = Field(
         description="Installation and invoice address.",
@@ -229,7 +229,7 @@ class PurchaseCompleted(EventData):
         examples=[
             {
                 "name": "Anna Lindqvist",
-                "email": "anna.lindqvist@example.com",
+                "email": "anna.lindqvist@kund.loggamera.se",
                 "phone": "+46701740605",
                 "address": {"street": "Storgatan 12", "postal_code": "114 55", "city": "Stockholm"},
             }
@@ -287,7 +287,9 @@ class NewsletterConsentChanged(EventData):
     event_type: ClassVar[str] = "se.loggamera.newsletter.consent_changed.v1"
 
     user_id: UserId = _user_id_field()
-    email: Email = Field(description="The address the consent applies to.", examples=["anna.lindqvist@example.com"])
+    email: Email = Field(
+        description="The address the consent applies to.", examples=["anna.lindqvist@kund.loggamera.se"]
+    )
     consented: bool = Field(description="True when consent was given, false when withdrawn.", examples=[True])
     changed_at: UtcDateTime = Field(description="When the consent changed.", examples=["2026-03-02T09:15:00Z"])
 

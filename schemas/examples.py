@@ -1,8 +1,10 @@
 """Realistic, fictitious sample events for tests, the demo and the publish command.
 
 Every value is deterministic for a given user id, so the same call gives the same event. Names and
-addresses are made up; e-mail addresses use the reserved example.com domain and phone numbers the range
-PTS reserves for fiction (070-174 06 05 to 070-174 06 99).
+addresses are made up; e-mail addresses are under kund.loggamera.se, a subdomain Loggamera owns and that
+receives no mail (so no stranger is ever written to, and the vendors accept it: Mailchimp refuses the
+reserved example.com domain as fake), and phone numbers the range PTS reserves for fiction
+(070-174 06 05 to 070-174 06 99).
 """
 
 from __future__ import annotations
@@ -46,10 +48,10 @@ def _pick(user_id: str) -> int:
 
 
 def _email(name: str, user_id: str) -> str:
-    """A unique example.com address per user, so subscriber lists do not collide."""
+    """A unique kund.loggamera.se address per user, so subscriber lists do not collide."""
     local = name.lower().replace(" ", ".").translate(str.maketrans("åäöé", "aaoe"))
     tag = re.sub(r"[^a-z0-9]+", "-", user_id.lower()).strip("-")
-    return f"{local}+{tag}@example.com"
+    return f"{local}+{tag}@kund.loggamera.se"
 
 
 def example_customer(user_id: str = "u-1001") -> dict[str, Any]:

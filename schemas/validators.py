@@ -309,7 +309,7 @@ Email = Annotated[
             "format": "email",
             "maxLength": 254,
             "description": "E-mail address; the domain is normalised to lower case.",
-            "examples": ["anna.lindqvist@example.com"],
+            "examples": ["anna.lindqvist@kund.loggamera.se"],
         }
     ),
 ]

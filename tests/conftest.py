@@ -7,9 +7,26 @@ import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 
+from services.sandbox import Sandbox
+
 ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def sandbox_server() -> Iterator[Sandbox]:
+    """One sandbox for a whole test module (modules that test the vendors' fakes reset it per test)."""
+    with Sandbox() as sandbox:
+        yield sandbox
+
+
+@pytest.fixture
+def http(sandbox: Sandbox) -> Iterator[httpx.Client]:
+    """A client of the test's sandbox."""
+    with httpx.Client(base_url=sandbox.http_url, timeout=5) as client:
+        yield client
 
 
 @pytest.fixture

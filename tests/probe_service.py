@@ -37,6 +37,7 @@ class Act:
     """What the probe does with an event: by default, write one effect row."""
 
     fail: Literal["transient", "permanent"] | None = None  # fail this way on every attempt
+    retry_after: float | None = None  # with fail="transient": the Retry-After the outside system asks for
     fail_first: int = 0  # fail transiently this many times, then succeed
     sleep: float = 0.0  # seconds before writing
     emit: bool = False  # also emit a slice report (deregistrations)
@@ -45,11 +46,13 @@ class Act:
 
 
 def act_named_by(user_id: str) -> Act:
-    """The act a user id's prefix names: `ok-` the default; `transient-`, `permanent-`, `flaky<N>-`, `emit-`,
-    `append-`, `appendbad-`, `slow-` (0.3 s) and `hold-` (4 s)."""
+    """The act a user id's prefix names: `ok-` the default; `transient-`, `ratelimited-` (Retry-After 0.5 s),
+    `permanent-`, `flaky<N>-`, `emit-`, `append-`, `appendbad-`, `slow-` (0.3 s) and `hold-` (4 s)."""
     prefix = user_id.split("-", maxsplit=1)[0]
     if prefix in ("transient", "permanent"):
         return Act(fail=prefix)
+    if prefix == "ratelimited":  # as a vendor's 429 does
+        return Act(fail="transient", retry_after=0.5)
     if prefix.startswith("flaky") and prefix[5:].isdigit():
         return Act(fail_first=int(prefix[5:]))
     return {"emit": Act(emit=True), "append": Act(append=True), "appendbad": Act(append=True, append_invalid=True),
@@ -71,6 +74,8 @@ def _act(user_id: str, event_id: str, ctx: Context[Probe]) -> Act:
     probe = ctx.deps
     act = probe.act_for(user_id)
     probe.attempts[event_id].append(time.monotonic())
+    if act.fail == "transient" and act.retry_after is not None:
+        raise TransientError(f"outside system rate-limits {user_id}", retry_after=act.retry_after)
     if act.fail == "transient":
         raise TransientError(f"outside system unavailable for {user_id}")
     if act.fail == "permanent":

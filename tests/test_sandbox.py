@@ -9,7 +9,6 @@ import smtplib
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
 from email.message import EmailMessage
 from pathlib import Path
 
@@ -27,22 +26,12 @@ DEV_REFRESH_TOKEN = SandboxConfig().visma_refresh_token
 INST_1 = {"Authorization": f"Bearer {DEFAULT_INSTALLERS['inst-1']}"}
 
 
-@pytest.fixture(scope="module")
-def running() -> Iterator[Sandbox]:
-    with Sandbox() as sandbox:
-        yield sandbox
 
 
 @pytest.fixture
-def sandbox(running: Sandbox) -> Sandbox:
-    running.reset()
-    return running
-
-
-@pytest.fixture
-def http(sandbox: Sandbox) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=sandbox.http_url, timeout=5) as client:
-        yield client
+def sandbox(sandbox_server: Sandbox) -> Sandbox:
+    sandbox_server.reset()
+    return sandbox_server
 
 
 def _paypal_token(http: httpx.Client) -> dict[str, str]:
@@ -60,7 +49,8 @@ def _member_url(email: str) -> str:
 
 
 def _customer(number: str, **fields: object) -> dict[str, object]:
-    base = {"CustomerNumber": number, "Name": "Anna", "InvoiceCity": "Lund", "InvoicePostalCode": "22100"}
+    base = {"CustomerNumber": number, "Name": "Anna", "InvoiceCity": "Lund", "InvoicePostalCode": "22100",
+            "TermsOfPaymentId": SandboxConfig().visma_terms_of_payment_id, "IsActive": True}
     return {**base, "IsPrivatePerson": True, **fields}
 
 
@@ -73,27 +63,29 @@ def test_mailchimp_rejects_a_wrong_api_key_with_problem_json(http: httpx.Client)
 
 
 def test_mailchimp_put_after_delete_permanent_is_forgotten_email_not_subscribed(http: httpx.Client) -> None:
-    body = {"email_address": "anna@example.com", "status_if_new": "subscribed"}
-    assert http.put(_member_url("anna@example.com"), json=body, auth=MAILCHIMP_AUTH).status_code == 200
-    delete = http.post(_member_url("anna@example.com") + "/actions/delete-permanent", auth=MAILCHIMP_AUTH)
+    body = {"email_address": "anna@kund.loggamera.se", "status_if_new": "subscribed"}
+    assert http.put(_member_url("anna@kund.loggamera.se"), json=body, auth=MAILCHIMP_AUTH).status_code == 200
+    delete = http.post(_member_url("anna@kund.loggamera.se") + "/actions/delete-permanent", auth=MAILCHIMP_AUTH)
     assert delete.status_code == 204
     assert delete.content == b""
     again = http.put(
-        _member_url("ANNA@example.com"), json={**body, "email_address": "ANNA@example.com"}, auth=MAILCHIMP_AUTH
+        _member_url("ANNA@kund.loggamera.se"),
+        json={**body, "email_address": "ANNA@kund.loggamera.se"},
+        auth=MAILCHIMP_AUTH,
     )
     assert again.status_code == 400
     assert again.json()["title"] == "Forgotten Email Not Subscribed"
 
 
 def test_mailchimp_delete_permanent_of_an_unknown_member_is_resource_not_found(http: httpx.Client) -> None:
-    resp = http.post(_member_url("nobody@example.com") + "/actions/delete-permanent", auth=MAILCHIMP_AUTH)
+    resp = http.post(_member_url("nobody@kund.loggamera.se") + "/actions/delete-permanent", auth=MAILCHIMP_AUTH)
     assert resp.status_code == 404
     assert resp.json()["title"] == "Resource Not Found"
 
 
 def test_mailchimp_refuses_a_body_that_does_not_match_the_subscriber_hash(http: httpx.Client) -> None:
-    body = {"email_address": "other@example.com", "status_if_new": "subscribed"}
-    resp = http.put(_member_url("anna@example.com"), json=body, auth=MAILCHIMP_AUTH)
+    body = {"email_address": "other@kund.loggamera.se", "status_if_new": "subscribed"}
+    resp = http.put(_member_url("anna@kund.loggamera.se"), json=body, auth=MAILCHIMP_AUTH)
     assert resp.status_code == 400
 
 
@@ -115,8 +107,8 @@ def test_paypal_unknown_token_is_404_in_paypal_error_shape(http: httpx.Client) -
 
 
 def test_paypal_lists_at_most_five_tokens_a_page(sandbox: Sandbox, http: httpx.Client) -> None:
-    sandbox.seed({"paypal": {"vault": {"cust-7": 7}}})
-    params = {"customer_id": "cust-7", "page": "2", "page_size": "5", "total_required": "true"}
+    sandbox.seed({"paypal": {"vault": {"lgcustomer0007": 7}}})
+    params = {"customer_id": "lgcustomer0007", "page": "2", "page_size": "5", "total_required": "true"}
     page = http.get("/paypal/v3/vault/payment-tokens", params=params, headers=_paypal_token(http)).json()
     assert (page["total_items"], page["total_pages"], len(page["payment_tokens"])) == (7, 2, 2)
     too_big = http.get(
@@ -260,7 +252,7 @@ def test_refuse_outage_drops_the_connection_without_an_answer(sandbox: Sandbox, 
 
 
 def test_reset_forgets_data_requests_effects_and_outages(sandbox: Sandbox, http: httpx.Client) -> None:
-    sandbox.seed({"mailchimp": {"members": ["a@x.se"]}, "paypal": {"vault": {"c": 1}}})
+    sandbox.seed({"mailchimp": {"members": ["a@x.se"]}, "paypal": {"vault": {"lgcustomer0001": 1}}})
     http.get("/mailchimp/3.0/ping", auth=MAILCHIMP_AUTH)
     sandbox.set_outage("all", "503")
     sandbox.reset()
@@ -298,12 +290,12 @@ def test_bad_control_requests_are_answered_400(http: httpx.Client) -> None:
 
 def test_smtp_sink_keeps_each_mail(sandbox: Sandbox) -> None:
     message = EmailMessage()
-    message["From"], message["To"], message["Subject"] = "noreply@loggamera.se", "anna@example.com", "Klart"
+    message["From"], message["To"], message["Subject"] = "noreply@loggamera.se", "anna@kund.loggamera.se", "Klart"
     message.set_content("Ditt konto är raderat.")
     with smtplib.SMTP("127.0.0.1", sandbox.smtp_port, timeout=5) as smtp:
         smtp.send_message(message)
     (mail,) = sandbox.mails()
-    assert (mail["from"], mail["to"], mail["subject"]) == ("noreply@loggamera.se", ["anna@example.com"], "Klart")
+    assert (mail["from"], mail["to"], mail["subject"]) == ("noreply@loggamera.se", ["anna@kund.loggamera.se"], "Klart")
     assert mail["body"].strip() == "Ditt konto är raderat."
 
 

@@ -20,7 +20,7 @@ from shared.testing.ports import free_port
 
 ANNA = {
     "Name": "Anna Andersson",
-    "EmailAddress": "anna@example.com",
+    "EmailAddress": "anna@kund.loggamera.se",
     "Telephone": "070-123 45 67",
     "MobilePhone": "+46701234567",
     "Note": "ring efter 17",
@@ -31,20 +31,19 @@ ANNA = {
     "DeliveryAddress1": "Storgatan 1",
     "ContactPersonName": "Anna Andersson",
     "IsPrivatePerson": True,
+    "IsActive": True,
+    "TermsOfPaymentId": SandboxConfig().visma_terms_of_payment_id,
 }
-ROWS = [{"Text": "Loggamera monitoring, 12 months", "UnitPrice": 1200.0, "Quantity": 1}]
+ROWS = [{"IsTextRow": False, "ArticleId": SandboxConfig().visma_article_id, "Text": "Loggamera monitoring, 12 months",
+         "UnitPrice": 1200.0, "Quantity": 1}]
+CUST_1, CUST_2 = "lgcustomer0001", "lgcustomer0002"
 
-
-@pytest.fixture(scope="module")
-def running() -> Iterator[Sandbox]:
-    with Sandbox() as sandbox:
-        yield sandbox
 
 
 @pytest.fixture
-def sandbox(running: Sandbox) -> Sandbox:
-    running.reset()
-    return running
+def sandbox(sandbox_server: Sandbox) -> Sandbox:
+    sandbox_server.reset()
+    return sandbox_server
 
 
 @pytest.fixture
@@ -102,9 +101,9 @@ def test_subscriber_hash_is_md5_of_the_lower_cased_stripped_address() -> None:
 
 
 def test_mailchimp_upsert_subscribes_the_member_once(sandbox: Sandbox, mailchimp: MailchimpClient) -> None:
-    mailchimp.upsert_member("Anna@Example.com", merge_fields={"FNAME": "Anna"}, idempotency_key="evt-1")
-    mailchimp.upsert_member("Anna@Example.com", merge_fields={"FNAME": "Anna"}, idempotency_key="evt-1")
-    member = sandbox.state()["mailchimp"]["members"][subscriber_hash("anna@example.com")]
+    mailchimp.upsert_member("Anna@Kund.Loggamera.se", merge_fields={"FNAME": "Anna"}, idempotency_key="evt-1")
+    mailchimp.upsert_member("Anna@Kund.Loggamera.se", merge_fields={"FNAME": "Anna"}, idempotency_key="evt-1")
+    member = sandbox.state()["mailchimp"]["members"][subscriber_hash("anna@kund.loggamera.se")]
     assert member["status"] == "subscribed"
     assert member["merge_fields"] == {"FNAME": "Anna"}
     assert [e["effect"] for e in sandbox.effects("mailchimp")] == ["member_subscribed"]
@@ -112,21 +111,21 @@ def test_mailchimp_upsert_subscribes_the_member_once(sandbox: Sandbox, mailchimp
 
 
 def test_mailchimp_second_permanent_delete_reports_already_erased(sandbox: Sandbox, mailchimp: MailchimpClient) -> None:
-    mailchimp.upsert_member("anna@example.com")
-    assert mailchimp.delete_member_permanently("anna@example.com") is True
-    assert mailchimp.delete_member_permanently("anna@example.com") is False
-    assert mailchimp.delete_member_permanently("never@example.com") is False
+    mailchimp.upsert_member("anna@kund.loggamera.se")
+    assert mailchimp.delete_member_permanently("anna@kund.loggamera.se") is True
+    assert mailchimp.delete_member_permanently("anna@kund.loggamera.se") is False
+    assert mailchimp.delete_member_permanently("never@kund.loggamera.se") is False
     assert sandbox.state()["mailchimp"]["members"] == {}
     assert len([e for e in sandbox.effects("mailchimp") if e["effect"] == "member_deleted_permanently"]) == 1
 
 
 def test_mailchimp_refuses_to_re_add_a_permanently_deleted_address(mailchimp: MailchimpClient) -> None:
-    mailchimp.upsert_member("anna@example.com")
-    mailchimp.delete_member_permanently("anna@example.com")
+    mailchimp.upsert_member("anna@kund.loggamera.se")
+    mailchimp.delete_member_permanently("anna@kund.loggamera.se")
     with pytest.raises(PermanentError, match="Forgotten Email Not Subscribed") as caught:
-        mailchimp.upsert_member("anna@example.com")
+        mailchimp.upsert_member("anna@kund.loggamera.se")
     assert "must not be re-added" in str(caught.value)
-    assert "anna@example.com" not in str(caught.value)
+    assert "anna@kund.loggamera.se" not in str(caught.value)
 
 
 def test_mailchimp_wrong_api_key_is_a_permanent_error(sandbox: Sandbox) -> None:
@@ -134,7 +133,7 @@ def test_mailchimp_wrong_api_key_is_a_permanent_error(sandbox: Sandbox) -> None:
         MailchimpClient("wrong-us1", "loggamera", base_url=f"{sandbox.http_url}/mailchimp/3.0") as client,
         pytest.raises(PermanentError, match="401"),
     ):
-        client.upsert_member("anna@example.com")
+        client.upsert_member("anna@kund.loggamera.se")
 
 
 def test_mailchimp_wrong_list_id_is_not_taken_for_already_erased(sandbox: Sandbox) -> None:
@@ -142,12 +141,12 @@ def test_mailchimp_wrong_list_id_is_not_taken_for_already_erased(sandbox: Sandbo
         MailchimpClient("sandbox-us1", "no-such-list", base_url=f"{sandbox.http_url}/mailchimp/3.0") as client,
         pytest.raises(PermanentError, match="no-such-list"),
     ):
-        client.delete_member_permanently("anna@example.com")
+        client.delete_member_permanently("anna@kund.loggamera.se")
 
 
 def test_mailchimp_503_outage_is_retried_until_it_recovers(sandbox: Sandbox, mailchimp: MailchimpClient) -> None:
     sandbox.set_outage("mailchimp", "503", seconds=0.3)
-    mailchimp.upsert_member("anna@example.com")
+    mailchimp.upsert_member("anna@kund.loggamera.se")
     statuses = [r["status"] for r in sandbox.requests("mailchimp")]
     assert statuses[0] == 503
     assert statuses[-1] == 200
@@ -156,7 +155,7 @@ def test_mailchimp_503_outage_is_retried_until_it_recovers(sandbox: Sandbox, mai
 def test_mailchimp_429_retry_after_is_honoured(sandbox: Sandbox, mailchimp: MailchimpClient) -> None:
     sandbox.set_outage("mailchimp", "429", seconds=0.2, retry_after=1)
     started = time.monotonic()
-    mailchimp.upsert_member("anna@example.com")
+    mailchimp.upsert_member("anna@kund.loggamera.se")
     assert time.monotonic() - started >= 1.0
     assert [r["status"] for r in sandbox.requests("mailchimp")] == [429, 200]
 
@@ -166,7 +165,7 @@ def test_retry_after_longer_than_max_wait_hands_over_to_the_delay_queue_at_once(
 ) -> None:
     sandbox.set_outage("mailchimp", "429", retry_after=30)
     with pytest.raises(TransientError) as caught:
-        mailchimp.upsert_member("anna@example.com")
+        mailchimp.upsert_member("anna@kund.loggamera.se")
     assert caught.value.retry_after == 30
     assert len(sandbox.requests("mailchimp")) == 1
 
@@ -176,7 +175,7 @@ def test_mailchimp_refused_connections_become_a_transient_error_after_retries(
 ) -> None:
     sandbox.set_outage("mailchimp", "refuse")
     with pytest.raises(TransientError):
-        mailchimp.delete_member_permanently("anna@example.com")
+        mailchimp.delete_member_permanently("anna@kund.loggamera.se")
     assert len(sandbox.requests("mailchimp")) == 3
 
 
@@ -184,13 +183,13 @@ def test_mailchimp_refused_connections_become_a_transient_error_after_retries(
 
 
 def test_paypal_lists_every_token_across_pages(sandbox: Sandbox, paypal: PayPalClient) -> None:
-    created = sandbox.seed({"paypal": {"vault": {"cust-1": 7, "cust-2": 1}}})["paypal"]["vault"]
-    assert sorted(paypal.list_payment_tokens("cust-1")) == sorted(created["cust-1"])
-    assert paypal.list_payment_tokens("nobody") == []
+    created = sandbox.seed({"paypal": {"vault": {CUST_1: 7, CUST_2: 1}}})["paypal"]["vault"]
+    assert sorted(paypal.list_payment_tokens(CUST_1)) == sorted(created[CUST_1])
+    assert paypal.list_payment_tokens("nobody-at-all") == []
 
 
 def test_paypal_token_deleted_then_404_counts_as_already_gone(sandbox: Sandbox, paypal: PayPalClient) -> None:
-    (token_id,) = sandbox.seed({"paypal": {"vault": {"cust-1": ["tok-1"]}}})["paypal"]["vault"]["cust-1"]
+    (token_id,) = sandbox.seed({"paypal": {"vault": {CUST_1: ["tok-1"]}}})["paypal"]["vault"][CUST_1]
     assert paypal.delete_payment_token(token_id) is True
     assert paypal.delete_payment_token(token_id) is False
     assert sandbox.state()["paypal"]["payment_tokens"] == {}
@@ -198,10 +197,10 @@ def test_paypal_token_deleted_then_404_counts_as_already_gone(sandbox: Sandbox, 
 
 
 def test_paypal_access_token_is_cached_and_renewed_once_on_401(sandbox: Sandbox, paypal: PayPalClient) -> None:
-    paypal.list_payment_tokens("cust-1")
-    paypal.list_payment_tokens("cust-1")
+    paypal.list_payment_tokens(CUST_1)
+    paypal.list_payment_tokens(CUST_1)
     sandbox.expire_tokens("paypal")
-    paypal.list_payment_tokens("cust-1")
+    paypal.list_payment_tokens(CUST_1)
     token_requests = [r for r in sandbox.requests("paypal") if r["path"] == "/v1/oauth2/token"]
     assert len(token_requests) == 2
 
@@ -215,7 +214,7 @@ def test_paypal_wrong_client_secret_is_a_permanent_error(sandbox: Sandbox) -> No
 
 
 def test_paypal_503_outage_is_retried_until_it_recovers(sandbox: Sandbox, paypal: PayPalClient) -> None:
-    sandbox.seed({"paypal": {"vault": {"cust-1": ["tok-1"]}}})
+    sandbox.seed({"paypal": {"vault": {CUST_1: ["tok-1"]}}})
     sandbox.set_outage("paypal", "503", count=1)
     assert paypal.delete_payment_token("tok-1") is True
 
@@ -259,7 +258,7 @@ def test_visma_customer_with_invoices_is_kept_deactivated_without_personal_data(
     state = sandbox.state()["visma"]
     customer = state["customers"][customer_id]
     dumped = json.dumps(customer)
-    for personal in ("Anna", "Andersson", "anna@example.com", "070-123", "+4670", "Storgatan", "ring efter"):
+    for personal in ("Anna", "Andersson", "anna@kund.loggamera.se", "070-123", "+4670", "Storgatan", "ring efter"):
         assert personal not in dumped
     assert customer["IsActive"] is False
     assert customer["Name"] == f"Anonymised customer {customer_id[:8]}"
@@ -270,7 +269,7 @@ def test_visma_customer_with_invoices_is_kept_deactivated_without_personal_data(
 
 def test_visma_anonymise_refuses_to_keep_personal_fields(visma: VismaClient) -> None:
     with pytest.raises(ValueError, match="EmailAddress"):
-        visma.deactivate_and_anonymise("any", keep={"EmailAddress": "anna@example.com"})
+        visma.deactivate_and_anonymise("any", keep={"EmailAddress": "anna@kund.loggamera.se"})
 
 
 def test_visma_anonymising_a_missing_customer_does_nothing(sandbox: Sandbox, visma: VismaClient) -> None:
@@ -316,7 +315,7 @@ def test_visma_refused_connections_become_a_transient_error(sandbox: Sandbox, vi
 
 
 def test_installer_contact_is_delivered_once_per_idempotency_key(sandbox: Sandbox, installer: InstallerClient) -> None:
-    contact = {"name": "Anna Andersson", "phone": "070-1234567", "email": "anna@example.com"}
+    contact = {"name": "Anna Andersson", "phone": "070-1234567", "email": "anna@kund.loggamera.se"}
     installer.send_contact("p-1", contact, idempotency_key="evt-1")
     installer.send_contact("p-1", contact, idempotency_key="evt-1")
     assert len(sandbox.requests("installers")) == 2
@@ -361,12 +360,12 @@ def test_smtp_mail_arrives_at_the_sandbox(sandbox: Sandbox) -> None:
         "127.0.0.1",
         sandbox.smtp_port,
         sender="noreply@loggamera.se",
-        to="anna@example.com",
+        to="anna@kund.loggamera.se",
         subject="Ditt konto är raderat",
         body="Vi har raderat dina uppgifter.",
     )
     (mail,) = sandbox.mails()
-    assert mail["to"] == ["anna@example.com"]
+    assert mail["to"] == ["anna@kund.loggamera.se"]
     assert mail["subject"] == "Ditt konto är raderat"
     assert mail["body"].strip() == "Vi har raderat dina uppgifter."
 
@@ -374,5 +373,6 @@ def test_smtp_mail_arrives_at_the_sandbox(sandbox: Sandbox) -> None:
 def test_smtp_refused_connection_is_transient(closed_port: int) -> None:
     with pytest.raises(TransientError, match="unreachable"):
         send_mail(
-            "127.0.0.1", closed_port, sender="a@loggamera.se", to="b@example.com", subject="s", body="b", attempts=2
+            "127.0.0.1", closed_port, sender="a@loggamera.se", to="b@kund.loggamera.se", subject="s", body="b",
+            attempts=2,
         )

@@ -1,6 +1,7 @@
 """Realistic, fictitious users in bulk, for the inactivity-sweep tests and benchmarks.
 
-Names and streets are common Swedish ones; e-mail addresses use the reserved example.com domain and
+Names and streets are common Swedish ones; e-mail addresses are under kund.loggamera.se (a
+subdomain Loggamera owns, which the vendors accept and no stranger reads; schemas/examples.py) and
 phone numbers the range PTS reserves for fiction (070-174 06 05 to 070-174 06 99), so numbers repeat.
 Sole traders get a personnummer that passes its check digit but is made up.
 """
@@ -72,7 +73,7 @@ def _user(rng: random.Random, prefix: str, index: int, inactive: bool, now: date
     return {
         "user_id": f"{prefix}-{index:07d}",
         "name": f"{first} {last}",
-        "email": f"{first}.{last}.{prefix}{index}@example.com".translate(_ASCII).lower(),
+        "email": f"{first}.{last}.{prefix}{index}@kund.loggamera.se".translate(_ASCII).lower(),
         "phone": f"+467017406{5 + index % 95:02d}",
         "street": f"{rng.choice(_STREETS)} {rng.randrange(1, 80)}",
         "postal_code": postal_code,

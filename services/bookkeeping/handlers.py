@@ -20,6 +20,7 @@ from services.bookkeeping.visma_records import (
     invoice_rows,
 )
 from services.common.retention import LEGAL_BASIS, accounting_date, fiscal_year_end_for, retain_until_for
+from services.vendors.rules import visma_customer_number
 from services.vendors.visma import ERASED_FIELDS, VismaClient
 from shared.erasure import is_erased, slice_report, tombstone
 from shared.service import Context
@@ -59,13 +60,14 @@ def record_sale(event: PurchaseCompleted, ctx: Context) -> None:
             settings.anonymous_customer_number, anonymous_customer_fields(settings)
         )
     else:
+        customer = _customer_record(session, event.user_id)
         customer_id = gateways.visma.upsert_customer(
-            event.user_id, customer_fields(event.customer, event.currency, settings)
+            customer.customer_number, customer_fields(event.customer, event.currency, settings)
         )
-        _keep_customer(session, event, customer_id)
+        _keep_customer(customer, event, customer_id)
     sale_date = accounting_date(event.purchased_at)
     invoice_id = gateways.visma.create_invoice(
-        customer_id, invoice_rows(event), your_reference=ctx.event_id, invoice_date=sale_date
+        customer_id, invoice_rows(event, settings), your_reference=ctx.event_id, invoice_date=sale_date
     )
     year_end = (settings.fiscal_year_end_month, settings.fiscal_year_end_day)
     session.add(Sale(
@@ -88,18 +90,23 @@ def record_sale(event: PurchaseCompleted, ctx: Context) -> None:
 def _erase_named_customer_of_earlier_attempt(ctx: Context, visma: VismaClient, user_id: str) -> None:
     """An earlier attempt at this sale may have created the named customer at Visma before its answer was
     lost, and the user's erasure, handled meanwhile, knew nothing of it: erase that customer now."""
-    found = visma.find_customer(user_id)
+    found = visma.find_customer(visma_customer_number(user_id))
     if found is None or not (found.get("IsActive") or any(found.get(f) for f in ERASED_FIELDS)):
         return
     erase_visma_customer(visma, str(found["Id"]))
     ctx.log.info("erased the Visma customer an earlier attempt may have created", user_id=user_id)
 
 
-def _keep_customer(session: Session, event: PurchaseCompleted, visma_customer_id: str) -> None:
-    customer = session.get(CustomerRecord, event.user_id)
+def _customer_record(session: Session, user_id: str) -> CustomerRecord:
+    """The user's customer row; a new one gets the user's Visma customer number (kept from then on)."""
+    customer = session.get(CustomerRecord, user_id)
     if customer is None:
-        customer = CustomerRecord(user_id=event.user_id, customer_number=event.user_id)
+        customer = CustomerRecord(user_id=user_id, customer_number=visma_customer_number(user_id))
         session.add(customer)
+    return customer
+
+
+def _keep_customer(customer: CustomerRecord, event: PurchaseCompleted, visma_customer_id: str) -> None:
     buyer = event.customer
     customer.visma_customer_id = visma_customer_id
     customer.name = buyer.name

@@ -55,8 +55,16 @@ class BookkeepingSettings(BaseSettings):
     visma_client_secret: SecretStr | None = Field(
         default_factory=lambda: _sandbox_secret("visma_client_secret"), description="OAuth2 client secret."
     )
-    visma_terms_of_payment_id: str | None = Field(
-        None, description="TermsOfPaymentId put on the customers we create, when the company requires one."
+    visma_terms_of_payment_id: str = Field(
+        default_factory=lambda: _sandbox_value("visma_terms_of_payment_id"),
+        min_length=1,
+        description="TermsOfPaymentId put on every customer we create (Visma requires one; GET /v2/termsofpayment).",
+    )
+    visma_article_id: str = Field(
+        default_factory=lambda: _sandbox_value("visma_article_id"),
+        min_length=1,
+        description="ArticleId of the sales article every invoice row is booked on (Visma requires one on each "
+        "row that is not a text row; GET /v2/articles); the row's text and price come from the purchase line.",
     )
     http_attempts: int = Field(3, ge=1, description="Tries of one Visma call in process before the delay tiers.")
     fiscal_year_end_month: int = Field(12, description="Month the company's financial year ends in (1-12).")

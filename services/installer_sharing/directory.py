@@ -23,10 +23,10 @@ from pydantic import (
 )
 
 from services.vendors.installer import InstallerClient
+from services.vendors.rules import installer_endpoint_problem
 from shared.errors import PermanentError
 
 DIRECTORY_SETTING = "ERASURE_INSTALLER_SHARING_DIRECTORY"
-LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
 
 
 class Installer(BaseModel):
@@ -42,8 +42,9 @@ class Installer(BaseModel):
     @classmethod
     def _https_outside_this_host(cls, url: AnyHttpUrl) -> AnyHttpUrl:
         # Contact details cross the internet to another company: plain HTTP only to this machine (sandbox).
-        if url.scheme != "https" and url.host not in LOOPBACK_HOSTS:
-            raise ValueError("an installer endpoint must be https:// (plain http only on localhost)")
+        problem = installer_endpoint_problem(str(url))
+        if problem is not None:
+            raise ValueError(problem)
         return url
 
 

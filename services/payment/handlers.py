@@ -1,8 +1,10 @@
 """payment's handlers: record PayPal references; on erasure delete vault tokens at PayPal, keep what law needs.
 
-PayPal customer id: when the web shop vaults a payment method it passes our user id as PayPal's
-`customer.id`, so `GET /v3/vault/payment-tokens?customer_id=<user id>` finds every token the user saved,
-including any this service never saw in an event.
+PayPal customer id: PayPal's vault `customer.id` must match `^[0-9a-zA-Z_-]+$` and be 7-36 characters, which
+our user ids do not. When the web shop vaults a payment method it passes `paypal_customer_id(user id)`
+(services.vendors.rules: `lg` + 32 hex digits of a SHA-256 of the user id, no personal data), and this service
+keeps the pair (`paypal_customers`), so `GET /v3/vault/payment-tokens?customer_id=…` finds every token the
+user saved, including any this service never saw in an event.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 
 from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
 
 from schemas import PurchaseCompleted, RetainedCategory, UserDeregistered
 from services.common.retention import LEGAL_BASIS, accounting_date, retain_until_for
-from services.payment.models import PaymentRecord, VaultToken
+from services.payment.models import PaymentRecord, PayPalCustomer, VaultToken
 from services.vendors.paypal import PayPalClient
+from services.vendors.rules import paypal_customer_id
 from shared.erasure import is_erased, slice_report, tombstone
 from shared.service import Context
 
@@ -73,6 +77,7 @@ def record_payment_references(event: PurchaseCompleted, ctx: Context) -> None:
         return
     for token_id in refs.vault_token_ids:
         session.merge(VaultToken(token_id=token_id, user_id=event.user_id, purchase_id=event.purchase_id))
+    _customer_id(session, event.user_id)
     ctx.log.info("payment recorded", purchase_id=event.purchase_id, user_id=event.user_id)
 
 
@@ -85,13 +90,14 @@ def erase_payer_data(event: UserDeregistered, ctx: Context) -> None:
     for token in tokens:
         gateways.paypal.delete_payment_token(token.token_id)
     # Known tokens first, then whatever else PayPal holds under the user's customer id.
-    leftovers = gateways.paypal.list_payment_tokens(customer_id=event.user_id)
+    leftovers = gateways.paypal.list_payment_tokens(customer_id=_customer_id(session, event.user_id))
     for token_id in leftovers:
         gateways.paypal.delete_payment_token(token_id)
     told_paypal = bool(tokens or leftovers)
     if told_paypal:
         erased.append("PayPal vault payment tokens")
     session.execute(delete(VaultToken).where(VaultToken.user_id == event.user_id))
+    session.execute(delete(PayPalCustomer).where(PayPalCustomer.user_id == event.user_id))
 
     payments = session.scalars(select(PaymentRecord).where(PaymentRecord.user_id == event.user_id)).all()
     if any(payment.payer_id for payment in payments):
@@ -111,6 +117,16 @@ def erase_payer_data(event: UserDeregistered, ctx: Context) -> None:
                           recipients_notified=[PAYPAL] if told_paypal else []))
     ctx.log.info("payer data erased", user_id=event.user_id, tokens_deleted=len(tokens) + len(leftovers),
                  payments_kept=len(kept), replay=event.replay)
+
+
+def _customer_id(session: Session, user_id: str) -> str:
+    """The user's PayPal customer id: the one kept for them, else the derived one (kept from now on)."""
+    kept = session.get(PayPalCustomer, user_id)
+    if kept is None:
+        kept = PayPalCustomer(user_id=user_id, customer_id=paypal_customer_id(user_id))
+        session.add(kept)
+        session.flush()
+    return kept.customer_id
 
 
 def _retained(kept: Sequence[PaymentRecord]) -> list[RetainedCategory]:

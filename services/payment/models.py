@@ -1,4 +1,5 @@
-"""What payment holds: the references of each PayPal payment, and the vault tokens saved with it."""
+"""What payment holds: the references of each PayPal payment, the vault tokens saved with it, each user's
+PayPal customer id."""
 
 from __future__ import annotations
 
@@ -45,3 +46,17 @@ class VaultToken(Base):
     token_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     user_id: Mapped[str] = mapped_column(String(64), index=True)
     purchase_id: Mapped[str] = mapped_column(String(64))
+
+
+class PayPalCustomer(Base):
+    """The PayPal vault customer id a user's payment methods are saved under; deleted when the user is erased.
+
+    Our user ids do not fit PayPal's `customer.id` rule (`^[0-9a-zA-Z_-]+$`, 7-36 characters), so each user
+    gets a derived one (services.vendors.rules.paypal_customer_id); the pair is kept so that the id in use
+    stays the one PayPal knows even if the derivation ever changes.
+    """
+
+    __tablename__ = "paypal_customers"
+
+    user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    customer_id: Mapped[str] = mapped_column(String(36), unique=True)

@@ -2,22 +2,21 @@
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from services.sandbox.wire import Reply, Request, dispatch, new_id, route
+from services.vendors.rules import mail_address_problem
+from services.vendors.rules import subscriber_hash as _hash
 
 if TYPE_CHECKING:
     from services.sandbox.state import SandboxState
 
 PROBLEM_TYPE = "https://mailchimp.com/developer/marketing/docs/errors/"
 MEMBER = r"/3\.0/lists/(?P<list_id>[^/]+)/members/(?P<member_hash>[^/]+)"
-
-
-def _hash(email: str) -> str:
-    return hashlib.md5(email.strip().lower().encode(), usedforsecurity=False).hexdigest()
+# "Each user account is permitted up to 10 simultaneous connections"; the 11th is answered 429.
+MAX_CONNECTIONS = 10
 
 
 @dataclass
@@ -98,6 +97,8 @@ def _member_body(sb: SandboxState, req: Request, list_id: str, member_hash: str)
     email = body.get("email_address") if isinstance(body, dict) else None
     if not isinstance(body, dict) or not isinstance(email, str) or "@" not in email:
         return _invalid("The resource submitted could not be validated: email_address is required.")
+    if mail_address_problem(email) is not None:
+        return _invalid(f"{email} looks fake or invalid, please enter a real email address.")
     if _hash(email) != member_hash:
         return _invalid("The subscriber hash in the URL does not match email_address.")
     if member_hash in sb.mailchimp.forgotten:
@@ -156,5 +157,11 @@ def handle(sb: SandboxState, req: Request) -> Reply:
             401,
             "API Key Invalid",
             "Your API key may be invalid, or you've attempted to access the wrong datacenter.",
+        )
+    if sb.in_flight("mailchimp") > MAX_CONNECTIONS:
+        return error(
+            429,
+            "Too Many Requests",
+            f"You have exceeded the limit of {MAX_CONNECTIONS} simultaneous connections.",
         )
     return dispatch(ROUTES, sb, req) or _not_found()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from services.sandbox.wire import Reply, Request, dispatch, new_id, route
+from services.vendors.rules import PAYPAL_CUSTOMER_ID, PAYPAL_TOKEN_ID, IdRule
 
 if TYPE_CHECKING:
     from services.sandbox.state import SandboxState
@@ -32,12 +33,15 @@ class PayPalState:
         """Vault tokens per customer: `vault` maps customer id → token ids, or a number of tokens to make."""
         created: dict[str, list[str]] = {}
         for customer_id, tokens in data.get("vault", {}).items():
+            problem = PAYPAL_CUSTOMER_ID.problem(customer_id)
+            if problem is not None:  # PayPal would not have vaulted anything under it
+                raise ValueError(f"cannot seed the vault: {problem}")
             ids = [f"tok-{secrets.token_hex(4)}" for _ in range(tokens)] if isinstance(tokens, int) else tokens
             for token_id in ids:
                 self.payment_tokens[token_id] = {
                     "id": token_id,
                     "customer": {"id": customer_id},
-                    "payment_source": {"paypal": {"email_address": f"payer-{customer_id}@example.com"}},
+                    "payment_source": {"paypal": {"email_address": f"payer-{customer_id}@kund.loggamera.se"}},
                 }
             created[customer_id] = list(ids)
         return {"vault": created}
@@ -62,13 +66,23 @@ def _not_found() -> Reply:
     )
 
 
-def _invalid(field_name: str, issue: str) -> Reply:
-    return error(
-        400,
-        "INVALID_REQUEST",
-        "Request is not well-formed, syntactically incorrect, or violates schema.",
-        [{"field": field_name, "location": "query", "issue": issue}],
-    )
+def _invalid(field_name: str, issue: str, location: str = "query", description: str = "") -> Reply:
+    detail = {"field": field_name, "location": location, "issue": issue}
+    if description:
+        detail["description"] = description
+    return error(400, "INVALID_REQUEST", "Request is not well-formed, syntactically incorrect, or violates schema.",
+                 [detail])
+
+
+def _malformed(rule: IdRule, value: str, field_name: str, location: str) -> Reply | None:
+    """INVALID_REQUEST as PayPal answers an id that breaks its schema: length first, then syntax."""
+    if rule.min_length <= len(value) <= rule.max_length:
+        if rule.pattern.fullmatch(value):
+            return None
+        return _invalid(field_name, "INVALID_PARAMETER_SYNTAX", location,
+                        "The value of a field does not conform to the expected format.")
+    return _invalid(field_name, "INVALID_STRING_LENGTH", location,
+                    "The value of a field is either too short or too long.")
 
 
 def issue_token(sb: SandboxState, req: Request) -> Reply:
@@ -102,6 +116,9 @@ def list_tokens(sb: SandboxState, req: Request) -> Reply:
     customer_id = req.query.get("customer_id")
     if not customer_id:
         return _invalid("customer_id", "MISSING_REQUIRED_PARAMETER")
+    malformed = _malformed(PAYPAL_CUSTOMER_ID, customer_id, "customer_id", "query")
+    if malformed is not None:
+        return malformed
     page_size = _int_param(req, "page_size", MAX_PAGE_SIZE, MAX_PAGE_SIZE)
     page = _int_param(req, "page", 1, 10)
     if page_size is None or page is None:
@@ -119,11 +136,17 @@ def list_tokens(sb: SandboxState, req: Request) -> Reply:
 
 
 def get_token(sb: SandboxState, req: Request, token_id: str) -> Reply:
+    malformed = _malformed(PAYPAL_TOKEN_ID, token_id, "id", "path")
+    if malformed is not None:
+        return malformed
     token = sb.paypal.payment_tokens.get(token_id)
     return Reply(200, token) if token else _not_found()
 
 
 def delete_token(sb: SandboxState, req: Request, token_id: str) -> Reply:
+    malformed = _malformed(PAYPAL_TOKEN_ID, token_id, "id", "path")
+    if malformed is not None:
+        return malformed
     token = sb.paypal.payment_tokens.pop(token_id, None)
     if token is None:
         return _not_found()

@@ -6,6 +6,7 @@ import argparse
 import contextlib
 import signal
 import threading
+from collections.abc import Iterator
 from types import TracebackType
 from typing import Any, Self
 
@@ -115,6 +116,16 @@ class Sandbox:
     def seed(self, data: dict[str, Any]) -> dict[str, Any]:
         """Pre-create vendor data (see SandboxState.seed); returns the ids created."""
         return self._state.seed(data)
+
+    @contextlib.contextmanager
+    def state_lock(self) -> Iterator[None]:
+        """Hold every vendor's answers until the block ends: requests arriving meanwhile stay in flight."""
+        with self._state.lock:
+            yield
+
+    def in_flight(self, vendor: str) -> int:
+        """Requests to the vendor received and not yet answered."""
+        return self._state.in_flight(vendor)
 
     def expire_tokens(self, vendor: str | None = None) -> None:
         """Invalidate the access tokens PayPal and/or Visma handed out."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import hashlib
 import math
 import threading
 import time
@@ -15,7 +16,7 @@ from services.sandbox.installers import InstallerState
 from services.sandbox.mailchimp import MailchimpState
 from services.sandbox.paypal import PayPalState
 from services.sandbox.visma import VismaState
-from services.sandbox.wire import Request
+from services.sandbox.wire import Reply, Request
 
 VENDORS = ("mailchimp", "paypal", "visma", "installers")
 OUTAGE_MODES = ("503", "429", "refuse", "off")
@@ -40,6 +41,9 @@ class SandboxConfig:
     visma_client_id: str = "sandbox-visma-client"
     visma_client_secret: str = "sandbox-visma-secret"  # noqa: S105 - sandbox development credential
     visma_refresh_token_reuse: bool = False
+    # The company's ids our customers and invoice rows refer to (GET /v2/termsofpayment, /v2/articles).
+    visma_terms_of_payment_id: str = "8f9a8f7b-5ea9-44c6-9725-9b8a1c7e2b01"
+    visma_article_id: str = "1c3a36c4-2b8e-4a44-a7f5-3d0d8d6a9e02"
     installers: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_INSTALLERS))
 
 
@@ -73,6 +77,8 @@ class SandboxState:
     def __init__(self, config: SandboxConfig) -> None:
         self.config = config
         self.lock = threading.RLock()
+        self._flight_lock = threading.Lock()
+        self._in_flight: dict[str, int] = dict.fromkeys(VENDORS, 0)
         self.reset()
 
     def reset(self) -> None:
@@ -88,7 +94,9 @@ class SandboxState:
             self.outages: dict[str, Outage] = {}
 
     def record_request(self, vendor: str, req: Request) -> dict[str, Any]:
-        """Log a received request (credentials left out); the caller fills in `status` once answered."""
+        """Log a received request as it arrived, whoever sent it (credentials left out); `finish_request`
+        completes it. The raw record (method, path, idempotency key, body hash, status) is what the effect
+        count of the fault suite is judged from, independently of what our clients believe they did."""
         record = {
             "seq": len(self.request_log) + 1,
             "time": _now(),
@@ -99,11 +107,28 @@ class SandboxState:
             "headers": req.loggable_headers(),
             "body": req.loggable_body(),
             "idempotency_key": req.headers.get("idempotency-key"),
+            "body_sha256": hashlib.sha256(req.body).hexdigest(),
             "status": None,
+            "replayed": False,
         }
+        with self._flight_lock:  # counted on arrival, before waiting for the state lock
+            self._in_flight[vendor] = self._in_flight.get(vendor, 0) + 1
         with self.lock:
             self.request_log.append(record)
         return record
+
+    def finish_request(self, record: dict[str, Any], reply: Reply | None) -> None:
+        """Note how a logged request was answered (None: the connection was dropped without an answer)."""
+        with self.lock:
+            record["status"] = reply.status if reply else None
+            record["replayed"] = bool(reply and reply.headers.get("Idempotent-Replayed") == "true")
+        with self._flight_lock:
+            self._in_flight[record["vendor"]] -= 1
+
+    def in_flight(self, vendor: str) -> int:
+        """Requests to the vendor received and not yet answered (this one included): open connections."""
+        with self._flight_lock:
+            return self._in_flight.get(vendor, 0)
 
     def effect(self, vendor: str, kind: str, **refs: Any) -> None:
         """Record one outside effect (a change in a vendor's state), at most once per change."""
@@ -173,7 +198,7 @@ class SandboxState:
             if "paypal" in data:
                 created["paypal"] = self.paypal.seed(data["paypal"])
             if "visma" in data:
-                created["visma"] = self.visma.seed(data["visma"])
+                created["visma"] = self.visma.seed(data["visma"], self.config.visma_terms_of_payment_id)
             return created
 
     def snapshot(self) -> dict[str, Any]:

@@ -9,13 +9,13 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from services.sandbox.wire import Reply, Request, dispatch, new_id, route
+from services.vendors.rules import visma_customer_problems, visma_invoice_problems
 
 if TYPE_CHECKING:
     from services.sandbox.state import SandboxState
 
 RESOURCE_NOT_FOUND, CONFLICT, CAN_NOT_BE_DELETED, NOT_AUTHORIZED = 3000, 4000, 4001, 4005
 VALIDATION = 2000
-REQUIRED_CUSTOMER_FIELDS = ("CustomerNumber", "Name", "InvoiceCity", "InvoicePostalCode", "IsPrivatePerson")
 FILTER = re.compile(r"\s*(?P<field>\w+)\s+eq\s+'(?P<value>(?:[^']|'')*)'\s*")
 
 
@@ -36,11 +36,17 @@ class VismaState:
         """JSON-ready copy."""
         return {"customers": dict(self.customers), "invoices": dict(self.invoices)}
 
-    def seed(self, data: dict[str, Any]) -> dict[str, Any]:
-        """Add `customers` (Visma customer dicts, Id optional) and `invoices` (by CustomerId or CustomerNumber)."""
+    def seed(self, data: dict[str, Any], terms_of_payment_id: str) -> dict[str, Any]:
+        """Add `customers` (Visma customer dicts, Id optional) and `invoices` (by CustomerId or CustomerNumber).
+
+        A customer gets IsActive, IsPrivatePerson and the company's TermsOfPaymentId unless given, and must
+        then be one Visma could hold (ValueError otherwise)."""
         customer_ids = []
         for item in data.get("customers", []):
-            customer = {"IsActive": True, "IsPrivatePerson": True, **item}
+            customer = {"IsActive": True, "IsPrivatePerson": True, "TermsOfPaymentId": terms_of_payment_id, **item}
+            problems = visma_customer_problems(customer)
+            if problems:
+                raise ValueError(f"Visma would not hold this customer: {'; '.join(problems)}")
             customer.setdefault("Id", new_id())
             self.customers[customer["Id"]] = customer
             customer_ids.append(customer["Id"])
@@ -108,11 +114,13 @@ def _valid_customer(sb: SandboxState, req: Request, customer_id: str | None) -> 
         body = None
     if not isinstance(body, dict):
         return error(400, VALIDATION, "DataModelValidationException - the body must be a customer object.")
-    missing = [f for f in REQUIRED_CUSTOMER_FIELDS if body.get(f) in (None, "")]
-    if missing:
-        return error(400, VALIDATION, f"DataModelValidationException - required: {', '.join(missing)}.")
+    problems = visma_customer_problems(body)
+    if problems:
+        return error(400, VALIDATION, f"DataModelValidationException - {'; '.join(problems)}.")
+    if not body.get("CustomerNumber"):  # Visma numbers a customer sent without one
+        body = {**body, "CustomerNumber": str(len(sb.visma.customers) + 1)}
     for other in sb.visma.customers.values():
-        if other["CustomerNumber"] == body["CustomerNumber"] and other["Id"] != customer_id:
+        if other.get("CustomerNumber") == body["CustomerNumber"] and other["Id"] != customer_id:
             return error(400, CONFLICT, "ConflictException - the customer number is already in use.")
     return body
 
@@ -198,8 +206,13 @@ def create_invoice(sb: SandboxState, req: Request) -> Reply:
         body = req.json()
     except ValueError:
         body = None
-    if not isinstance(body, dict) or not body.get("Rows"):
-        return error(400, VALIDATION, "DataModelValidationException - an invoice needs CustomerId and Rows.")
+    if not isinstance(body, dict):
+        return error(400, VALIDATION, "DataModelValidationException - the body must be an invoice object.")
+    problems = visma_invoice_problems(body)
+    if not body.get("Rows"):
+        problems.append("an invoice needs at least one row")
+    if problems:
+        return error(400, VALIDATION, f"DataModelValidationException - {'; '.join(problems)}.")
     if body.get("CustomerId") not in sb.visma.customers:
         return error(400, RESOURCE_NOT_FOUND, "ResourceNotFoundException - Customer not found.")
     invoice_id = sb.visma.add_invoice(body)

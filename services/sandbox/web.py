@@ -136,8 +136,7 @@ class SandboxHandler(BaseHTTPRequestHandler):
             return
         record = state.record_request(prefix, req)
         reply = self._answer(prefix, fake, req)
-        with state.lock:
-            record["status"] = reply.status if reply else None
+        state.finish_request(record, reply)
         if reply is None:
             self._refuse()
         else:

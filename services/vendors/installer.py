@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from services.vendors.base import VendorClient
+from services.vendors.rules import VendorRuleError, installer_endpoint_problem
 from shared.http import classify_response, make_client
 
 ERASURE_NOTICE = "gdpr-art-19-erasure"
@@ -16,6 +17,11 @@ class InstallerClient(VendorClient):
     vendor = "installer"
 
     def __init__(self, endpoint_url: str, *, token: str, attempts: int = 3, max_wait: float = 5.0) -> None:
+        problem = installer_endpoint_problem(endpoint_url)
+        if problem is not None:
+            raise VendorRuleError(f"refused before sending: {problem}")
+        if not token.strip():
+            raise VendorRuleError("refused before sending: an installer endpoint needs its bearer token")
         http = make_client(endpoint_url, headers={"Authorization": f"Bearer {token}"})
         super().__init__(http, attempts=attempts, max_wait=max_wait)
 

@@ -2,21 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 from typing import Any
 
 import httpx
 
 from services.vendors.base import VendorClient
+from services.vendors.rules import VendorRuleError, mail_address_problem, subscriber_hash
 from shared.errors import PermanentError
 from shared.http import classify_response, make_client
 
 FORGOTTEN = "Forgotten Email Not Subscribed"
-
-
-def subscriber_hash(email: str) -> str:
-    """Mailchimp's member id: MD5 of the lower-cased, stripped e-mail address."""
-    return hashlib.md5(email.strip().lower().encode(), usedforsecurity=False).hexdigest()
+__all__ = ["FORGOTTEN", "MailchimpClient", "base_url_for_key", "subscriber_hash"]
 
 
 def base_url_for_key(api_key: str) -> str:
@@ -64,7 +60,12 @@ class MailchimpClient(VendorClient):
         merge_fields: dict[str, Any] | None = None,
         idempotency_key: str | None = None,
     ) -> None:
-        """Subscribe the address (or update it if present); PermanentError if it was permanently erased."""
+        """Subscribe the address (or update it if present); PermanentError if it was permanently erased.
+
+        VendorRuleError (permanent) before any call for an address Mailchimp refuses as fake or invalid."""
+        problem = mail_address_problem(email)
+        if problem is not None:
+            raise VendorRuleError(f"refused before sending: mailchimp would reject the member: {problem}")
         body: dict[str, Any] = {"email_address": email.strip(), "status_if_new": "subscribed"}
         if merge_fields:
             body["merge_fields"] = merge_fields

@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 
 from services.vendors.base import VendorClient
+from services.vendors.rules import PAYPAL_CUSTOMER_ID, PAYPAL_TOKEN_ID
 from shared.http import classify_response, make_client
 
 PAGE_SIZE = 5  # the largest page Vault v3 lists
@@ -61,7 +62,10 @@ class PayPalClient(VendorClient):
         return {"Authorization": f"Bearer {self._access_token(renew=renew)}"}
 
     def list_payment_tokens(self, customer_id: str) -> list[str]:
-        """Ids of every vaulted payment token of the customer (empty if PayPal knows no such customer)."""
+        """Ids of every vaulted payment token of the customer (empty if PayPal knows no such customer).
+
+        VendorRuleError (permanent) before any call if the id breaks PayPal's customer id rule."""
+        PAYPAL_CUSTOMER_ID.check(customer_id)
 
         def list_all() -> list[str]:
             ids: list[str] = []
@@ -89,7 +93,10 @@ class PayPalClient(VendorClient):
         return self._retry(list_all)
 
     def delete_payment_token(self, token_id: str) -> bool:
-        """Delete a vaulted payment token; True if deleted now, False if it was already gone."""
+        """Delete a vaulted payment token; True if deleted now, False if it was already gone.
+
+        VendorRuleError (permanent) before any call if the id breaks PayPal's token id rule."""
+        PAYPAL_TOKEN_ID.check(token_id)
 
         def delete() -> bool:
             resp = self._send("DELETE", f"/v3/vault/payment-tokens/{token_id}")

@@ -10,6 +10,12 @@ from typing import Any
 import httpx
 
 from services.vendors.base import VendorClient
+from services.vendors.rules import (
+    VISMA_CUSTOMER_NUMBER,
+    refuse,
+    visma_customer_problems,
+    visma_invoice_problems,
+)
 from shared.http import classify_response, make_client
 
 CAN_NOT_BE_DELETED = 4001  # Visma's ErrorCode for an object others depend on (a customer with invoices)
@@ -146,8 +152,11 @@ class VismaClient(VendorClient):
         return resp.json() if resp.content else {}
 
     def upsert_customer(self, customer_number: str, fields: dict[str, Any]) -> str:
-        """Create the customer, or replace it in full if the number exists; returns the Visma Id."""
-        body = {**fields, "CustomerNumber": customer_number}
+        """Create the customer, or replace it in full if the number exists; returns the Visma Id.
+
+        VendorRuleError (permanent) before any call if Visma's rules would refuse the number or a field."""
+        body = {**fields, "CustomerNumber": VISMA_CUSTOMER_NUMBER.check(customer_number)}
+        refuse(self.vendor, "customer", visma_customer_problems(body))
 
         def upsert() -> str:
             found = self._find("customers", "CustomerNumber", customer_number)
@@ -165,14 +174,21 @@ class VismaClient(VendorClient):
         *,
         your_reference: str,
         invoice_date: date | None = None,
+        eu_third_party: bool = False,
     ) -> str:
-        """Create the invoice once per reference (our event id); a repeated call returns the first Id."""
+        """Create the invoice once per reference (our event id); a repeated call returns the first Id.
+
+        A normal invoice (no ROT/RUT reduction); `eu_third_party` for a sale to a business in another EU
+        country. VendorRuleError (permanent) before any call if Visma's rules would refuse the invoice."""
         body = {
             "CustomerId": customer_id,
             "InvoiceDate": (invoice_date or date.today()).isoformat(),
             "YourReference": your_reference,
+            "EuThirdParty": eu_third_party,
+            "RotReducedInvoicingType": 0,
             "Rows": rows,
         }
+        refuse(self.vendor, "invoice", visma_invoice_problems(body))
 
         def create() -> str:
             # Looked up on every attempt: a POST whose answer was lost must not make a second invoice.
@@ -185,6 +201,7 @@ class VismaClient(VendorClient):
 
     def find_customer(self, customer_number: str) -> dict[str, Any] | None:
         """The customer with this customer number, if Visma holds one."""
+        VISMA_CUSTOMER_NUMBER.check(customer_number)
         return self._retry(lambda: self._find("customers", "CustomerNumber", customer_number))
 
     def get_customer(self, customer_id: str) -> dict[str, Any]:
@@ -240,6 +257,7 @@ class VismaClient(VendorClient):
             body.update(keep)
             body.update(dict.fromkeys(ERASED_FIELDS))
             body.update({"Name": f"Anonymised customer {customer_id[:8]}", "IsActive": False})
+            refuse(self.vendor, "anonymised customer", visma_customer_problems(body))
             self._write("PUT", f"/v2/customers/{customer_id}", body)
 
         self._retry(anonymise)

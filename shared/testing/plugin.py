@@ -43,9 +43,14 @@ def postgres_admin_url() -> str:
     return url
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
+def pytest_configure(config: pytest.Config) -> None:
+    """Register the marker the PostgreSQL variants carry, so `-m postgres` selects them under --strict-markers."""
+    config.addinivalue_line("markers", "postgres: needs PostgreSQL (the db_backend fixture's PostgreSQL variant)")
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
 def db_backend(request: pytest.FixtureRequest) -> str:
-    """Run the test once per database backend."""
+    """Run the test once per database backend; the PostgreSQL variant carries the `postgres` marker."""
     return str(request.param)
 
 

@@ -9,6 +9,7 @@ and every outside effect there exactly once.
 from __future__ import annotations
 
 import contextlib
+import re
 import uuid
 from collections import Counter
 from collections.abc import Iterable, Mapping
@@ -23,7 +24,7 @@ from sqlalchemy.exc import DBAPIError
 from schemas import EventData, PurchaseCompleted, UserDeregistered
 from schemas.examples import example_deregistration, example_purchase
 from services.sandbox import DEFAULT_INSTALLERS, SandboxControl
-from services.vendors.mailchimp import subscriber_hash
+from services.vendors.rules import paypal_customer_id, subscriber_hash, visma_customer_number
 from shared.codec import Outbound, encode
 from shared.producer import Producer
 from shared.settings import RuntimeSettings
@@ -69,7 +70,7 @@ def deregistration_of(person: Person) -> UserDeregistered:
 
 def seed_vault(control: SandboxControl, persons: Iterable[Person]) -> None:
     """Vault each person's PayPal token at the sandbox, under their user id as PayPal customer id."""
-    control.seed({"paypal": {"vault": {p.user_id: [p.token_id] for p in persons}}})
+    control.seed({"paypal": {"vault": {paypal_customer_id(p.user_id): [p.token_id] for p in persons}}})
 
 
 def register_in_account(account_url: str, users: Mapping[str, Mapping[str, Any]]) -> None:
@@ -189,7 +190,8 @@ class Observer:
 class Accounts:
     """Outside effects counted per key, and what is left at the vendors of the load's users."""
 
-    duplicates: dict[str, int] = field(default_factory=dict)
+    duplicates: dict[str, int] = field(default_factory=dict)  # from the raw request log
+    duplicates_seen_by_fakes: dict[str, int] = field(default_factory=dict)  # from the fakes' effect log
     counts: dict[str, int] = field(default_factory=dict)
     problems: list[str] = field(default_factory=list)
 
@@ -205,6 +207,57 @@ def _doubled(kind: str, keys: Iterable[Any], accounts: Accounts) -> Counter[Any]
     return counted
 
 
+# Requests that only fetch or renew credentials change nothing at the vendor.
+CREDENTIAL_PATHS = frozenset({"/v1/oauth2/token", "/connect/token"})
+TEMPLATE = re.compile(r"/(?:[0-9a-f]{32}|[0-9a-f-]{36}|tok-[\w-]+|ct_\w+)(?=/|$)")
+
+
+def _effect_key(request: Mapping[str, Any]) -> tuple[str, Any] | None:
+    """What one raw request changed at its vendor, as (kind, identity), or None if it changed nothing.
+
+    A change is a POST, PUT or DELETE the vendor answered 2xx and did not merely replay (Idempotent-Replayed).
+    Its identity is what a second copy of the same change would repeat: the path for a DELETE (a token, a
+    member), the business key for Visma's POSTs (CustomerNumber, YourReference), the path and raw body hash
+    for any other POST (a contact, a notice: two accepted copies are two deliveries, whatever their keys). A
+    PUT replaces a resource with the same body, so a repeat is idempotent: its identity includes the body.
+    """
+    method, status = request["method"], request.get("status")
+    if method not in {"POST", "PUT", "DELETE"} or not (status and 200 <= status < 300) or request.get("replayed"):
+        return None
+    path = request["path"]
+    if path in CREDENTIAL_PATHS:
+        return None
+    kind = f"{request['vendor']} {method} {TEMPLATE.sub('/{id}', path)}"
+    body = request.get("body") if isinstance(request.get("body"), dict) else {}
+    if method == "DELETE":
+        return kind, path
+    if request["vendor"] == "visma" and method == "POST":
+        return kind, body.get("YourReference") or body.get("CustomerNumber") or request["body_sha256"]
+    return kind, (path, request["body_sha256"])
+
+
+def raw_effects(requests: Iterable[Mapping[str, Any]]) -> tuple[dict[str, int], dict[str, int]]:
+    """(changes per kind, duplicated changes per kind) counted from the sandbox's raw request log alone.
+
+    A PUT repeated with the same body changes nothing the second time, so only POSTs and DELETEs can be
+    duplicated; those are counted by identity.
+    """
+    counts: Counter[str] = Counter()
+    seen: Counter[tuple[str, Any]] = Counter()
+    for request in requests:
+        key = _effect_key(request)
+        if key is None:
+            continue
+        counts[key[0]] += 1
+        if request["method"] != "PUT":
+            seen[key] += 1
+    duplicates: Counter[str] = Counter()
+    for (kind, _), n in seen.items():
+        if n > 1:
+            duplicates[kind] += n - 1
+    return dict(counts), dict(duplicates)
+
+
 def account_effects(control: SandboxControl, persons: list[Person], purchases: Mapping[str, str]) -> Accounts:
     """Count every outside effect of the load's buyers and check the vendors hold nothing personal of them.
 
@@ -215,6 +268,8 @@ def account_effects(control: SandboxControl, persons: list[Person], purchases: M
     state = control.state()
     effects = state["effects"]
     ids = {p.user_id for p in persons}
+    paypal_ids = {paypal_customer_id(p.user_id) for p in persons}
+    visma_numbers = {visma_customer_number(p.user_id) for p in persons}
     hashes = {subscriber_hash(purchase_of(p).customer.email): p.user_id for p in persons}
 
     def of(vendor: str, kind: str) -> list[dict[str, Any]]:
@@ -250,12 +305,12 @@ def account_effects(control: SandboxControl, persons: list[Person], purchases: M
         accounts.problems.append(f"{len(held)} contacts of the load's users still held by installers")
 
     tokens = _doubled("paypal.payment_token_deleted",
-                      (e["token_id"] for e in of("paypal", "payment_token_deleted") if e["customer_id"] in ids),
+                      (e["token_id"] for e in of("paypal", "payment_token_deleted") if e["customer_id"] in paypal_ids),
                       accounts)
     if len(tokens) != len(persons):
         accounts.problems.append(f"{len(persons) - len(tokens)} vaulted PayPal tokens never deleted")
 
-    customers = [c for c in state["visma"]["customers"].values() if c.get("CustomerNumber") in ids]
+    customers = [c for c in state["visma"]["customers"].values() if c.get("CustomerNumber") in visma_numbers]
     _doubled("visma.customer", (c["CustomerNumber"] for c in customers), accounts)
     named = [c for c in customers if c.get("IsActive") or c.get("EmailAddress") or c.get("MobilePhone")]
     if named:
@@ -266,6 +321,12 @@ def account_effects(control: SandboxControl, persons: list[Person], purchases: M
                          if i.get("YourReference") in references), accounts)
     if len(invoices) != len(references):
         accounts.problems.append(f"{len(references) - len(invoices)} sales never booked at Visma")
+    # The verdict on duplicates comes from what the vendors received, not from what the fakes recorded:
+    # the fakes' effect log above is a cross-check only.
+    requests, accounts.duplicates_seen_by_fakes = control.requests(), dict(accounts.duplicates)
+    changes, duplicated = raw_effects(requests)
+    accounts.counts.update({f"raw: {kind}": n for kind, n in changes.items()})
+    accounts.duplicates = duplicated
     return accounts
 
 

@@ -213,6 +213,7 @@ class Stack:
             "lost": run.erasures - completed,
             "duplicated_outside_effects": accounts.duplicated,
             "duplicates_by_effect": accounts.duplicates,
+            "duplicates_seen_by_fakes": accounts.duplicates_seen_by_fakes,
             "outside_effects": accounts.counts,
             "inbox_rows": inbox,
             "events_acked_without_inbox_row": sum(max(0, want - inbox.get(n, 0)) for n, want in expected.items()),

@@ -60,7 +60,7 @@ def test_dead_letters_expire_after_a_short_ttl_set_through_the_settings(make_sta
 def _pii() -> dict[str, str]:
     nine = "790321" + "417"
     personnummer = "19" + nine + luhn_check_digit(nine)
-    return {"name": "Ingegerd Sjöholm", "email": "ingegerd.sjoholm@example.com", "phone": "+46701740631",
+    return {"name": "Ingegerd Sjöholm", "email": "ingegerd.sjoholm@kund.loggamera.se", "phone": "+46701740631",
             "national phone": "070-174 06 31", "street": "Blåbärsvägen 12", "personnummer": personnummer,
             "personnummer (10 digits)": personnummer[2:]}
 

@@ -16,6 +16,7 @@ from sqlalchemy import column
 
 from schemas import UserDeregistered
 from services.registry import SERVICES
+from services.vendors.rules import visma_customer_number
 from shared.codec import Outbound
 from tests.chaos.harness import poll, record_results
 from tests.chaos.load import Person, deregistration_of, people, purchase_of, register_in_account, seed_vault
@@ -94,7 +95,7 @@ def test_forged_deregistrations_erase_nothing_and_are_dead_lettered_as_signature
     after = _held(stack, ids)
     deletions = [e for e in stack.sandbox.control.effects() if e["effect"] in DELETIONS]
     visma_active = sum(1 for c in stack.sandbox.control.state()["visma"]["customers"].values()
-                       if c.get("CustomerNumber") in ids and c.get("IsActive"))
+                       if c.get("CustomerNumber") in {visma_customer_number(i) for i in ids} and c.get("IsActive"))
 
     genuine = stack.upstream.publish([deregistration_of(victims[0])])
     poll(lambda: stack.observer.completed() == 1, timeout=60, what="the genuine deregistration to complete")

@@ -15,23 +15,24 @@ import pytest
 
 from schemas.examples import example_consent_change, example_deregistration, example_purchase
 from schemas.validators import luhn_check_digit
+from services.vendors.rules import paypal_customer_id
 from shared.signing import sign
 from tests.chaos.harness import poll, record_results
 from tests.chaos.load import observer_engine, queue_figures, register_in_account
 from tests.chaos.stack import Stack
 
 PEOPLE: list[dict[str, Any]] = [
-    {"name": "Åsa Öberg-Lindqvist", "email": "Asa.Oberg-Lindqvist+chaos@example.com", "phone": "070-174 06 21",
+    {"name": "Åsa Öberg-Lindqvist", "email": "Asa.Oberg-Lindqvist+chaos@kund.loggamera.se", "phone": "070-174 06 21",
      "street": "Vitsippsgatan 17", "postal_code": "114 55", "city": "Stockholm", "born": "19800417"},
-    {"name": "Per-Erik Ärlig", "email": "per.erik.arlig@example.org", "phone": "+46 70 174 06 22",
+    {"name": "Per-Erik Ärlig", "email": "per.erik.arlig@kund.loggamera.se", "phone": "+46 70 174 06 22",
      "street": "Kvarngränd 3 B", "postal_code": "411 19", "city": "Göteborg"},
-    {"name": "Märta Nyström", "email": "marta_nystrom@mail.example.net", "phone": "0046701740623",
+    {"name": "Märta Nyström", "email": "marta_nystrom@post.kund.loggamera.se", "phone": "0046701740623",
      "street": "Lingonstigen 9", "postal_code": "903 26", "city": "Umeå", "born": "19561130"},
-    {"name": "Jöns Bäckström", "email": "JONS.B@example.com", "phone": "0701740624",
+    {"name": "Jöns Bäckström", "email": "JONS.B@kund.loggamera.se", "phone": "0701740624",
      "street": "Skräddargatan 44", "postal_code": "753 10", "city": "Uppsala"},
     {"name": "Linnéa Ödegård", "email": "linnea.odegard@example.se", "phone": "+46(0)70-174 06 25",
      "street": "Hjortronvägen 2", "postal_code": "831 31", "city": "Östersund", "born": "20010704"},
-    {"name": "Ebba Grönholm", "email": "ebba.gronholm@example.com", "phone": "070 174 06 26",
+    {"name": "Ebba Grönholm", "email": "ebba.gronholm@kund.loggamera.se", "phone": "070 174 06 26",
      "street": "Tallbacken 61", "postal_code": "702 10", "city": "Örebro"},
 ]
 
@@ -111,7 +112,7 @@ def test_no_personal_data_reaches_any_service_log(make_stack) -> None:
     tag = uuid.uuid4().hex[:6]
     for index, person in enumerate(PEOPLE):
         person["user_id"] = f"pii-{tag}-{index}"
-        person["second_email"] = f"second.{index}.{tag}@example.com"
+        person["second_email"] = f"second.{index}.{tag}@kund.loggamera.se"
         if "born" in person:
             person["personnummer"] = _personnummer(person["born"])
     account_url = stack.fleet.children["account"].env["ERASURE_ACCOUNT_DATABASE_URL"]
@@ -121,7 +122,7 @@ def test_no_personal_data_reaches_any_service_log(make_stack) -> None:
         "company_name": f"{p['name']} Fastighetsservice" if "personnummer" in p else None} for p in PEOPLE})
     for person in PEOPLE:
         _save_device(account_url, person["user_id"], person)
-    control.seed({"paypal": {"vault": {p["user_id"]: [f"tok-{p['user_id']}"] for p in PEOPLE}}})
+    control.seed({"paypal": {"vault": {paypal_customer_id(p["user_id"]): [f"tok-{p['user_id']}"] for p in PEOPLE}}})
     # Failures on the way, so error and retry paths log too.
     control.set_outage("mailchimp", "503", count=4)
     control.set_outage("visma", "429", count=3, retry_after=1)

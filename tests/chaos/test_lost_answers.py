@@ -8,6 +8,7 @@ from __future__ import annotations
 import pytest
 
 from services.vendors.mailchimp import subscriber_hash
+from services.vendors.rules import visma_customer_number
 from tests.chaos.harness import poll, record_results
 from tests.chaos.load import deregistration_of, people, purchase_of, seed_vault
 from tests.chaos.stack import Stack
@@ -41,7 +42,8 @@ def test_vendor_copies_made_by_an_attempt_whose_answer_was_lost_are_erased_with_
     state = stack.sandbox.control.state()
     member = state["mailchimp"]["members"].get(subscriber_hash(purchase.customer.email))
     contacts = [c for c in state["installers"]["contacts"] if c["purchase_id"] == purchase.purchase_id]
-    customers = [c for c in state["visma"]["customers"].values() if c.get("CustomerNumber") == person.user_id]
+    number = visma_customer_number(person.user_id)
+    customers = [c for c in state["visma"]["customers"].values() if c.get("CustomerNumber") == number]
     left = {
         "mailchimp member still subscribed": member is not None,
         "installer still holds the contact": bool(contacts),

@@ -43,6 +43,7 @@ def _publish_twice(pipeline: Pipeline, prefix: str) -> list[str]:
     return [m.event_id for m in messages]
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("db_backend", ["postgresql"])
 def test_two_replicas_on_one_database_have_one_effect_per_event(erasure_pipeline: Pipeline, db_backend: str) -> None:
     url = erasure_pipeline.database_url("probe")
@@ -63,6 +64,7 @@ def test_two_replicas_on_one_database_have_one_effect_per_event(erasure_pipeline
     assert erasure_pipeline.depth(f"{erasure_pipeline.namespace}.probe.dead") == 0
 
 
+@pytest.mark.postgres
 @pytest.mark.parametrize("db_backend", ["postgresql"])
 def test_two_replicas_emit_one_report_per_event_whichever_relays_it(
     erasure_pipeline: Pipeline, db_backend: str

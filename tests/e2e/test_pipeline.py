@@ -9,6 +9,7 @@ from sqlalchemy.orm import Session
 from schemas.examples import example_deregistration, example_purchase
 from services.account.accounts import register_user
 from services.ledger.queries import request_status
+from services.vendors.rules import paypal_customer_id
 from shared.testing import wait_until
 from shared.testing.scan import personal_data_hits
 
@@ -26,7 +27,8 @@ def _register(stack, purchase) -> None:
 def _buy_and_erase(stack, user_id: str):
     purchase = example_purchase(user_id)
     _register(stack, purchase)
-    stack.sandbox.seed({"paypal": {"vault": {user_id: list(purchase.payment.paypal.vault_token_ids)}}})
+    tokens = list(purchase.payment.paypal.vault_token_ids)
+    stack.sandbox.seed({"paypal": {"vault": {paypal_customer_id(user_id): tokens}}})
     [bought] = stack.pipeline.publish(purchase)
     for name in FORWARDING:
         stack.services[name].wait_handled(bought.event_id)
@@ -87,7 +89,8 @@ def test_late_purchase_for_an_erased_user_forwards_nothing(stack) -> None:
 
 def test_the_same_events_twice_cause_each_outside_effect_once(stack) -> None:
     purchase = example_purchase("u-twice")
-    stack.sandbox.seed({"paypal": {"vault": {"u-twice": list(purchase.payment.paypal.vault_token_ids)}}})
+    tokens = list(purchase.payment.paypal.vault_token_ids)
+    stack.sandbox.seed({"paypal": {"vault": {paypal_customer_id("u-twice"): tokens}}})
     bought = stack.pipeline.encode(purchase)
     erased = stack.pipeline.encode(example_deregistration("u-twice"))
     for message in (bought, bought):

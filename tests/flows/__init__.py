@@ -25,6 +25,7 @@ from services.cli.main import cli
 from services.ledger.queries import RequestStatus, request_status
 from services.registry import SERVICES, load
 from services.sandbox import Sandbox
+from services.vendors.rules import paypal_customer_id
 from shared.testing import Pipeline, RunningService, wait_until
 
 FORWARDING = ("installer_sharing", "payment", "bookkeeping", "newsletter")
@@ -129,7 +130,8 @@ def buy(pipeline: Pipeline, sandbox: Sandbox, running: dict[str, RunningService]
     """The customer registers and buys; every forwarding slice has handled the purchase on return."""
     register_customer(running["account"].engine, purchase)
     if purchase.payment.paypal is not None:
-        sandbox.seed({"paypal": {"vault": {purchase.user_id: list(purchase.payment.paypal.vault_token_ids)}}})
+        tokens = list(purchase.payment.paypal.vault_token_ids)
+        sandbox.seed({"paypal": {"vault": {paypal_customer_id(purchase.user_id): tokens}}})
     [bought] = pipeline.publish(purchase)
     for name in FORWARDING:
         running[name].wait_handled(bought.event_id)

@@ -42,7 +42,7 @@ from tests.flows import (
     url_of,
 )
 
-ANNA = "anna.lindqvist@example.com"
+ANNA = "anna.lindqvist@kund.loggamera.se"
 SUBJECT = f"Unregister account: {ANNA}"
 
 
@@ -161,7 +161,7 @@ def test_cli_takes_the_mail_and_confirms_it_without_the_account_service_running(
     ("Mallory <mallory@example.net>", SUBJECT, "sender_mismatch"),
     (ANNA, f"Please unregister my account: {ANNA}", "not_a_request"),
     (ANNA, f"Unregister account: {ANNA} now", "not_a_request"),
-    ("nobody@example.com", "Unregister account: nobody@example.com", "unknown_account"),
+    ("nobody@kund.loggamera.se", "Unregister account: nobody@kund.loggamera.se", "unknown_account"),
 ])
 def test_spoofed_wrong_or_unknown_requests_are_refused_and_nothing_is_published(
     erasure_pipeline: Pipeline, sandbox: Sandbox, account: RunningService, case: tuple[str, str, str]
@@ -214,7 +214,7 @@ def test_spent_expired_and_forged_codes_do_nothing(
     erasure_pipeline: Pipeline, sandbox: Sandbox, account: RunningService
 ) -> None:
     with Session(account.engine) as session, session.begin():
-        register_user(session, user_id="u-erik", name="Erik Johansson", email="erik@example.com")
+        register_user(session, user_id="u-erik", name="Erik Johansson", email="erik@kund.loggamera.se")
     assert _mail_in(account, raw_mail(ANNA, SUBJECT)).status_code == 202
     code = _code_for(sandbox)
     assert _confirm(account, code).status_code == 200
@@ -225,8 +225,9 @@ def test_spent_expired_and_forged_codes_do_nothing(
     reused = run_cli(erasure_pipeline, "intake", "confirm", code, ERASURE_ACCOUNT_DATABASE_URL=url_of(account))
     assert reused.exit_code == 2 and "already been used" in reused.output
 
-    assert _mail_in(account, raw_mail("erik@example.com", "Unregister account: erik@example.com")).status_code == 202
-    late = _code_for(sandbox, "erik@example.com")
+    erik = "erik@kund.loggamera.se"
+    assert _mail_in(account, raw_mail(erik, f"Unregister account: {erik}")).status_code == 202
+    late = _code_for(sandbox, "erik@kund.loggamera.se")
     with account.engine.begin() as conn:
         conn.execute(update(IntakeRequest).where(IntakeRequest.user_id == "u-erik")
                      .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))

@@ -40,7 +40,7 @@ MIGRATIONS = Path(__file__).resolve().parents[2] / "services" / "account" / "mig
 NOW = datetime(2026, 4, 14, 8, 0, tzinfo=UTC)
 ANNA = {
     "name": "Anna Lindqvist",
-    "email": "Anna.Lindqvist@Example.com",
+    "email": "Anna.Lindqvist@Kund.Loggamera.se",
     "phone": "070-174 06 05",
     "street": "Storgatan 12",
     "postal_code": "11455",
@@ -49,9 +49,9 @@ ANNA = {
     "corporate_id": "811218-9876",
 }
 # Every spelling in which Anna's data may sit in a table.
-ANNA_TRACES = ["anna.lindqvist@example.com", "+46701740605", "070-174 06 05", "Anna Lindqvist",
+ANNA_TRACES = ["anna.lindqvist@kund.loggamera.se", "+46701740605", "070-174 06 05", "Anna Lindqvist",
                "198112189876", "Storgatan 12"]
-ERIK = {"name": "Erik Johansson", "email": "erik.johansson@example.com", "phone": "070-174 06 06"}
+ERIK = {"name": "Erik Johansson", "email": "erik.johansson@kund.loggamera.se", "phone": "070-174 06 06"}
 
 
 # ---- helpers -----------------------------------------------------------------------------------------
@@ -144,7 +144,7 @@ def test_erasure_leaves_no_trace_of_the_user_in_any_table(erasure_memory, db_bac
 def test_slice_report_names_the_categories_that_were_held(erasure_memory, db_backend) -> None:
     running = erasure_memory.start(build())
     with _sessions(running.engine)() as session, session.begin():
-        accounts.register_user(session, user_id="u-thin", name="Maria Karlsson", email="maria@example.com")
+        accounts.register_user(session, user_id="u-thin", name="Maria Karlsson", email="maria@kund.loggamera.se")
         accounts.record_sign_in(session, "u-thin", accounts.new_session_token())
     [sent] = erasure_memory.publish(example_deregistration("u-thin"))
     running.wait_handled(sent.event_id)
@@ -167,7 +167,7 @@ def test_second_identical_event_has_no_second_effect(erasure_memory) -> None:
     ledger.wait_for("u-anna")
     # A row that appears afterwards shows whether the duplicate erased again; it must not.
     with running.engine.begin() as conn:
-        conn.execute(insert(User).values(user_id="u-anna", name="Anna Lindqvist", email="anna@example.com",
+        conn.execute(insert(User).values(user_id="u-anna", name="Anna Lindqvist", email="anna@kund.loggamera.se",
                                          country="SE", created_at=NOW, last_sign_in_at=NOW))
     erasure_memory.publish(message)
     [sentinel] = erasure_memory.publish(example_deregistration("u-sentinel"))
@@ -185,7 +185,7 @@ def test_replayed_deregistration_erases_restored_rows_and_reports_again(erasure_
     ledger = Ledger(erasure_memory)
     ledger.wait_for("u-anna")
     with running.engine.begin() as conn:  # a backup restore brings the profile back
-        conn.execute(insert(User).values(user_id="u-anna", name="Anna Lindqvist", email="anna@example.com",
+        conn.execute(insert(User).values(user_id="u-anna", name="Anna Lindqvist", email="anna@kund.loggamera.se",
                                          country="SE", created_at=NOW, last_sign_in_at=NOW))
     replay = example_deregistration("u-anna", request_id=str(uuid.uuid4()), replay=True,
                                     original_request_id=str(first.request_id))
@@ -226,7 +226,7 @@ def test_erased_users_cookie_no_longer_validates_even_after_a_restore(erasure_me
     running.wait_handled(sent.event_id)
     assert _validate(running.engine, token) is None
     with running.engine.begin() as conn:  # a backup restore brings the user and the session back
-        conn.execute(insert(User).values(user_id="u-anna", name="Anna Lindqvist", email="anna@example.com",
+        conn.execute(insert(User).values(user_id="u-anna", name="Anna Lindqvist", email="anna@kund.loggamera.se",
                                          country="SE", created_at=NOW, last_sign_in_at=NOW))
         conn.execute(insert(SignInSession).values(
             token_sha256=accounts.hash_token(token), user_id="u-anna", created_at=NOW,
@@ -326,12 +326,12 @@ def test_only_the_hash_of_a_session_token_is_stored(account_db) -> None:
 def test_registration_normalises_contact_details_and_finds_email_in_any_case(account_db) -> None:
     with _sessions(account_db)() as session, session.begin():
         accounts.register_user(session, user_id="u-anna", **ANNA)
-        user = accounts.find_user_by_email(session, "ANNA.LINDQVIST@example.COM")
+        user = accounts.find_user_by_email(session, "ANNA.LINDQVIST@kund.loggamera.SE")
         assert user is not None
         assert (user.email, user.phone, user.postal_code, user.corporate_id) == (
-            "anna.lindqvist@example.com", "+46701740605", "114 55", "198112189876")
+            "anna.lindqvist@kund.loggamera.se", "+46701740605", "114 55", "198112189876")
         with pytest.raises(accounts.AccountError, match="already registered"):
-            accounts.register_user(session, name="Other", email="anna.lindqvist@EXAMPLE.com")
+            accounts.register_user(session, name="Other", email="anna.lindqvist@KUND.LOGGAMERA.SE")
 
 
 @pytest.mark.parametrize(("field", "value"), [
@@ -357,9 +357,9 @@ def test_preferences_keep_one_row_per_enabled_combination(account_db) -> None:
 # ---- devices --------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("text", "kinds"), [
     ("Ring Anna på 070-174 06 05 om larmet", ("phone",)),
-    ("Larm till anna.lindqvist@example.com", ("email",)),
+    ("Larm till anna.lindqvist@kund.loggamera.se", ("email",)),
     ("Ägare 811218-9876", ("personnummer",)),
-    ("anna@example.com, +46 70 174 06 05, 19811218-9876", ("email", "phone", "personnummer")),
+    ("anna@kund.loggamera.se, +46 70 174 06 05, 19811218-9876", ("email", "phone", "personnummer")),
 ])
 def test_device_free_text_with_personal_data_is_flagged(account_db, text: str, kinds: tuple[str, ...]) -> None:
     with _sessions(account_db)() as session, session.begin():
@@ -418,9 +418,9 @@ def test_scan_finds_traces_in_text_and_binary_columns_case_insensitively(account
     _populate(account_db, ANNA, user_id="u-anna")
     with account_db.begin() as conn:  # an outbox body is bytes: a leak there must be found as well
         conn.execute(insert(metadata.tables["outbox"]).values(
-            event_id="e-1", event_type="t", routing_key="k", body=b'{"mail": "ANNA.LINDQVIST@EXAMPLE.COM"}',
+            event_id="e-1", event_type="t", routing_key="k", body=b'{"mail": "ANNA.LINDQVIST@KUND.LOGGAMERA.SE"}',
             signature="s", source="urn:test", created_at=NOW))
-    assert personal_data_hits(account_db, ["anna.lindqvist@example.com", "+46701740605"]) == [
+    assert personal_data_hits(account_db, ["anna.lindqvist@kund.loggamera.se", "+46701740605"]) == [
         ("outbox", "body"), ("users", "email"), ("users", "phone")]
     assert personal_data_hits(account_db, ["%"]) == []  # a wildcard is searched as text
 

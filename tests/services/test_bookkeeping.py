@@ -28,6 +28,7 @@ from services.common.retention import (
     retain_until_for,
 )
 from services.sandbox import Sandbox
+from services.vendors.rules import visma_customer_number
 from shared.db import ensure_schema, make_engine
 from shared.testing import MemoryPipeline, MemoryService, wait_until
 from shared.testing.scan import personal_data_hits
@@ -149,7 +150,7 @@ def test_purchase_books_customer_and_invoice_at_visma_and_keeps_the_sale_through
     running.wait_handled(sent.event_id)
 
     [customer] = _visma_customers(sandbox)
-    assert customer["CustomerNumber"] == "bk-buy"
+    assert customer["CustomerNumber"] == visma_customer_number("bk-buy")
     assert customer["Name"] == purchase.customer.name
     assert customer["EmailAddress"] == purchase.customer.email
     assert customer["InvoiceCity"] == purchase.customer.address.city
@@ -157,7 +158,12 @@ def test_purchase_books_customer_and_invoice_at_visma_and_keeps_the_sale_through
     assert invoice["CustomerId"] == customer["Id"]
     assert invoice["YourReference"] == sent.event_id
     assert invoice["InvoiceDate"] == "2026-03-02"
-    assert [row["ArticleNumber"] for row in invoice["Rows"]] == [line.sku for line in purchase.lines]
+    settings = BookkeepingSettings()
+    assert [(row["IsTextRow"], row["ArticleId"]) for row in invoice["Rows"]] == \
+        [(False, settings.visma_article_id)] * len(purchase.lines)
+    assert [row["Text"].split()[0] for row in invoice["Rows"]] == [line.sku for line in purchase.lines]
+    assert (invoice["EuThirdParty"], invoice["RotReducedInvoicingType"]) == (False, 0)
+    assert customer["TermsOfPaymentId"] == settings.visma_terms_of_payment_id
 
     sale = _sale(running, purchase.purchase_id)
     assert sale is not None
@@ -274,20 +280,20 @@ def test_visma_customer_without_invoices_is_deleted_there_and_nothing_is_kept_he
 ) -> None:
     running = start_bookkeeping()
     seeded = sandbox.seed({"visma": {"customers": [{
-        "CustomerNumber": "bk-noinv", "Name": "Erik Johansson", "EmailAddress": "erik@example.com",
+        "CustomerNumber": "bk-noinv", "Name": "Erik Johansson", "EmailAddress": "erik@kund.loggamera.se",
         "InvoiceCity": "Umeå", "InvoicePostalCode": "903 26",
     }]}})
     [visma_id] = seeded["visma"]["customers"]
     with running.engine.begin() as conn:
         conn.execute(insert(CustomerRecord).values(
             user_id="bk-noinv", customer_number="bk-noinv", visma_customer_id=visma_id, name="Erik Johansson",
-            email="erik@example.com", active=True))
+            email="erik@kund.loggamera.se", active=True))
     [sent] = erasure_memory.publish(example_deregistration("bk-noinv"))
     running.wait_handled(sent.event_id)
     assert sandbox.state()["visma"]["customers"] == {}
     assert [e["effect"] for e in sandbox.effects("visma")] == ["customer_deleted"]
     assert _customer(running, "bk-noinv") is None
-    assert personal_data_hits(running.engine, ["Erik Johansson", "erik@example.com"]) == []
+    assert personal_data_hits(running.engine, ["Erik Johansson", "erik@kund.loggamera.se"]) == []
     [report] = reports.wait("bk-noinv")
     assert report["outcome"] == "erased"
     assert report["retained"] == []
@@ -319,7 +325,7 @@ def test_late_purchase_for_an_erased_user_books_a_minimised_sale_and_no_named_cu
 
     customers = _visma_customers(sandbox)
     assert [c["Name"] for c in customers] == ["Anonymised customer"]
-    assert all(c["CustomerNumber"] != "bk-late" for c in customers)
+    assert all(c["CustomerNumber"] != visma_customer_number("bk-late") for c in customers)
     for needle in _personal_values(purchase):
         assert needle not in json.dumps(sandbox.state()["visma"]), "no contact detail may reach Visma"
     [invoice] = _visma_invoices(sandbox)

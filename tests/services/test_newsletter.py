@@ -98,7 +98,7 @@ def test_erasure_deletes_every_member_permanently_and_keeps_nothing_personal(
 ) -> None:
     running = erasure_memory.start(build())
     purchase = example_purchase("u-erase", newsletter_consent=True)
-    second_address = example_consent_change("u-erase", email="anna.work+u-erase@example.com")
+    second_address = example_consent_change("u-erase", email="anna.work+u-erase@kund.loggamera.se")
     untouched = example_consent_change("u-keep")
     for message in erasure_memory.publish(purchase, second_address, untouched):
         running.wait_handled(message.event_id)
@@ -198,6 +198,20 @@ def test_consent_given_again_after_withdrawal_is_dead_lettered_naming_the_signup
     assert "Forgotten Email Not Subscribed" in dead.headers["x-error"]
     assert "signup form" in dead.headers["x-error"]
     assert _subscribers(running) == [], "nothing stored for a subscription that did not happen"
+
+
+def test_consent_for_an_address_mailchimp_would_refuse_as_fake_is_dead_lettered_before_calling(
+    erasure_memory: MemoryPipeline, sandbox: Sandbox
+) -> None:
+    running = erasure_memory.start(build())
+    [sent] = erasure_memory.publish(example_consent_change("u-fake", email="anna.lindqvist@example.com"))
+    dead = _dead_letter(erasure_memory)
+    assert dead.properties["message_id"] == sent.event_id
+    assert dead.headers["x-error-kind"] == "permanent"
+    assert "refused before sending" in dead.headers["x-error"] and "looks fake" in dead.headers["x-error"]
+    assert "anna" not in dead.headers["x-error"]
+    assert sandbox.requests("mailchimp") == []
+    assert _subscribers(running) == []
 
 
 def test_mailchimp_outage_delays_but_does_not_dead_letter(erasure_memory: MemoryPipeline, sandbox: Sandbox) -> None:

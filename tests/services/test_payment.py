@@ -16,9 +16,10 @@ from schemas import PurchaseCompleted
 from schemas.examples import example_deregistration, example_purchase
 from services.common.retention import LEGAL_BASIS
 from services.payment.main import build
-from services.payment.models import MIGRATIONS, PaymentRecord, VaultToken, metadata
+from services.payment.models import MIGRATIONS, PaymentRecord, PayPalCustomer, VaultToken, metadata
 from services.payment.purge import run_purge
 from services.sandbox import Sandbox
+from services.vendors.rules import paypal_customer_id
 from shared.db import ensure_schema, make_engine
 from shared.testing import MemoryPipeline, MemoryService, wait_until
 from shared.testing.scan import personal_data_hits
@@ -92,6 +93,10 @@ def test_paypal_purchase_records_its_references_and_vault_tokens(
     assert payment.event_id == sent.event_id
     assert payment.retain_until == date(2033, 12, 31)
     assert _tokens(running) == ["tok-buy-1"]
+    with Session(running.engine) as session:  # the PayPal customer id the user's tokens are vaulted under
+        kept = session.get(PayPalCustomer, "pay-buy")
+    assert kept is not None
+    assert kept.customer_id == paypal_customer_id("pay-buy")
 
 
 def test_invoice_purchase_leaves_nothing_in_payment(
@@ -121,7 +126,8 @@ def test_erasure_deletes_vault_tokens_at_paypal_and_keeps_a_minimised_transactio
     start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
     reports: SliceReports, db_backend: str,
 ) -> None:
-    sandbox.seed({"paypal": {"vault": {"pay-erase": ["tok-erase-1", "tok-erase-unseen"], "someone-else": ["tok-x"]}}})
+    sandbox.seed({"paypal": {"vault": {paypal_customer_id("pay-erase"): ["tok-erase-1", "tok-erase-unseen"],
+                                       paypal_customer_id("someone-else"): ["tok-x"]}}})
     running = start_payment()
     purchase = paypal_purchase("pay-erase", tokens=["tok-erase-1"])
     [bought] = erasure_memory.publish(purchase)
@@ -129,11 +135,14 @@ def test_erasure_deletes_vault_tokens_at_paypal_and_keeps_a_minimised_transactio
     [erase] = erasure_memory.publish(example_deregistration("pay-erase"))
     running.wait_handled(erase.event_id)
 
-    assert _vaulted_at_paypal(sandbox, "pay-erase") == []
-    assert _vaulted_at_paypal(sandbox, "someone-else") == ["tok-x"]
+    assert _vaulted_at_paypal(sandbox, paypal_customer_id("pay-erase")) == []
+    assert _vaulted_at_paypal(sandbox, paypal_customer_id("someone-else")) == ["tok-x"]
     assert _deleted_at_paypal(sandbox) == ["tok-erase-1", "tok-erase-unseen"]
     assert _tokens(running) == []
-    assert personal_data_hits(running.engine, ["PAYER-pay-erase", "tok-erase-1", "tok-erase-unseen"]) == []
+    assert personal_data_hits(running.engine, ["PAYER-pay-erase", "tok-erase-1", "tok-erase-unseen",
+                                               paypal_customer_id("pay-erase")]) == []
+    [listed] = [r for r in sandbox.requests("paypal") if r["path"] == "/v3/vault/payment-tokens"]
+    assert listed["query"]["customer_id"] == paypal_customer_id("pay-erase")
     payment = _payment(running, purchase.purchase_id)
     assert payment is not None
     assert payment.payer_id is None
@@ -157,7 +166,7 @@ def test_redelivered_erasure_deletes_each_token_once_and_a_replay_reports_again(
     start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
     reports: SliceReports,
 ) -> None:
-    sandbox.seed({"paypal": {"vault": {"pay-again": ["tok-again-1", "tok-again-2"]}}})
+    sandbox.seed({"paypal": {"vault": {paypal_customer_id("pay-again"): ["tok-again-1", "tok-again-2"]}}})
     running = start_payment()
     [bought] = erasure_memory.publish(paypal_purchase("pay-again", tokens=["tok-again-1", "tok-again-2"]))
     running.wait_handled(bought.event_id)
@@ -193,15 +202,15 @@ def test_erasure_of_a_user_with_no_paypal_payments_reports_nothing_held(
     assert _deleted_at_paypal(sandbox) == []
 
 
-def test_tokens_paypal_holds_under_the_user_id_are_deleted_even_if_no_event_named_them(
+def test_tokens_paypal_holds_under_the_users_customer_id_are_deleted_even_if_no_event_named_them(
     start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
     reports: SliceReports,
 ) -> None:
-    sandbox.seed({"paypal": {"vault": {"pay-vaulted": 7}}})  # more than one page of five
+    sandbox.seed({"paypal": {"vault": {paypal_customer_id("pay-vaulted"): 7}}})  # more than one page of five
     running = start_payment()
     [sent] = erasure_memory.publish(example_deregistration("pay-vaulted"))
     running.wait_handled(sent.event_id)
-    assert _vaulted_at_paypal(sandbox, "pay-vaulted") == []
+    assert _vaulted_at_paypal(sandbox, paypal_customer_id("pay-vaulted")) == []
     assert len(_deleted_at_paypal(sandbox)) == 7
     [report] = reports.wait("pay-vaulted")
     assert report["outcome"] == "erased"
@@ -215,7 +224,7 @@ def test_late_purchase_for_an_erased_user_keeps_only_the_transaction_reference_a
     running = start_payment()
     [erase] = erasure_memory.publish(example_deregistration("pay-late"))
     running.wait_handled(erase.event_id)
-    sandbox.seed({"paypal": {"vault": {"pay-late": ["tok-late"]}}})
+    sandbox.seed({"paypal": {"vault": {paypal_customer_id("pay-late"): ["tok-late"]}}})
     purchase = paypal_purchase("pay-late", tokens=["tok-late"])
     [late] = erasure_memory.publish(purchase)
     running.wait_handled(late.event_id)
@@ -227,13 +236,14 @@ def test_late_purchase_for_an_erased_user_keeps_only_the_transaction_reference_a
     assert payment.amount == purchase.total_incl_vat and payment.retain_until == date(2033, 12, 31)
     assert _tokens(running) == []
     assert personal_data_hits(running.engine, ["PAYER-pay-late", "tok-late"]) == []
-    assert _vaulted_at_paypal(sandbox, "pay-late") == [], "a token saved for an erased user is deleted"
+    assert _vaulted_at_paypal(sandbox, paypal_customer_id("pay-late")) == [], \
+        "a token saved for an erased user is deleted"
 
 
 def test_paypal_outage_shorter_than_the_retry_window_delays_but_does_not_dead_letter(
     start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
 ) -> None:
-    sandbox.seed({"paypal": {"vault": {"pay-outage": ["tok-outage"]}}})
+    sandbox.seed({"paypal": {"vault": {paypal_customer_id("pay-outage"): ["tok-outage"]}}})
     running = start_payment()
     [bought] = erasure_memory.publish(paypal_purchase("pay-outage", tokens=["tok-outage"]))
     running.wait_handled(bought.event_id)

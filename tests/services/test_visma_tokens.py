@@ -20,7 +20,8 @@ from shared.db import ensure_schema, make_engine
 from shared.testing import Pipeline, wait_until
 
 CONFIGURED = SandboxConfig().visma_refresh_token
-ANNA = {"Name": "Anna Andersson", "InvoiceCity": "Umeå", "InvoicePostalCode": "90326", "IsPrivatePerson": True}
+ANNA = {"Name": "Anna Andersson", "InvoiceCity": "Umeå", "InvoicePostalCode": "90326", "IsPrivatePerson": True,
+        "IsActive": True, "TermsOfPaymentId": SandboxConfig().visma_terms_of_payment_id}
 
 
 @pytest.fixture
