@@ -8,6 +8,7 @@ from pathlib import Path
 
 import click
 
+from services.cli.console import console
 from services.cli.demo import demo
 from services.cli.dlq import dlq
 from services.cli.intake import intake, replay, sweep
@@ -155,7 +156,7 @@ def schemas_generate(check: bool) -> None:
         click.echo(f"wrote {path}")
 
 
-for command in (publish, dlq, status, receipt, retention, demo, intake, sweep, replay):
+for command in (publish, dlq, status, receipt, retention, demo, intake, sweep, replay, console):
     cli.add_command(command)
 
 
