@@ -7,6 +7,7 @@ HTML that works without JavaScript; htmx only refreshes the health panel and loa
 
 from __future__ import annotations
 
+import json
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -142,7 +143,12 @@ def _when(value: datetime | None) -> str:
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC") if value else "—"
 
 
+def _pretty(value: Any) -> str:
+    return json.dumps(value, indent=2, ensure_ascii=False, default=str)
+
+
 templates.env.filters["days"] = _days
+templates.env.filters["pretty"] = _pretty
 templates.env.filters["when"] = _when
 
 
@@ -326,8 +332,6 @@ async def request_dead_letters(request: Request) -> Response:
 
 
 def _request_of(letter: broker.DeadLetter) -> str | None:
-    import json
-
     try:
         body = json.loads(letter.body)
     except (UnicodeDecodeError, ValueError):
