@@ -85,6 +85,12 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, Any]]:
         for backend, peer in _by_backend(entry):
             rows.append((f"6 {kind} {backend}", "deliveries/s (ours ÷ theirs)",
                          f"{_fmt(peer.get('deliveries_per_s'))} (x{_fmt(peer.get('our_ratio'))})"))
+    for backend, entry in _by_backend(s.get("console")):
+        for page in ("list_first", "list_next", "list_overdue", "request"):
+            server = (entry.get(page) or {}).get("server", {})
+            rows.append((f"7 console {backend}", f"{page.replace('_', ' ')} server ms p50/p95 "
+                         f"({_fmt(s['console'].get('requests'))} requests)",
+                         f"{_fmt(server.get('p50_ms'))} / {_fmt(server.get('p95_ms'))}"))
     for name, section in s.items():
         if isinstance(section, dict) and "error" in section:
             rows.append((name, "ERROR", section["error"][:100]))

@@ -17,7 +17,7 @@ from bench.env import BenchEnv, machine
 from bench.scales import Scale
 from bench.stats import LoadMonitor
 
-SECTIONS = ("raw_floor", "runtime", "publishing", "peers", "pipeline", "scale")
+SECTIONS = ("raw_floor", "runtime", "publishing", "peers", "pipeline", "scale", "console")
 
 
 def _timed(results: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -72,6 +72,10 @@ def run_bench(scale: Scale, out_dir: Path, *, only: tuple[str, ...] = SECTIONS, 
             _timed(results, "peers", lambda: sections.peers(run, ours))
         if "pipeline" in only or "scale" in only:
             _pipeline_and_scale(results, run, only)
+        if "console" in only:
+            from bench import console
+
+            _timed(results, "console", lambda: console.section(env, scale))
     finally:
         env.close()
     results["meta"]["total_seconds"] = round(time.monotonic() - started, 1)
@@ -133,6 +137,11 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     for backend, entry in (scale.get("account") or {}).items():
         ratio = entry.get("cost_ratio")
         add(f"account cost large/small table ({backend})", "<= 1.2", ratio, _le(ratio, 1.2))
+    for backend, entry in _backends(s.get("console")):
+        for page in ("list_first", "list_next", "request"):
+            p95 = (entry.get(page) or {}).get("server", {}).get("p95_ms")
+            add(f"console {page.replace('_', ' ')} server p95 ({backend})", "< 200 ms", p95,
+                None if p95 is None else p95 < 200)
     return targets
 
 

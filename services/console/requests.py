@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import and_, select, tuple_
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
-from services.ledger.models import COMPLETE, OPEN, ErasureRequest
+from services.ledger.models import COMPLETE, OPEN, ErasureRequest, SliceReport
 from services.ledger.queries import RequestStatus, request_status, requests_for_user
 
 STATES = ("open", "complete", "all")
@@ -85,18 +85,26 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
     return when, request_id
 
 
-def _row(request: ErasureRequest, now: datetime, stuck_after: timedelta) -> Row:
-    is_open = request.status == OPEN
-    return Row(request.request_id, request.status, request.reason, request.opened_at, request.due_at,
-               request.completed_at, tuple(s.service for s in request.slices if s.outcome is None),
-               overdue=is_open and request.due_at < now,
-               stuck=is_open and request.opened_at < now - stuck_after)
+LIST_COLUMNS = (ErasureRequest.request_id, ErasureRequest.status, ErasureRequest.reason, ErasureRequest.opened_at,
+                ErasureRequest.due_at, ErasureRequest.completed_at)
+
+
+def _missing(session: Session, request_ids: list[str]) -> dict[str, tuple[str, ...]]:
+    """The slices each of these requests still waits for (only ids and names: no report is read)."""
+    found: dict[str, list[str]] = {}
+    if request_ids:
+        rows = session.execute(select(SliceReport.request_id, SliceReport.service)
+                               .where(SliceReport.request_id.in_(request_ids), SliceReport.outcome.is_(None))
+                               .order_by(SliceReport.request_id, SliceReport.position))
+        for request_id, service in rows:
+            found.setdefault(request_id, []).append(service)
+    return {k: tuple(v) for k, v in found.items()}
 
 
 def page(session: Session, filters: Filters, *, now: datetime, size: int, stuck_after: timedelta,
          due_soon: timedelta) -> Page:
     """One page of requests in due order, starting after the cursor."""
-    query = select(ErasureRequest).options(selectinload(ErasureRequest.slices))
+    query = select(*LIST_COLUMNS)
     if filters.state != "all":
         query = query.where(ErasureRequest.status == (OPEN if filters.state == "open" else COMPLETE))
     if filters.flag == "overdue":
@@ -108,8 +116,12 @@ def page(session: Session, filters: Filters, *, now: datetime, size: int, stuck_
     if filters.after:
         due, request_id = decode_cursor(filters.after)
         query = query.where(tuple_(ErasureRequest.due_at, ErasureRequest.request_id) > tuple_(due, request_id))
-    found = session.scalars(query.order_by(ErasureRequest.due_at, ErasureRequest.request_id).limit(size + 1)).all()
-    rows = [_row(r, now, stuck_after) for r in found[:size]]
+    found = session.execute(query.order_by(ErasureRequest.due_at, ErasureRequest.request_id).limit(size + 1)).all()
+    shown = found[:size]
+    missing = _missing(session, [r.request_id for r in shown if r.status == OPEN])
+    rows = [Row(r.request_id, r.status, r.reason, r.opened_at, r.due_at, r.completed_at,
+                missing.get(r.request_id, ()), overdue=r.status == OPEN and r.due_at < now,
+                stuck=r.status == OPEN and r.opened_at < now - stuck_after) for r in shown]
     more = len(found) > size
     return Page(rows, encode_cursor(rows[-1].due_at, rows[-1].request_id) if more and rows else None)
 
