@@ -2,30 +2,18 @@
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-import uvicorn
+from shared.web import ThreadedServer
 
 
 @contextmanager
 def serving(app: Any, host: str = "127.0.0.1") -> Iterator[str]:
-    """Serve `app` until the block ends; yields its base URL."""
-    config = uvicorn.Config(app, host=host, port=0, access_log=False, log_config=None, lifespan="on")
-    server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, name="console-server", daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not server.started:
-        if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the console did not start")
-        time.sleep(0.02)
-    port = server.servers[0].sockets[0].getsockname()[1]
+    """Serve `app` (with its lifespan: the metrics sampler) until the block ends; yields its base URL."""
+    server = ThreadedServer(app, host, 0, lifespan="on").start()
     try:
-        yield f"http://{host}:{port}"
+        yield server.url
     finally:
-        server.should_exit = True
-        thread.join(timeout=10)
+        server.stop()
