@@ -8,6 +8,7 @@ HTML that works without JavaScript; htmx only refreshes the health panel and loa
 from __future__ import annotations
 
 import json
+import re
 import secrets
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -61,6 +62,7 @@ SECURITY_HEADERS = {
     b"permissions-policy": b"camera=(), microphone=(), geolocation=()",
 }
 SCHEMA_ATTEMPTS = 10
+REQUEST_ID = re.compile(r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}")
 
 Handler = Callable[[Request], Awaitable[Response]]
 
@@ -273,7 +275,9 @@ async def request_find(request: Request) -> Response:
     request_id = str(form.get("request_id") or "").strip()
     user_id = str(form.get("user_id") or "").strip()
     if request_id:
-        return RedirectResponse(f"/requests/{request_id}", status_code=303)
+        if not REQUEST_ID.fullmatch(request_id):
+            return error_page(request, 400, "Not a request id", "A request id is a UUID, e.g. 3f0c2a9e-6d1b-….")
+        return RedirectResponse(f"/requests/{request_id.lower()}", status_code=303)
     if not user_id:
         return error_page(request, 400, "Nothing to find", "Give a request id or a user id.")
 
@@ -463,7 +467,7 @@ def _aware(value: datetime) -> datetime:
 def _health_rows(console: Console) -> list[dict[str, Any]]:
     try:
         depths = broker.queue_depths(console.runtime, SERVICES)
-        dead = {s.service: s.count for s in broker.survey(console.runtime)[0]}
+        dead = broker.dead_counts(console.runtime)
         broker_ok = True
     except broker.DeadLetterError:
         depths, dead, broker_ok = {}, {}, False

@@ -115,6 +115,8 @@ class Authenticator:
                 self._failures.record(keys, now)
                 return None
             self._failures.clear(keys[0])
+            for sid in [sid for sid, live in self._sessions.items() if live.expires <= now]:
+                del self._sessions[sid]
             assert user is not None
             session = Session(secrets.token_urlsafe(32), user.name, user.role, secrets.token_urlsafe(32),
                               now + self._ttl)

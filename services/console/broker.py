@@ -28,6 +28,11 @@ def survey(settings: RuntimeSettings) -> tuple[list[dead.QueueSummary], list[dea
     return dead.survey(settings, None)
 
 
+def dead_counts(settings: RuntimeSettings) -> dict[str, int]:
+    """Dead letters per catalog service, counted without taking any (the health page polls this)."""
+    return dead.depths(settings, None)
+
+
 def find(settings: RuntimeSettings, service: str, event_id: str) -> list[dead.DeadLetter]:
     """The dead letters with this event id in one service's queue."""
     return dead.select(settings, [service], dead.Selection(event_id=event_id))

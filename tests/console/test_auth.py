@@ -124,3 +124,14 @@ def test_hash_password_refuses_a_short_password() -> None:
     result = CliRunner().invoke(cli, ["console", "hash-password", "--name", "ines", "--role", "viewer"],
                                 input="short\nshort\n")
     assert result.exit_code == 1 and "at least 12 characters" in result.output
+
+
+def test_a_request_id_search_accepts_only_a_uuid(serve, ledger_url, db_backend) -> None:
+    console = serve(ledger_url)
+    with opened(console.login("vera")) as client:
+        token = form_token(client.get("/requests"))
+        upper = "3F0C2A9E-6D1B-4C57-9A51-0D7F3E8B9C10"
+        found = client.post("/requests/find", data={"csrf": token, "request_id": upper})
+        assert found.headers["location"] == "/requests/3f0c2a9e-6d1b-4c57-9a51-0d7f3e8b9c10"
+        refused = client.post("/requests/find", data={"csrf": token, "request_id": "../logout"})
+        assert refused.status_code == 400 and "is a UUID" in refused.text
