@@ -89,6 +89,12 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, Any]]:
     for size, ms in (masking.get("dlq_show_ms") or {}).items():
         worst = max((masking.get("mask_text_ms") or {}).get(size, {}).values(), default=None)
         rows.append((f"7 masking {size}", "dlq show ms (worst mask_text ms)", f"{_fmt(ms)} ({_fmt(worst)})"))
+    for backend, entry in _by_backend(s.get("console")):
+        for page in ("list_first", "list_next", "list_overdue", "request"):
+            server = (entry.get(page) or {}).get("server", {})
+            rows.append((f"8 console {backend}", f"{page.replace('_', ' ')} server ms p50/p95 "
+                         f"({_fmt(s['console'].get('requests'))} requests)",
+                         f"{_fmt(server.get('p50_ms'))} / {_fmt(server.get('p95_ms'))}"))
     for name, section in s.items():
         if isinstance(section, dict) and "error" in section:
             rows.append((name, "ERROR", section["error"][:100]))

@@ -18,7 +18,7 @@ from bench.masking import masking
 from bench.scales import Scale
 from bench.stats import LoadMonitor
 
-SECTIONS = ("raw_floor", "runtime", "publishing", "peers", "pipeline", "scale", "masking")
+SECTIONS = ("raw_floor", "runtime", "publishing", "peers", "pipeline", "scale", "masking", "console")
 
 
 def _timed(results: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -75,6 +75,10 @@ def run_bench(scale: Scale, out_dir: Path, *, only: tuple[str, ...] = SECTIONS, 
             _pipeline_and_scale(results, run, only)
         if "masking" in only:
             _timed(results, "masking", lambda: masking(env))
+        if "console" in only:
+            from bench import console
+
+            _timed(results, "console", lambda: console.section(env, scale))
     finally:
         env.close()
     results["meta"]["total_seconds"] = round(time.monotonic() - started, 1)
@@ -139,6 +143,11 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     shown = (s.get("masking", {}).get("dlq_show_ms") or {}).get("1 MiB")
     if shown is not None:
         add("erasure dlq show of a 1 MiB dead letter", "< 1000 ms", shown, shown < 1000)
+    for backend, entry in _backends(s.get("console")):
+        for page in ("list_first", "list_next", "request"):
+            p95 = (entry.get(page) or {}).get("server", {}).get("p95_ms")
+            add(f"console {page.replace('_', ' ')} server p95 ({backend})", "< 200 ms", p95,
+                None if p95 is None else p95 < 200)
     return targets
 
 

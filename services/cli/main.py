@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from services.cli.console import console
 from services.cli.demo import demo
 from services.cli.dlq import dlq
 from services.cli.errors import OperatorGroup
@@ -208,7 +209,7 @@ def schemas_generate(check: bool) -> None:
         click.echo(f"wrote {path}")
 
 
-for command in (publish, dlq, status, receipt, retention, demo, intake, sweep, replay):
+for command in (publish, dlq, status, receipt, retention, demo, intake, sweep, replay, console):
     cli.add_command(command)
 
 

@@ -53,10 +53,12 @@ def _say(message: str) -> None:
     sys.stdout.flush()
 
 
-def run_all(*, with_sandbox: bool = True, services: tuple[str, ...] = SERVICES) -> int:
-    """Supervise the services until interrupted; return the exit code for the shell."""
+def run_all(*, with_sandbox: bool = True, services: tuple[str, ...] = SERVICES, with_console: bool = True) -> int:
+    """Supervise the services (and the sandbox and console) until interrupted; return the exit code for the shell."""
     python = sys.executable
     children = [Child(name, [python, "-m", "services.cli", "run", name]) for name in services]
+    if with_console:
+        children.append(Child("console", [python, "-m", "services.cli", "console"]))
     if with_sandbox:
         from urllib.parse import urlsplit
 

@@ -64,6 +64,9 @@ class ErasureRequest(Base):
         CheckConstraint("status IN ('open', 'complete')", name="ck_erasure_requests_status"),
         CheckConstraint("opened_by IN ('deregistration', 'report')", name="ck_erasure_requests_opened_by"),
         Index("ix_erasure_requests_status_due_at", "status", "due_at"),
+        # The console pages through requests by (due_at, request_id): keyset paging stays an index range scan.
+        Index("ix_erasure_requests_due_at_request_id", "due_at", "request_id"),
+        Index("ix_erasure_requests_status_due_at_request_id", "status", "due_at", "request_id"),
     )
 
     request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
@@ -119,3 +122,21 @@ class ReceiptEntry(Base):
     recorded_at: Mapped[datetime] = mapped_column(UtcTimestamp)
 
     request: Mapped[ErasureRequest] = relationship(back_populates="entries")
+
+
+class ConsoleAction(Base):
+    """One thing a person did in the operations console (a reveal, a replay, a purge): who, when, what, outcome.
+
+    Append-only. `target` is an opaque id (event or request id), never personal data.
+    """
+
+    __tablename__ = "console_actions"
+    __table_args__ = (Index("ix_console_actions_at", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcTimestamp)
+    who: Mapped[str] = mapped_column(String(100))
+    role: Mapped[str] = mapped_column(String(20))
+    action: Mapped[str] = mapped_column(String(40))
+    target: Mapped[str] = mapped_column(String(200), default="")
+    detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)

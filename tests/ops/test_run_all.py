@@ -31,16 +31,20 @@ def _children(pid: int) -> dict[str, int]:
             continue
         if int(stat.rsplit(")", 1)[1].split()[1]) == pid:
             args = [a.decode() for a in cmdline if a]
-            name = args[-1] if "run" in args else "sandbox"
+            name = args[-1] if "run" in args or "console" in args else "sandbox"
             found[name] = int(entry.name)
     return found
 
 
-def _ready(port: int) -> bool:
+def _answers(url: str) -> bool:
     try:
-        return httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=2).status_code == 200
+        return httpx.get(url, timeout=2).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def _ready(port: int) -> bool:
+    return _answers(f"http://127.0.0.1:{port}/readyz")
 
 
 @pytest.mark.slow
@@ -49,6 +53,7 @@ def test_run_all_restarts_a_killed_service_and_stops_cleanly_on_sigint(amqp_url,
 
     pipeline = Pipeline(amqp_url, workdir=tmp_path)  # a pooled namespace shaped like production's
     ports = {name: free_port() for name in SERVICES}
+    console_port = free_port()
     env = {
         **os.environ,
         "ERASURE_AMQP_URL": amqp_url,
@@ -56,6 +61,7 @@ def test_run_all_restarts_a_killed_service_and_stops_cleanly_on_sigint(amqp_url,
         "ERASURE_VAR_DIR": str(tmp_path),
         "ERASURE_SANDBOX_URL": f"http://127.0.0.1:{free_port()}",
         "ERASURE_SANDBOX_SMTP_PORT": str(free_port()),
+        "ERASURE_CONSOLE_PORT": str(console_port),
         **{f"ERASURE_{name.upper()}_HTTP_PORT": str(port) for name, port in ports.items()},
     }
     log = (tmp_path / "run.log").open("wb")
@@ -64,8 +70,10 @@ def test_run_all_restarts_a_killed_service_and_stops_cleanly_on_sigint(amqp_url,
     try:
         for name, port in ports.items():
             wait_until(lambda p=port: _ready(p), timeout=60, interval=0.3, what=f"{name} ready")
+        wait_until(lambda: _answers(f"http://127.0.0.1:{console_port}/healthz"), timeout=60, interval=0.3,
+                   what="console ready")
         before = _children(supervisor.pid)
-        assert set(before) == {*SERVICES, "sandbox"}
+        assert set(before) == {*SERVICES, "sandbox", "console"}
 
         os.kill(before["ledger"], signal.SIGKILL)
         wait_until(lambda: _children(supervisor.pid).get("ledger") not in (None, before["ledger"]),

@@ -1,0 +1,135 @@
+"""The request list: filters and keyset paging over the ledger, in (due_at, request_id) order.
+
+Keyset paging reads one index range per page (`ix_erasure_requests_due_at_request_id`, or the one led by
+status), so page 2,000 of 100,000 requests costs what page 1 does; OFFSET would scan everything before it.
+The cursor is opaque to people (base64 of the last row's due_at and id) and carries no personal data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import and_, select, tuple_
+from sqlalchemy.orm import Session
+
+from services.ledger.models import COMPLETE, OPEN, ErasureRequest, SliceReport
+from services.ledger.queries import RequestStatus, request_status, requests_for_user
+
+STATES = ("open", "complete", "all")
+FLAGS = ("", "overdue", "due_soon", "stuck")
+
+
+class BadFilter(ValueError):
+    """A filter or cursor that cannot be read; the message says which."""
+
+
+@dataclass(frozen=True)
+class Filters:
+    """What the list shows: a state, an optional flag, and where the page starts."""
+
+    state: str = "open"
+    flag: str = ""
+    after: str = ""
+
+    @classmethod
+    def parse(cls, state: str | None, flag: str | None, after: str | None) -> Filters:
+        state, flag = state or "open", flag or ""
+        if state not in STATES:
+            raise BadFilter(f"state must be one of {', '.join(STATES)}")
+        if flag not in FLAGS:
+            raise BadFilter("flag must be overdue, due_soon or stuck")
+        if flag and state == "complete":
+            raise BadFilter("overdue, due soon and stuck apply to open requests only")
+        return cls(state, flag, after or "")
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the list."""
+
+    request_id: str
+    status: str
+    reason: str | None
+    opened_at: datetime
+    due_at: datetime
+    completed_at: datetime | None
+    missing: tuple[str, ...]
+    overdue: bool
+    stuck: bool
+
+    def days_left(self, now: datetime) -> float:
+        return (self.due_at - now).total_seconds() / 86400
+
+
+@dataclass(frozen=True)
+class Page:
+    rows: list[Row]
+    next_cursor: str | None
+
+
+def encode_cursor(due_at: datetime, request_id: str) -> str:
+    return base64.urlsafe_b64encode(f"{due_at.astimezone(UTC).isoformat()}|{request_id}".encode()).decode()
+
+
+def decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        due, _, request_id = base64.urlsafe_b64decode(cursor.encode()).decode().partition("|")
+        when = datetime.fromisoformat(due)
+    except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
+        raise BadFilter("the page cursor is not one this console made; start from the first page") from exc
+    if when.tzinfo is None or not request_id:
+        raise BadFilter("the page cursor is not one this console made; start from the first page")
+    return when, request_id
+
+
+LIST_COLUMNS = (ErasureRequest.request_id, ErasureRequest.status, ErasureRequest.reason, ErasureRequest.opened_at,
+                ErasureRequest.due_at, ErasureRequest.completed_at)
+
+
+def _missing(session: Session, request_ids: list[str]) -> dict[str, tuple[str, ...]]:
+    """The slices each of these requests still waits for (only ids and names: no report is read)."""
+    found: dict[str, list[str]] = {}
+    if request_ids:
+        rows = session.execute(select(SliceReport.request_id, SliceReport.service)
+                               .where(SliceReport.request_id.in_(request_ids), SliceReport.outcome.is_(None))
+                               .order_by(SliceReport.request_id, SliceReport.position))
+        for request_id, service in rows:
+            found.setdefault(request_id, []).append(service)
+    return {k: tuple(v) for k, v in found.items()}
+
+
+def page(session: Session, filters: Filters, *, now: datetime, size: int, stuck_after: timedelta,
+         due_soon: timedelta) -> Page:
+    """One page of requests in due order, starting after the cursor."""
+    query = select(*LIST_COLUMNS)
+    if filters.state != "all":
+        query = query.where(ErasureRequest.status == (OPEN if filters.state == "open" else COMPLETE))
+    if filters.flag == "overdue":
+        query = query.where(ErasureRequest.due_at < now)
+    elif filters.flag == "due_soon":
+        query = query.where(and_(ErasureRequest.due_at >= now, ErasureRequest.due_at < now + due_soon))
+    elif filters.flag == "stuck":
+        query = query.where(ErasureRequest.opened_at < now - stuck_after)
+    if filters.after:
+        due, request_id = decode_cursor(filters.after)
+        query = query.where(tuple_(ErasureRequest.due_at, ErasureRequest.request_id) > tuple_(due, request_id))
+    found = session.execute(query.order_by(ErasureRequest.due_at, ErasureRequest.request_id).limit(size + 1)).all()
+    shown = found[:size]
+    missing = _missing(session, [r.request_id for r in shown if r.status == OPEN])
+    rows = [Row(r.request_id, r.status, r.reason, r.opened_at, r.due_at, r.completed_at,
+                missing.get(r.request_id, ()), overdue=r.status == OPEN and r.due_at < now,
+                stuck=r.status == OPEN and r.opened_at < now - stuck_after) for r in shown]
+    more = len(found) > size
+    return Page(rows, encode_cursor(rows[-1].due_at, rows[-1].request_id) if more and rows else None)
+
+
+def for_user(session: Session, user_id: str) -> list[RequestStatus]:
+    """Every request of one user (a handful): found by a POSTed id, so it never appears in a URL."""
+    return requests_for_user(session, user_id.strip())
+
+
+def one(session: Session, request_id: str) -> RequestStatus | None:
+    return request_status(session, request_id.strip())
