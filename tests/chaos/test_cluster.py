@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,8 @@ def replication(cluster: RabbitCluster, stack: Stack) -> dict[str, Any]:
         "quorum_queues": len(quorum),
         "with_fewer_than_3_members": sorted(n for n, q in quorum.items() if len(q.get("members", [])) < SIZE),
         "with_fewer_than_3_online": sorted(n for n, q in quorum.items() if len(q.get("online", [])) < SIZE),
+        "offline_members": dict(Counter(str(node).split("@")[0] for q in quorum.values()
+                                        for node in set(q.get("members", [])) - set(q.get("online", [])))),
         "service_queue_leaders": sorted({str(info[name]["leader"]).split("@")[0] for name in service_queues(stack)}),
     }
 
