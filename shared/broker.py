@@ -87,12 +87,13 @@ class FailoverParameters(pika.URLParameters):
         pika.URLParameters.ssl_options.fset(self, value)
 
     def each(self) -> list[FailoverParameters]:
-        """One copy per node, from the current one on."""
-        copies = []
-        current = copy.deepcopy(self)
-        for _ in self.urls:
-            copies.append(copy.deepcopy(current))
-            current.advance()
+        """One copy per node, from the current one on (shallow copies: an SSLContext cannot be deep-copied, and
+        advance() replaces the address and TLS options rather than changing them in place)."""
+        copies = [copy.copy(self)]
+        for _ in self.urls[1:]:
+            following = copy.copy(copies[-1])
+            following.advance()
+            copies.append(following)
         return copies
 
 
