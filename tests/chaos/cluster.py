@@ -269,6 +269,11 @@ class RabbitCluster(BrokerQueries):
         out = self.ctl("list_queues", "-q", "name", "type", "leader", "members", "--formatter", "json", timeout=120)
         return {q["name"]: q for q in json.loads(out or "[]") if q["name"].startswith(prefix)}
 
+    def raft_states(self, queue: str) -> dict[str, str]:
+        """Each member of a quorum queue and its Raft state (leader, follower, …) as the members report it."""
+        out = self.live()[0]._tool("rabbitmq-queues", "quorum_status", queue, "--formatter", "json", timeout=120)
+        return {str(row["Node Name"]).split("@")[0]: str(row["Raft State"]) for row in json.loads(out or "[]")}
+
     def leading_node(self, queues: Iterable[str]) -> ClusterNode:
         """The node that leads most of `queues`."""
         info = self.replicas("")
