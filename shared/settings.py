@@ -50,7 +50,8 @@ def _without_password(url: str) -> str:
 class RuntimeSettings(BaseSettings):
     """Broker, signing and processing settings shared by every service (env prefix `ERASURE_`)."""
 
-    model_config = SettingsConfigDict(env_prefix="ERASURE_", extra="ignore")
+    # A value that fails validation is not repeated in the error: broker URLs and signing keys hold secrets.
+    model_config = SettingsConfigDict(env_prefix="ERASURE_", extra="ignore", hide_input_in_errors=True)
 
     amqp_url: str = Field(
         "amqp://guest:guest@127.0.0.1:5672/%2F",
