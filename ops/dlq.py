@@ -302,7 +302,7 @@ def connect(settings: RuntimeSettings) -> Iterator[pika.BlockingConnection]:
     """A blocking connection to the broker, or DeadLetterError saying it cannot be reached."""
     params = pika_parameters(settings, name="erasure-dlq", heartbeat=max(settings.heartbeat, 60))
     try:
-        conn = pika.BlockingConnection(params)
+        conn = pika.BlockingConnection(params.each())
     except pika.exceptions.AMQPConnectionError as exc:
         raise DeadLetterError(f"cannot reach the broker at {params.host}:{params.port} ({exc!r}); "
                               "check ERASURE_AMQP_URL or run `erasure doctor`") from exc

@@ -24,6 +24,7 @@ from pika import data as amqp_data
 from pika.spec import Basic, BasicProperties
 
 from shared.backoff import Backoff
+from shared.broker import failover_parameters
 from shared.codec import Outbound
 from shared.errors import PublishError
 from shared.logging import get_logger
@@ -160,7 +161,7 @@ class Producer:
         name: str = "erasure-producer",
         ssl_options: pika.SSLOptions | None = None,
     ) -> None:
-        self._params = pika.URLParameters(amqp_url)
+        self._params = failover_parameters(amqp_url)  # a list of cluster nodes: advance() after each failure
         if ssl_options is not None:  # shared.tls.pika_ssl_options: the CA, client certificate and host to verify
             self._params.ssl_options = ssl_options
         self._params.heartbeat = heartbeat
@@ -305,6 +306,7 @@ class Producer:
                 log.warning("producer connection failed; reconnecting", error=repr(exc))
             if self._closing:
                 break
+            self._params.advance()
             time.sleep(self._backoff.next())
 
     def _on_open(self, conn: pika.SelectConnection) -> None:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import re
 from functools import cached_property
 from pathlib import Path
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -14,15 +16,48 @@ DEV_SIGNING_KEY = "dev:insecure-development-key-change-me"
 VAR_DIR = Path(os.environ.get("ERASURE_VAR_DIR", "var"))
 
 
+def broker_urls(value: str) -> tuple[str, ...]:
+    """Split `ERASURE_AMQP_URL` into one URL per broker node: `,` or `;` separate them (kombu's own separator
+    is `;`, a shell list is more often `,`). Every URL must be amqp:// or amqps://, all with the same scheme:
+    a list that mixes TLS and plain connections would silently downgrade on failover."""
+    urls = tuple(part.strip() for part in re.split(r"[,;]", value) if part.strip())
+    if not urls:
+        raise ValueError("ERASURE_AMQP_URL is empty; give amqp://user:password@host:5672/vhost")
+    schemes = {urlsplit(url).scheme for url in urls}
+    if not schemes <= {"amqp", "amqps"}:
+        bad = next(url for url in urls if urlsplit(url).scheme not in ("amqp", "amqps"))
+        raise ValueError(f"ERASURE_AMQP_URL: {_without_password(bad)!r} is not an amqp:// or amqps:// URL")
+    if len(schemes) > 1:
+        raise ValueError("ERASURE_AMQP_URL mixes amqp:// and amqps:// nodes; use one scheme for every node")
+    for url in urls:
+        parts = urlsplit(url)
+        if not parts.hostname:
+            raise ValueError(f"ERASURE_AMQP_URL: {_without_password(url)!r} names no host")
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number in range
+        except ValueError as exc:
+            raise ValueError(f"ERASURE_AMQP_URL: {_without_password(url)!r}: {exc}") from None
+    return urls
+
+
+def _without_password(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(f":{parts.password}@", ":***@", 1)).geturl()
+
+
 class RuntimeSettings(BaseSettings):
     """Broker, signing and processing settings shared by every service (env prefix `ERASURE_`)."""
 
-    model_config = SettingsConfigDict(env_prefix="ERASURE_", extra="ignore")
+    # A value that fails validation is not repeated in the error: broker URLs and signing keys hold secrets.
+    model_config = SettingsConfigDict(env_prefix="ERASURE_", extra="ignore", hide_input_in_errors=True)
 
     amqp_url: str = Field(
         "amqp://guest:guest@127.0.0.1:5672/%2F",
         validation_alias=AliasChoices("ERASURE_AMQP_URL", "AMQP_URL"),
-        description="Broker URL; amqps:// for TLS.",
+        description="Broker URL, or the URLs of a cluster's nodes separated by `,` or `;` (tried in turn); "
+        "amqps:// for TLS.",
     )
     namespace: str = Field("erasure", description="Prefix of every exchange and queue name.")
     source: str = Field("urn:loggamera:erasure", description="CloudEvents `source` of events we emit.")
@@ -53,6 +88,17 @@ class RuntimeSettings(BaseSettings):
     amqp_tls_ca: str | None = Field(None, description="CA bundle that signed the broker's certificate (amqps://).")
     amqp_tls_cert: str | None = Field(None, description="Client certificate for mutual TLS with the broker.")
     amqp_tls_key: str | None = Field(None, description="Private key of the client certificate.")
+
+    @field_validator("amqp_url")
+    @classmethod
+    def _check_broker_urls(cls, value: str) -> str:
+        broker_urls(value)  # a list that cannot be used fails at start, with the reason
+        return value
+
+    @property
+    def amqp_urls(self) -> tuple[str, ...]:
+        """The broker URL, or every node of a cluster, in the order given."""
+        return broker_urls(self.amqp_url)
 
     @field_validator("retry_delays", mode="before")
     @classmethod

@@ -214,5 +214,15 @@ for command in (publish, dlq, status, receipt, retention, demo, intake, sweep, r
 
 
 def main() -> None:
-    """Console-script entry point."""
-    cli(prog_name="erasure")
+    """Console-script entry point. A setting that cannot be used (ERASURE_AMQP_URL, say) stops any command with
+    the reason, not a traceback."""
+    from pydantic import ValidationError
+
+    try:
+        cli(prog_name="erasure")
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(part) for part in error["loc"]) or exc.title
+            reason = error["msg"].removeprefix("Value error, ")
+            click.echo(f"erasure: {reason if reason.startswith(where) else f'{where}: {reason}'}", err=True)
+        sys.exit(2)

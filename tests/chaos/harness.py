@@ -57,74 +57,13 @@ def record_results(name: str, figures: Mapping[str, Any]) -> None:
     RESULTS.write_text(json.dumps(current, indent=2, sort_keys=True) + "\n")
 
 
-class RabbitNode:
-    """A RabbitMQ node of our own (own name, ports, data, cookie), driven with rabbitmqctl -n <node>."""
+class BrokerQueries:
+    """What a test asks of its broker, over AMQP to `url` and rabbitmqctl (`ctl`): a single node or a cluster."""
 
-    def __init__(self, root: Path) -> None:
-        self.root = root
-        self.node = f"chaos-{os.getpid()}@localhost"
-        self.port = free_port()
-        self.dist_port = free_port()
-        # An epmd of our own: the shared one may be restarted under us, and Erlang nodes never re-register.
-        self.epmd_port = free_port()
-        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
-
-    def _env(self) -> dict[str, str]:
-        root = self.root
-        return {
-            **{k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))},
-            "HOME": str(root / "home"),  # the Erlang cookie lives here, apart from the shared node's
-            "ERL_EPMD_PORT": str(self.epmd_port),
-            "RABBITMQ_NODENAME": self.node,
-            "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "RABBITMQ_MNESIA_BASE": str(root / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(root / "log"),
-            "RABBITMQ_PID_FILE": str(root / "rabbit.pid"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(root / "enabled_plugins"),
-            "RABBITMQ_CONFIG_FILE": str(root / "rabbitmq.conf"),
-            "RABBITMQ_CONF_ENV_FILE": str(root / "rabbitmq-env.conf"),
-        }
-
-    def start(self) -> RabbitNode:
-        """Boot the node and wait until it is fully running."""
-        for sub in ("home", "mnesia", "log"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        cookie = self.root / "home" / ".erlang.cookie"
-        cookie.write_text(secrets.token_hex(16).upper())
-        cookie.chmod(0o400)
-        (self.root / "enabled_plugins").write_text("[].\n")
-        (self.root / "rabbitmq-env.conf").write_text("")
-        (self.root / "rabbitmq.conf").write_text(
-            f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
-            "loopback_users.guest = true\n"
-            "disk_free_limit.absolute = 50MB\n"
-            "log.console = false\n"
-        )
-        subprocess.run([str(RABBIT_BIN / "rabbitmq-server"), "-detached"], env=self._env(), check=True,
-                       capture_output=True, timeout=60)
-        self._tool("rabbitmq-diagnostics", "wait", str(self.root / "rabbit.pid"), "--timeout", "90", timeout=100)
-        return self
-
-    def _tool(self, tool: str, *args: str, timeout: float = 60) -> str:
-        done = subprocess.run([str(RABBIT_BIN / tool), "-n", self.node, *args], env=self._env(),
-                              capture_output=True, text=True, timeout=timeout, check=False)
-        if done.returncode != 0:
-            raise RuntimeError(f"{tool} {' '.join(args)} failed ({done.returncode}): {done.stderr or done.stdout}")
-        return done.stdout
+    url: str
 
     def ctl(self, *args: str, timeout: float = 60) -> str:
-        """Run rabbitmqctl against this node; its output, or RuntimeError."""
-        return self._tool("rabbitmqctl", *args, timeout=timeout)
-
-    def stop_app(self) -> None:
-        """Stop the RabbitMQ application (the Erlang node stays): every connection drops."""
-        self.ctl("stop_app")
-
-    def start_app(self) -> None:
-        """Start the application again and wait until it accepts connections."""
-        self.ctl("start_app", timeout=120)
-        self.ctl("await_startup", timeout=120)
+        raise NotImplementedError
 
     def queues(self, prefix: str) -> dict[str, dict[str, Any]]:
         """Every queue whose name starts with `prefix`: messages (ready + unacked) and arguments."""
@@ -162,6 +101,89 @@ class RabbitNode:
                 channel.queue_delete(name)
             for exchange in (f"{prefix}events", f"{prefix}dead"):
                 channel.exchange_delete(exchange)
+
+
+class RabbitNode(BrokerQueries):
+    """A RabbitMQ node of our own (own name, ports, data, cookie), driven with rabbitmqctl -n <node>."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.node = f"chaos-{os.getpid()}@localhost"
+        self.port = free_port()
+        self.dist_port = free_port()
+        # An epmd of our own: the shared one may be restarted under us, and Erlang nodes never re-register.
+        self.epmd_port = free_port()
+        self.url = f"amqp://guest:guest@127.0.0.1:{self.port}/%2F"
+
+    def _env(self) -> dict[str, str]:
+        root = self.root
+        return {
+            **{k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))},
+            "HOME": str(root / "home"),  # the Erlang cookie lives here, apart from the shared node's
+            "ERL_EPMD_PORT": str(self.epmd_port),
+            "RABBITMQ_NODENAME": self.node,
+            "RABBITMQ_NODE_PORT": str(self.port),
+            "RABBITMQ_DIST_PORT": str(self.dist_port),
+            "RABBITMQ_MNESIA_BASE": str(root / "mnesia"),
+            "RABBITMQ_LOG_BASE": str(root / "log"),
+            "RABBITMQ_PID_FILE": str(root / "rabbit.pid"),
+            "RABBITMQ_ENABLED_PLUGINS_FILE": str(root / "enabled_plugins"),
+            "RABBITMQ_CONFIG_FILE": str(root / "rabbitmq.conf"),
+            "RABBITMQ_CONF_ENV_FILE": str(root / "rabbitmq-env.conf"),
+        }
+
+    def start(self) -> RabbitNode:
+        """Boot the node and wait until it is fully running."""
+        self.configure()
+        self.boot()
+        return self
+
+    def configure(self, extra_config: str = "") -> None:
+        """Write the node's Erlang cookie (unless its HOME has one), plugins and rabbitmq.conf (+ `extra_config`)."""
+        home = Path(self._env()["HOME"])
+        for directory in (home, self.root / "mnesia", self.root / "log"):
+            directory.mkdir(parents=True, exist_ok=True)
+        cookie = home / ".erlang.cookie"
+        if not cookie.exists():
+            cookie.write_text(secrets.token_hex(16).upper())
+            cookie.chmod(0o400)
+        (self.root / "enabled_plugins").write_text("[].\n")
+        (self.root / "rabbitmq-env.conf").write_text("")
+        (self.root / "rabbitmq.conf").write_text(
+            f"listeners.tcp.default = 127.0.0.1:{self.port}\n"
+            "loopback_users.guest = true\n"
+            "disk_free_limit.absolute = 50MB\n"
+            "log.console = false\n"
+            + extra_config
+        )
+
+    def boot(self, timeout: float = 90) -> None:
+        """Start the Erlang node detached and wait until RabbitMQ runs on it."""
+        (self.root / "rabbit.pid").unlink(missing_ok=True)
+        subprocess.run([str(RABBIT_BIN / "rabbitmq-server"), "-detached"], env=self._env(), check=True,
+                       capture_output=True, timeout=60)
+        self._tool("rabbitmq-diagnostics", "wait", str(self.root / "rabbit.pid"), "--timeout", str(int(timeout)),
+                   timeout=timeout + 10)
+
+    def _tool(self, tool: str, *args: str, timeout: float = 60) -> str:
+        done = subprocess.run([str(RABBIT_BIN / tool), "-n", self.node, *args], env=self._env(),
+                              capture_output=True, text=True, timeout=timeout, check=False)
+        if done.returncode != 0:
+            raise RuntimeError(f"{tool} {' '.join(args)} failed ({done.returncode}): {done.stderr or done.stdout}")
+        return done.stdout
+
+    def ctl(self, *args: str, timeout: float = 60) -> str:
+        """Run rabbitmqctl against this node; its output, or RuntimeError."""
+        return self._tool("rabbitmqctl", *args, timeout=timeout)
+
+    def stop_app(self) -> None:
+        """Stop the RabbitMQ application (the Erlang node stays): every connection drops."""
+        self.ctl("stop_app")
+
+    def start_app(self) -> None:
+        """Start the application again and wait until it accepts connections."""
+        self.ctl("start_app", timeout=120)
+        self.ctl("await_startup", timeout=120)
 
     def stop(self) -> None:
         """Stop the node and its epmd, and remove its data."""

@@ -19,7 +19,7 @@ from schemas import ErasureCompleted
 from services.registry import SERVICES
 from shared.topology import Names
 from tests.chaos.gateway import LossyGateway
-from tests.chaos.harness import Fleet, PostgresCluster, RabbitNode, SandboxProcess, poll
+from tests.chaos.harness import BrokerQueries, Fleet, PostgresCluster, SandboxProcess, poll
 from tests.chaos.load import (
     CHAOS_KEYS,
     TAP_SUFFIX,
@@ -77,7 +77,7 @@ class Run:
 class Stack:
     """Everything one chaos test runs against."""
 
-    rabbit: RabbitNode
+    rabbit: BrokerQueries  # the suite's node, or a cluster (tests/chaos/cluster.py)
     namespace: str
     workdir: Path
     sandbox: SandboxProcess
@@ -248,7 +248,7 @@ def assert_clean(figures: Mapping[str, Any]) -> None:
 
 
 def build_stack(
-    rabbit: RabbitNode,
+    rabbit: BrokerQueries,
     workdir: Path,
     *,
     amqp_url: str | None = None,
