@@ -224,13 +224,13 @@ def decode_delivery(
     message: Any, *, keyring: Mapping[str, bytes], max_bytes: int, max_clock_skew: float | None,
     now: datetime | None = None,
 ) -> Inbound:
-    """Decode a message as delivered (py-amqp or kombu): body, properties, headers and the delivery's key."""
+    """Decode a message as delivered (kombu or py-amqp): body, properties, headers and the delivery's key."""
     properties = message.properties or {}
-    headers = properties.get("application_headers") or properties.get("headers") or {}
+    headers = getattr(message, "headers", None) or properties.get("application_headers") or {}
     info = getattr(message, "delivery_info", None) or {}
     return decode(
-        body_bytes(message.body, properties.get("content_encoding")),
-        content_type=properties.get("content_type"),
+        body_bytes(message.body, getattr(message, "content_encoding", None) or properties.get("content_encoding")),
+        content_type=getattr(message, "content_type", None) or properties.get("content_type"),
         headers=headers,
         keyring=keyring,
         max_bytes=max_bytes,
