@@ -9,9 +9,10 @@ the connection's thread after the confirmed publish to a delay tier or the dead-
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import structlog
 
@@ -88,17 +89,24 @@ class Metrics(Middleware):
 
     def __init__(self, event_types: tuple[str, ...]) -> None:
         self._event_types = frozenset(event_types)
+        self._timers: dict[tuple[str, str], Any] = {}  # the handler-seconds histogram's child per label pair
 
     def after_commit(self, report: BatchReport) -> None:
         name = report.service
         metrics.BATCH_SIZE.labels(name).observe(report.size)
+        counts: Counter[tuple[str, str]] = Counter()
         for event_type, result, seconds in report.handled:
             if seconds is not None:
-                metrics.HANDLER_SECONDS.labels(name, event_type).observe(seconds)
+                timer = self._timers.get((name, event_type))
+                if timer is None:
+                    timer = self._timers[name, event_type] = metrics.HANDLER_SECONDS.labels(name, event_type)
+                timer.observe(seconds)
+            counts[event_type, result] += 1
+        for (event_type, result), n in counts.items():  # one update per type and result, not per delivery
             if result in ("duplicate", "raced"):
-                metrics.INBOX_DUPLICATES.labels(name).inc()
+                metrics.INBOX_DUPLICATES.labels(name).inc(n)
             if result in ("ok", "retry", "duplicate"):
-                metrics.EVENTS.labels(name, event_type, result).inc()
+                metrics.EVENTS.labels(name, event_type, result).inc(n)
 
     def after_retry(self, service: str, delivery: Delivery, outcome: Outcome, tier: int, delay: float) -> None:
         metrics.RETRIES.labels(service, str(tier)).inc()
