@@ -13,9 +13,9 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev,bench]'
 	@touch $(STAMP)
 
+# Starts a private broker (a node under var/rabbitmq/, else a container) when none answers, and stops it on Ctrl-C.
 run: $(STAMP)
-	$(BIN)/erasure doctor --broker
-	$(BIN)/erasure run all
+	$(BIN)/erasure run all --start-broker
 
 test: $(STAMP)
 	$(BIN)/pytest -m "not chaos" -n 2 $(PYTEST_ARGS)

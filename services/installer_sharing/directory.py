@@ -19,6 +19,7 @@ from pydantic import (
     SecretStr,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -26,7 +27,9 @@ from services.vendors.installer import InstallerClient
 from shared.errors import PermanentError
 
 DIRECTORY_SETTING = "ERASURE_INSTALLER_SHARING_DIRECTORY"
+PLAIN_HTTP_SETTING = "ERASURE_INSTALLER_SHARING_PLAIN_HTTP_HOSTS"
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "[::1]", "::1"})
+_PLAIN_HTTP_HOSTS = "plain_http_hosts"  # validation context key: hosts a development setup allows plain http
 
 
 class Installer(BaseModel):
@@ -40,18 +43,23 @@ class Installer(BaseModel):
 
     @field_validator("endpoint_url")
     @classmethod
-    def _https_outside_this_host(cls, url: AnyHttpUrl) -> AnyHttpUrl:
-        # Contact details cross the internet to another company: plain HTTP only to this machine (sandbox).
-        if url.scheme != "https" and url.host not in LOOPBACK_HOSTS:
-            raise ValueError("an installer endpoint must be https:// (plain http only on localhost)")
+    def _https_outside_this_host(cls, url: AnyHttpUrl, info: ValidationInfo) -> AnyHttpUrl:
+        # Contact details cross the internet to another company: plain HTTP only to this machine (sandbox), or
+        # to a host a development setup lists explicitly (the sandbox's service name in compose).
+        allowed = LOOPBACK_HOSTS | frozenset((info.context or {}).get(_PLAIN_HTTP_HOSTS, ()))
+        if url.scheme != "https" and url.host not in allowed:
+            raise ValueError(f"an installer endpoint must be https:// (plain http only on localhost, or on a host "
+                             f"listed in {PLAIN_HTTP_SETTING})")
         return url
 
 
 _DIRECTORY = TypeAdapter(dict[str, Installer])
 
 
-def parse_directory(source: str) -> dict[str, Installer]:
-    """The directory from inline JSON or a JSON/YAML file; ValueError naming what is wrong (never a token)."""
+def parse_directory(source: str, plain_http_hosts: frozenset[str] = frozenset()) -> dict[str, Installer]:
+    """The directory from inline JSON or a JSON/YAML file; ValueError naming what is wrong (never a token).
+
+    `plain_http_hosts`: hosts besides this machine whose endpoints may be plain http (development only)."""
     text = source.strip()
     if text.startswith("{"):
         origin = "inline JSON"
@@ -70,25 +78,30 @@ def parse_directory(source: str) -> dict[str, Installer]:
     if not isinstance(raw, dict) or not raw:
         raise ValueError(f"{DIRECTORY_SETTING} ({origin}) must map installer ids to {{name, endpoint_url, token}}")
     try:
-        return _DIRECTORY.validate_python(raw)
+        return _DIRECTORY.validate_python(raw, context={_PLAIN_HTTP_HOSTS: plain_http_hosts})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ValueError(f"{DIRECTORY_SETTING} ({origin}) is invalid: {problems}") from None
 
 
-def sandbox_directory(sandbox_url: str) -> dict[str, Installer]:
+def sandbox_directory(sandbox_url: str, plain_http_hosts: frozenset[str] = frozenset()) -> dict[str, Installer]:
     """The sandbox's installers, reached under `<sandbox_url>/installers/<id>` with their development tokens."""
     from services.sandbox import DEFAULT_INSTALLERS
 
     root = sandbox_url.rstrip("/")
-    return {
-        installer_id: Installer(
-            name=f"Sandbox installer {installer_id}",
-            endpoint_url=AnyHttpUrl(f"{root}/installers/{installer_id}"),
-            token=SecretStr(token),
-        )
-        for installer_id, token in DEFAULT_INSTALLERS.items()
-    }
+    context = {_PLAIN_HTTP_HOSTS: plain_http_hosts}
+    try:
+        return {
+            installer_id: Installer.model_validate(
+                {"name": f"Sandbox installer {installer_id}", "endpoint_url": f"{root}/installers/{installer_id}",
+                 "token": token},
+                context=context,
+            )
+            for installer_id, token in DEFAULT_INSTALLERS.items()
+        }
+    except ValidationError as exc:
+        problems = "; ".join(e["msg"] for e in exc.errors())
+        raise ValueError(f"ERASURE_INSTALLER_SHARING_SANDBOX_URL {sandbox_url!r}: {problems}") from None
 
 
 class Installers:

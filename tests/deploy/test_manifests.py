@@ -116,7 +116,8 @@ def _container(workload: dict[str, Any]) -> dict[str, Any]:
 
 # ---- Dockerfile --------------------------------------------------------------------------------------------
 def test_image_is_python_slim_running_the_cli_as_a_non_root_user() -> None:
-    assert _instruction("FROM") == "python:3.11-slim"
+    assert _instruction("FROM") == "${PYTHON_IMAGE}"
+    assert "ARG PYTHON_IMAGE=python:3.11-slim" in (ROOT / "Dockerfile").read_text().splitlines()
     user = _instruction("USER").split(":")[0]
     assert user not in ("root", "0") and int(user) >= 1000
     assert _entrypoint() == ["erasure"]
