@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test test-chaos lint bench schemas topology clean
+.PHONY: run test test-chaos test-containers images lint bench schemas topology clean
 
 # The bench extra is part of the dev setup: `make test` runs the benchmark's smoke variant.
 $(STAMP): pyproject.toml
@@ -22,6 +22,18 @@ test: $(STAMP)
 
 test-chaos: $(STAMP)
 	$(BIN)/pytest tests/chaos -m chaos -p no:cacheprovider $(PYTEST_ARGS)
+
+# Every container image without a registry (Debian base, RabbitMQ, PostgreSQL, Python, the project's); needs
+# root for debootstrap and a running Docker engine. Images that exist are kept (FORCE=1 rebuilds).
+images:
+	deploy/images/build.sh
+
+# A representative part of the suite against containers only (ERASURE_TEST_CONTAINERS=1), plus the images,
+# compose and ErasurePipelineContainer tests; about N minutes here (deploy/README.md).
+CONTAINER_TESTS ?= tests/runtime tests/e2e tests/deploy/test_manifests.py tests/deploy/test_containers.py
+test-containers: $(STAMP)
+	ERASURE_TEST_CONTAINERS=1 TESTCONTAINERS_RYUK_DISABLED=$(or $(TESTCONTAINERS_RYUK_DISABLED),true) \
+		$(BIN)/pytest $(CONTAINER_TESTS) -m "not chaos" -n 2 -p no:cacheprovider $(PYTEST_ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -69,10 +69,11 @@ def broker_answers(settings: RuntimeSettings, *, timeout: float = 3.0) -> bool:
 
 
 def rabbitmq_server() -> str | None:
-    """The `rabbitmq-server` script of a local installation, if there is one."""
+    """The `rabbitmq-server` script of a local installation, if there is one. The known paths come first:
+    Debian's /usr/sbin/rabbitmq-server on PATH is a wrapper that switches to the rabbitmq user, who cannot
+    write under the caller's var/."""
     found = shutil.which("rabbitmq-server")
-    candidates = [found] if found else []
-    return next((p for p in [*candidates, *SERVER_PATHS] if p and os.access(p, os.X_OK)), None)
+    return next((p for p in [*SERVER_PATHS, found] if p and os.access(p, os.X_OK)), None)
 
 
 def _account(url: str) -> dict[str, str]:
@@ -109,19 +110,20 @@ def node_environment(url: str, base: Path) -> dict[str, str]:
         "RABBITMQ_LOG_BASE": str(base / "log"),
         "RABBITMQ_PID_FILE": str(base / "node.pid"),
         "HOME": str(base),  # the Erlang cookie of this node lives here too
+        "ERL_CRASH_DUMP": str(base / "erl_crash.dump"),
         **_account(url),
     }
 
 
-def _wait_until_ready(settings: RuntimeSettings, alive: object, what: str) -> None:
+def _wait_until_ready(settings: RuntimeSettings, alive: object, what: str, where: str) -> None:
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if broker_answers(settings, timeout=2):
             return
         if not alive():  # type: ignore[operator]
-            raise BrokerUnavailable(f"{what} exited during start-up")
+            raise BrokerUnavailable(f"the {what} exited during start-up; {where}")
         time.sleep(0.5)
-    raise BrokerUnavailable(f"{what} did not accept connections within {START_TIMEOUT_S:.0f}s")
+    raise BrokerUnavailable(f"the {what} did not accept connections within {START_TIMEOUT_S:.0f}s; {where}")
 
 
 @contextmanager
@@ -136,7 +138,7 @@ def private_node(settings: RuntimeSettings, server: str) -> Iterator[str]:
     process = subprocess.Popen([server], env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     what = f"private RabbitMQ node {env['RABBITMQ_NODENAME']} ({server}, data and log in {base})"
     try:
-        _wait_until_ready(settings, lambda: process.poll() is None, f"the {what}; see {base / 'console.log'}")
+        _wait_until_ready(settings, lambda: process.poll() is None, what, f"see {base / 'console.log'}")
         yield what
     finally:
         if process.poll() is None:
@@ -171,7 +173,7 @@ def broker_container(settings: RuntimeSettings) -> Iterator[str]:
         return subprocess.run(["docker", "inspect", container], capture_output=True, check=False).returncode == 0
 
     try:
-        _wait_until_ready(settings, running, f"the {what}; see `docker logs {name}`")
+        _wait_until_ready(settings, running, what, f"see `docker logs {name}`")
         yield what
     finally:
         subprocess.run(["docker", "stop", "-t", str(int(STOP_TIMEOUT_S)), container], capture_output=True,

@@ -82,7 +82,10 @@ def amqp_url_or_none() -> str | None:
         return LOCAL_AMQP
     if docker_available():
         prepare_testcontainers()
-        from testcontainers.rabbitmq import RabbitMqContainer
+        try:
+            from testcontainers.community.rabbitmq import RabbitMqContainer
+        except ImportError:  # testcontainers before the community modules moved
+            from testcontainers.rabbitmq import RabbitMqContainer
 
         container = RabbitMqContainer(rabbitmq_image()).start()
         keep(container)
@@ -101,7 +104,10 @@ def postgres_url_or_none() -> str | None:
         return LOCAL_POSTGRES
     if docker_available():
         prepare_testcontainers()
-        from testcontainers.postgres import PostgresContainer
+        try:
+            from testcontainers.community.postgres import PostgresContainer
+        except ImportError:  # testcontainers before the community modules moved
+            from testcontainers.postgres import PostgresContainer
 
         container = PostgresContainer(postgres_image(), driver="psycopg").start()
         keep(container)
