@@ -11,6 +11,7 @@ services and the sandbox, supervised) on a private Docker network, started and s
             completed = pipeline.await_completed(request_id)
             assert completed["data"]["receipt_hash"]
             assert pipeline.verify_receipt(request_id)
+            assert pipeline.status(request_id)["status"] == "complete"
 
 Images: ERASURE_IMAGE (loggamera-erasure:dev, `make images` builds it), ERASURE_TEST_RABBITMQ_IMAGE and
 ERASURE_TEST_POSTGRES_IMAGE (the public names by default), or the constructor's arguments. Events are
@@ -212,9 +213,10 @@ class ErasurePipelineContainer:
         result = self.app.exec(["erasure", *argv])
         return result.exit_code, result.output.decode(errors="replace")
 
-    def status(self, request_id: str) -> str:
-        """`erasure status REQUEST_ID`: each slice's outcome as the ledger holds it."""
-        return self._erasure("status", request_id)[1]
+    def status(self, request_id: str) -> dict[str, Any]:
+        """`erasure status REQUEST_ID --json`: the request and each slice's outcome as the ledger holds them."""
+        code, out = self._erasure("status", request_id, "--json")
+        return json.loads(out) if code == 0 else {"request_id": request_id, "error": out.strip()}
 
     def verify_receipt(self, request_id: str) -> bool:
         """`erasure receipt REQUEST_ID --verify`: whether the receipt's hash chain holds."""
