@@ -139,3 +139,36 @@ def test_compose_pipeline_runs_the_demo_to_a_complete_verified_receipt(compose_u
     verified = subprocess.run([erasure, "receipt", request_id, "--verify"], env=env, capture_output=True, text=True,
                               check=False)
     assert verified.returncode == 0, verified.stdout + verified.stderr
+
+
+def test_compose_cluster_profile_forms_three_nodes_with_three_replicas_per_queue(images: dict[str, str]) -> None:
+    ports = {f"HOST_CLUSTER_PORT_{n}": str(free_port()) for n in (1, 2, 3)}
+    env = {**os.environ, **ports, "RABBITMQ_IMAGE": images["rabbitmq"]}
+    compose = [*_compose_command(), "-p", f"erasure-cluster-{uuid.uuid4().hex[:6]}", "-f",
+               str(DEPLOY_DIR / "compose.yaml"), "--profile", "cluster"]
+    try:
+        up = subprocess.run([*compose, "up", "-d", "rabbitmq-1", "rabbitmq-2", "rabbitmq-3", "rabbitmq-grow"],
+                            env=env, capture_output=True, text=True, timeout=400, check=False)
+        assert up.returncode == 0, up.stderr[-3000:]
+
+        def grown() -> bool:
+            ids = subprocess.run([*compose, "ps", "-q", "rabbitmq-grow"], env=env, capture_output=True, text=True,
+                                 check=True).stdout.split()
+            state = subprocess.run(["docker", "inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", *ids],
+                                   capture_output=True, text=True, check=True).stdout.strip()
+            assert state in ("running 0", "exited 0", "created 0"), state
+            return state == "exited 0"
+
+        wait_until(grown, timeout=300, interval=3, what="rabbitmq-grow done")
+        node = subprocess.run([*compose, "ps", "-q", "rabbitmq-1"], env=env, capture_output=True, text=True,
+                              check=True).stdout.strip()
+        queues = subprocess.run(["docker", "exec", node, "rabbitmqctl", "list_queues", "-q", "-p", NAMESPACE,
+                                 "--formatter", "json", "name", "type", "members"],
+                                capture_output=True, text=True, timeout=120, check=True).stdout
+        quorum = [q for q in json.loads(queues) if q["type"] == "quorum"]
+        assert quorum and {q["name"] for q in quorum} >= {f"{NAMESPACE}.{s}" for s in SERVICES}
+        for queue in quorum:
+            assert sorted(queue["members"]) == ["rabbit@rabbitmq-1", "rabbit@rabbitmq-2", "rabbit@rabbitmq-3"], queue
+    finally:
+        subprocess.run([*compose, "down", "-v", "--timeout", "20"], env=env, capture_output=True, timeout=300,
+                       check=False)
