@@ -28,9 +28,10 @@ test-chaos: $(STAMP)
 images:
 	deploy/images/build.sh
 
-# A representative part of the suite against containers only (ERASURE_TEST_CONTAINERS=1), plus the images,
-# compose and ErasurePipelineContainer tests; about N minutes here (deploy/README.md).
-CONTAINER_TESTS ?= tests/runtime tests/e2e tests/deploy/test_manifests.py tests/deploy/test_containers.py
+# A representative part of the suite against containers only (ERASURE_TEST_CONTAINERS=1): the broker runtime
+# and the deployment files, plus the tests that run the images, compose, its cluster profile and
+# ErasurePipelineContainer. Add tests/e2e for the end-to-end suite too (CONTAINER_TESTS=...); times in README.
+CONTAINER_TESTS ?= tests/runtime tests/deploy/test_manifests.py tests/deploy/test_containers.py
 test-containers: $(STAMP)
 	ERASURE_TEST_CONTAINERS=1 TESTCONTAINERS_RYUK_DISABLED=$(or $(TESTCONTAINERS_RYUK_DISABLED),true) \
 		$(BIN)/pytest $(CONTAINER_TESTS) -m "not chaos" -n 2 -p no:cacheprovider $(PYTEST_ARGS)

@@ -426,7 +426,8 @@ def private_databases(postgres_admin_url: str) -> Iterator[dict[str, str]]:
                 body = "\n".join(line for line in statement.splitlines() if not line.startswith("--"))
                 conn.execute(text(body))
         base = make_url(postgres_admin_url)
-        yield {s: base.set(username=n, password=None, database=n).render_as_string(hide_password=False)
+        # init.sql's own passwords: a server that checks them (a container's) and one that trusts (local) both pass
+        yield {s: base.set(username=n, password=dev_password(n), database=n).render_as_string(hide_password=False)
                for s, n in zip(SERVICES, names, strict=True)}
     finally:
         with admin.connect() as conn:
@@ -441,8 +442,9 @@ def test_each_service_owns_its_database_and_cannot_enter_another(private_databas
     with own.begin() as conn:
         conn.execute(text("CREATE TABLE migrated (id int)"))  # migrations run as the service's role
     own.dispose()
+    newsletter = make_url(private_databases["newsletter"])
     intruder = create_engine(make_url(private_databases["ledger"]).set(
-        username=make_url(private_databases["newsletter"]).username).render_as_string(hide_password=False))
+        username=newsletter.username, password=newsletter.password).render_as_string(hide_password=False))
     with pytest.raises(OperationalError, match="permission denied for database"):
         intruder.connect()
     intruder.dispose()
