@@ -24,7 +24,8 @@ test-chaos: $(STAMP)
 	$(BIN)/pytest tests/chaos -m chaos -p no:cacheprovider $(PYTEST_ARGS)
 
 # Every container image without a registry (Debian base, RabbitMQ, PostgreSQL, Python, the project's); needs
-# root for debootstrap and a running Docker engine. Images that exist are kept (FORCE=1 rebuilds).
+# root for debootstrap and a running Docker engine. Base images that exist are kept (FORCE=1 rebuilds them);
+# the project's image is rebuilt from the current tree every time.
 images:
 	deploy/images/build.sh
 

@@ -5,7 +5,10 @@
 #
 #   deploy/images/build.sh            # or: make images
 #   IMAGES="base python" deploy/images/build.sh     # only some of them (built in dependency order)
-#   FORCE=1 deploy/images/build.sh    # rebuild images that already exist
+#   FORCE=1 deploy/images/build.sh    # rebuild base images that already exist
+#
+# The project's image is built every time (it follows the code; Docker's layer cache makes an unchanged
+# tree a few seconds); the base images only when missing.
 #
 # Each local image carries two tags: the name a user of the real thing would pull (configurable below; a
 # placeholder that only means "an image that behaves like it") and its true version, e.g.
@@ -35,11 +38,10 @@ die() { printf 'build.sh: %s\n' "$*" >&2; exit 1; }
 exists() { docker image inspect "$1" >/dev/null 2>&1; }
 wanted() { case " $IMAGES " in *" $1 "*) return 0 ;; esac; return 1; }
 skip() { [ "$FORCE" != 1 ] && exists "$1"; }
-# The version a Debian package has in the base image, without the Debian revision (3.10.8-1.1 -> 3.10.8).
+# The version of a Debian package as installed in an image, without epoch or Debian revision
+# (3.10.8-1.1 -> 3.10.8, 15+248 -> 15, 3.11.2-6+deb12u6 -> 3.11.2).
 package_version() {
-    docker run --rm "$BASE_IMAGE" sh -c \
-        "apt-get update -qq >/dev/null 2>&1 && apt-cache policy $1 | sed -n 's/^ *Candidate: \(.*\)$/\1/p'" \
-        | sed -e 's/^[0-9]*://' -e 's/[-+~].*$//'
+    docker run --rm --entrypoint dpkg-query "$1" -W -f '${Version}' "$2" | sed -e 's/^[0-9]*://' -e 's/[-+~].*$//'
 }
 timed() {
     name=$1; shift
@@ -70,10 +72,15 @@ build_base() {
     trap - EXIT
 }
 
-# build_from NAME DOCKERFILE_DIR PUBLIC_TAG VERSION_TAG [build args...]
+# build_from DIR PUBLIC_TAG PACKAGE: build deploy/images/DIR as PUBLIC_TAG, then tag it with the version of
+# PACKAGE it really holds, e.g. loggamera/rabbitmq:3.10.8-debian.
 build_from() {
-    dir=$1; public=$2; versioned=$3; shift 3
-    docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" "$@" -t "$public" -t "$versioned" "$here/$dir" >/dev/null
+    dir=$1; public=$2; package=$3
+    docker build -q --build-arg "BASE_IMAGE=$BASE_IMAGE" -t "$public" "$here/$dir" >/dev/null
+    version=$(package_version "$public" "$package")
+    [ -n "$version" ] || die "cannot read the version of $package in $public"
+    docker tag "$public" "$LOCAL_PREFIX/$dir:$version-debian"
+    say "$public is $package $version: also tagged $LOCAL_PREFIX/$dir:$version-debian"
 }
 
 image=$BASE_IMAGE
@@ -85,39 +92,38 @@ exists "$BASE_IMAGE" || die "the base image $BASE_IMAGE is missing: build it fir
 if wanted rabbitmq; then
     image=$RABBITMQ_IMAGE
     if skip "$image"; then say "rabbitmq: $image exists"; else
-        v=$(package_version rabbitmq-server)
-        timed "rabbitmq $v" build_from rabbitmq "$image" "$LOCAL_PREFIX/rabbitmq:$v-debian"
+        timed rabbitmq build_from rabbitmq "$image" rabbitmq-server
     fi
 fi
 
 if wanted postgres; then
     image=$POSTGRES_IMAGE
     if skip "$image"; then say "postgres: $image exists"; else
-        v=$(package_version postgresql)
-        timed "postgres $v" build_from postgres "$image" "$LOCAL_PREFIX/postgres:$v-debian"
+        timed postgres build_from postgres "$image" postgresql
     fi
 fi
 
 if wanted python; then
     image=$PYTHON_IMAGE
     if skip "$image"; then say "python: $image exists"; else
-        v=$(package_version python3.11)
-        timed "python $v" build_from python "$image" "$LOCAL_PREFIX/python:$v-debian"
+        timed python build_from python "$image" python3.11
     fi
 fi
 
-if wanted erasure; then
-    image=$ERASURE_IMAGE
+# The CAs reach only the build stage of ../Dockerfile; the final image gets none of them.
+build_erasure() {
     extra_ca=""
     if [ -d "$EXTRA_CA_DIR" ] && ls "$EXTRA_CA_DIR"/*.crt >/dev/null 2>&1; then
         extra_ca=$(cat "$EXTRA_CA_DIR"/*.crt)
     fi
-    exists "$PYTHON_IMAGE" || die "the Python image $PYTHON_IMAGE is missing: build it first (IMAGES=python)"
-    start=$(date +%s)
-    # The CAs reach only the build stage; the final image gets none of them.
     docker build -q --build-arg "PYTHON_IMAGE=$PYTHON_IMAGE" --build-arg "EXTRA_CA_CERTS=$extra_ca" \
-        -t "$image" "$repo" >/dev/null
-    say "erasure ready in $(( $(date +%s) - start )) s ($(docker image inspect -f '{{.Size}}' "$image" | awk '{printf "%d MB", $1/1000000}'))"
+        -t "$ERASURE_IMAGE" "$repo" >/dev/null
+}
+
+if wanted erasure; then
+    image=$ERASURE_IMAGE
+    exists "$PYTHON_IMAGE" || die "the Python image $PYTHON_IMAGE is missing: build it first (IMAGES=python)"
+    timed erasure build_erasure
 fi
 
 docker image ls --format '{{.Repository}}:{{.Tag}}\t{{.Size}}' \

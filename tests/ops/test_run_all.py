@@ -155,3 +155,24 @@ def test_run_all_says_what_to_install_when_no_broker_can_be_started(monkeypatch,
     monkeypatch.setenv("ERASURE_AMQP_URL", f"amqp://guest:guest@192.0.2.1:{free_port()}/%2F")
     result = CliRunner().invoke(cli, ["run", "all", "--start-broker"])
     assert result.exit_code == 1 and "not on this machine" in result.output
+
+
+@pytest.mark.slow
+def test_start_broker_runs_a_container_where_no_rabbitmq_server_is_installed(monkeypatch) -> None:
+    """The second way: a Docker engine and the RabbitMQ image, the server script hidden from the CLI."""
+    from services.cli import local_broker
+    from shared.settings import RuntimeSettings
+
+    image = os.environ.get("RABBITMQ_IMAGE") or local_broker.DEFAULT_IMAGE
+    if not local_broker.docker_available() or subprocess.run(
+            ["docker", "image", "inspect", image], capture_output=True, check=False).returncode != 0:
+        pytest.skip(f"needs a Docker engine and the image {image} (`make images`)")
+    monkeypatch.setattr(local_broker, "rabbitmq_server", lambda: None)
+    port = free_port()
+    settings = RuntimeSettings(amqp_url=f"amqp://erasure-dev:dev-secret@127.0.0.1:{port}/private")
+    with local_broker.ensure_broker(settings) as started:
+        assert started is not None and f"erasure-rabbitmq-{port}" in started
+        assert local_broker.broker_answers(settings), "the URL's account and vhost exist in the new broker"
+    assert not _answers(port), "the container outlived the block"
+    gone = subprocess.run(["docker", "inspect", f"erasure-rabbitmq-{port}"], capture_output=True, check=False)
+    assert gone.returncode != 0
