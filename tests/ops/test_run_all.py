@@ -174,5 +174,6 @@ def test_start_broker_runs_a_container_where_no_rabbitmq_server_is_installed(mon
         assert started is not None and f"erasure-rabbitmq-{port}" in started
         assert local_broker.broker_answers(settings), "the URL's account and vhost exist in the new broker"
     assert not _answers(port), "the container outlived the block"
-    gone = subprocess.run(["docker", "inspect", f"erasure-rabbitmq-{port}"], capture_output=True, check=False)
-    assert gone.returncode != 0
+    wait_until(lambda: subprocess.run(["docker", "inspect", f"erasure-rabbitmq-{port}"], capture_output=True,
+                                      check=False).returncode != 0,
+               timeout=30, interval=0.5, what="the stopped container removed (--rm)")
