@@ -18,7 +18,7 @@ run: $(STAMP)
 	$(BIN)/erasure run all --start-broker
 
 test: $(STAMP)
-	$(BIN)/pytest -m "not chaos" -n 2 $(PYTEST_ARGS)
+	$(BIN)/pytest -m "not chaos and not containers" -n 2 $(PYTEST_ARGS)
 
 test-chaos: $(STAMP)
 	$(BIN)/pytest tests/chaos -m chaos -p no:cacheprovider $(PYTEST_ARGS)

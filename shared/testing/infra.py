@@ -12,6 +12,7 @@ disabled here unless TESTCONTAINERS_RYUK_DISABLED is set otherwise; the containe
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import socket
@@ -50,9 +51,21 @@ def prepare_testcontainers() -> None:
 
 
 def keep(container: object) -> None:
-    """Stop a started container when this process exits."""
+    """Stop a started container at the end of the test session (stop_containers), or else when this process
+    exits; pytest-xdist workers may end without running atexit, so the plugin calls stop_containers."""
     _containers.append(container)
-    atexit.register(container.stop)  # type: ignore[attr-defined]
+
+
+def stop_containers() -> None:
+    """Stop every container this process started (idempotent)."""
+    while _containers:
+        container = _containers.pop()
+        with contextlib.suppress(Exception):  # already gone: nothing left to stop
+            container.stop()  # type: ignore[attr-defined]
+    _broker_container.clear()
+
+
+atexit.register(stop_containers)
 
 
 def _answers(url: str, default_port: int) -> bool:

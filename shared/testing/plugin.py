@@ -18,9 +18,14 @@ import pytest
 
 from services.sandbox import Sandbox
 from shared.settings import RuntimeSettings
-from shared.testing.infra import amqp_url_or_none, postgres_url_or_none
+from shared.testing.infra import amqp_url_or_none, postgres_url_or_none, stop_containers
 from shared.testing.namespaces import lease_namespace
 from shared.testing.pipeline import Pipeline
+
+
+def pytest_sessionfinish() -> None:
+    """Stop the broker and database containers this session started (pytest-xdist workers skip atexit)."""
+    stop_containers()
 
 
 @pytest.fixture(scope="session")

@@ -30,7 +30,7 @@ from shared.testing.ports import free_port
 ROOT = DEPLOY_DIR.parent
 SLICES = {"account", "installer_sharing", "payment", "bookkeeping", "newsletter"}
 
-pytestmark = [pytest.mark.slow, pytest.mark.timeout(600)]
+pytestmark = [pytest.mark.slow, pytest.mark.containers, pytest.mark.timeout(600)]
 
 
 def _image_exists(name: str) -> bool:
