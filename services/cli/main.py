@@ -18,7 +18,8 @@ from services.registry import SERVICES
 from shared.settings import RuntimeSettings, database_url_for, http_port_for
 
 BROKER_HELP = """No RabbitMQ answers at {url}.
-Start one with either of:
+Start one with any of:
+  make run                           (starts a private node or container itself, and the pipeline)
   docker compose -f deploy/compose.yaml up -d rabbitmq
   rabbitmq-server -detached          (Debian/Ubuntu: apt-get install rabbitmq-server)
 or point the pipeline at another broker: export ERASURE_AMQP_URL=amqp://user:pass@host:5672/vhost"""
