@@ -2,8 +2,14 @@
 #   docker build -t loggamera-erasure .
 #   docker run --rm loggamera-erasure run newsletter      # ENTRYPOINT is `erasure`: arguments are its command
 #   docker run --rm loggamera-erasure retention purge
-FROM python:3.11-slim AS build
+# Without a registry, deploy/images/build.sh builds a stand-in base from Debian's packages and passes
+# PYTHON_IMAGE (and the build host's extra CA certificates) in.
+ARG PYTHON_IMAGE=python:3.11-slim
+FROM ${PYTHON_IMAGE} AS build
 
+# PEM certificates pip must trust besides the image's CA store (a TLS-inspecting proxy on the build host).
+# They stay in this stage; the final image trusts only its own store.
+ARG EXTRA_CA_CERTS=""
 ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 WORKDIR /src
 RUN python -m venv /opt/erasure
@@ -12,10 +18,15 @@ COPY shared ./shared
 COPY schemas ./schemas
 COPY services ./services
 COPY ops ./ops
-RUN /opt/erasure/bin/pip install .
+RUN if [ -n "$EXTRA_CA_CERTS" ]; then \
+        printf '%s\n' "$EXTRA_CA_CERTS" | cat /etc/ssl/certs/ca-certificates.crt - >/tmp/build-ca.pem \
+        && export PIP_CERT=/tmp/build-ca.pem; \
+    fi \
+ && /opt/erasure/bin/pip install . \
+ && rm -f /tmp/build-ca.pem
 
 
-FROM python:3.11-slim
+FROM ${PYTHON_IMAGE}
 
 # A fixed numeric uid, so Kubernetes can verify runAsNonRoot without reading /etc/passwd.
 RUN groupadd --system --gid 10001 erasure \

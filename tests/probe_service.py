@@ -114,14 +114,15 @@ def make_service(name: str = "probe", probe: Probe | None = None, *, database_on
 
 
 def main(argv: list[str]) -> None:
-    """Run the probe as its own process: python -m tests.probe_service NAMESPACE DATABASE_URL."""
+    """Run the probe as its own process: python -m tests.probe_service NAMESPACE DATABASE_URL [AMQP_URL]."""
     from shared.consumer import ServiceRunner
     from shared.logging import configure
     from shared.settings import RuntimeSettings
 
     namespace, url = argv[1], argv[2]
+    broker = {"amqp_url": argv[3]} if len(argv) > 3 else {}  # the test's broker, not necessarily this machine's
     configure("INFO", service="probe")
-    settings = RuntimeSettings(namespace=namespace, retry_delays=(0.2, 0.4, 0.8), delivery_limit=5)
+    settings = RuntimeSettings(namespace=namespace, retry_delays=(0.2, 0.4, 0.8), delivery_limit=5, **broker)
     ServiceRunner(make_service(), settings, url).run()
 
 

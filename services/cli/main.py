@@ -22,7 +22,8 @@ from shared.settings import RuntimeSettings, database_url_for, http_port_for
 
 DISTRIBUTION = "loggamera-erasure"
 BROKER_HELP = """No RabbitMQ answers at {url}.
-Start one with either of:
+Start one with any of:
+  make run                           (starts a private node or container itself, and the pipeline)
   docker compose -f deploy/compose.yaml up -d rabbitmq
   rabbitmq-server -detached          (Debian/Ubuntu: apt-get install rabbitmq-server)
 or point the pipeline at another broker: export ERASURE_AMQP_URL=amqp://user:pass@host:5672/vhost"""
@@ -57,21 +58,30 @@ def cli() -> None:
 @click.option("--no-sandbox", is_flag=True, help="With `all`: do not start the sandbox (real vendors).")
 @click.option("--host", default="127.0.0.1", show_default=True,
               help="With `sandbox`: the address it listens on (0.0.0.0 inside a container).")
-def run(name: str, no_sandbox: bool, host: str) -> None:
+@click.option("--start-broker", is_flag=True,
+              help="With `all`: if no RabbitMQ answers on this machine, start a private one (a node under var/ "
+                   "when rabbitmq-server is installed, else a container) and stop it on exit.")
+def run(name: str, no_sandbox: bool, host: str, start_broker: bool) -> None:
     """Run one service, the sandbox, or `all` of them as supervised processes.
 
     \b
     Examples:
       erasure run all              # every service + the sandbox, restarted if they crash
+      erasure run all --start-broker   # what `make run` does: a broker too, if none answers
       erasure run newsletter       # one service in the foreground
       erasure run sandbox --host 0.0.0.0
     """
     from shared.logging import configure
 
     if name == "all":
+        from contextlib import nullcontext
+
+        from services.cli.local_broker import ensure_broker
         from services.cli.supervisor import run_all
 
-        sys.exit(run_all(with_sandbox=not no_sandbox))
+        with ensure_broker(RuntimeSettings()) if start_broker else nullcontext():
+            code = run_all(with_sandbox=not no_sandbox)
+        sys.exit(code)
     if name == "sandbox":
         from services.sandbox.server import main as sandbox_main
 

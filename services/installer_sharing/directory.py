@@ -19,6 +19,7 @@ from pydantic import (
     SecretStr,
     TypeAdapter,
     ValidationError,
+    ValidationInfo,
     field_validator,
 )
 
@@ -27,6 +28,7 @@ from services.vendors.rules import installer_endpoint_problem
 from shared.errors import PermanentError
 
 DIRECTORY_SETTING = "ERASURE_INSTALLER_SHARING_DIRECTORY"
+_PLAIN_HTTP_HOSTS = "plain_http_hosts"  # validation context key: hosts a development setup allows plain http
 
 
 class Installer(BaseModel):
@@ -40,9 +42,10 @@ class Installer(BaseModel):
 
     @field_validator("endpoint_url")
     @classmethod
-    def _https_outside_this_host(cls, url: AnyHttpUrl) -> AnyHttpUrl:
-        # Contact details cross the internet to another company: plain HTTP only to this machine (sandbox).
-        problem = installer_endpoint_problem(str(url))
+    def _https_outside_this_host(cls, url: AnyHttpUrl, info: ValidationInfo) -> AnyHttpUrl:
+        # Contact details cross the internet to another company: plain HTTP only to this machine (sandbox), or
+        # to a host a development setup lists explicitly (the sandbox's service name in compose).
+        problem = installer_endpoint_problem(str(url), frozenset((info.context or {}).get(_PLAIN_HTTP_HOSTS, ())))
         if problem is not None:
             raise ValueError(problem)
         return url
@@ -51,8 +54,10 @@ class Installer(BaseModel):
 _DIRECTORY = TypeAdapter(dict[str, Installer])
 
 
-def parse_directory(source: str) -> dict[str, Installer]:
-    """The directory from inline JSON or a JSON/YAML file; ValueError naming what is wrong (never a token)."""
+def parse_directory(source: str, plain_http_hosts: frozenset[str] = frozenset()) -> dict[str, Installer]:
+    """The directory from inline JSON or a JSON/YAML file; ValueError naming what is wrong (never a token).
+
+    `plain_http_hosts`: hosts besides this machine whose endpoints may be plain http (development only)."""
     text = source.strip()
     if text.startswith("{"):
         origin = "inline JSON"
@@ -71,33 +76,40 @@ def parse_directory(source: str) -> dict[str, Installer]:
     if not isinstance(raw, dict) or not raw:
         raise ValueError(f"{DIRECTORY_SETTING} ({origin}) must map installer ids to {{name, endpoint_url, token}}")
     try:
-        return _DIRECTORY.validate_python(raw)
+        return _DIRECTORY.validate_python(raw, context={_PLAIN_HTTP_HOSTS: plain_http_hosts})
     except ValidationError as exc:
         problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
         raise ValueError(f"{DIRECTORY_SETTING} ({origin}) is invalid: {problems}") from None
 
 
-def sandbox_directory(sandbox_url: str) -> dict[str, Installer]:
+def sandbox_directory(sandbox_url: str, plain_http_hosts: frozenset[str] = frozenset()) -> dict[str, Installer]:
     """The sandbox's installers, reached under `<sandbox_url>/installers/<id>` with their development tokens."""
     from services.sandbox import DEFAULT_INSTALLERS
 
     root = sandbox_url.rstrip("/")
-    return {
-        installer_id: Installer(
-            name=f"Sandbox installer {installer_id}",
-            endpoint_url=AnyHttpUrl(f"{root}/installers/{installer_id}"),
-            token=SecretStr(token),
-        )
-        for installer_id, token in DEFAULT_INSTALLERS.items()
-    }
+    context = {_PLAIN_HTTP_HOSTS: plain_http_hosts}
+    try:
+        return {
+            installer_id: Installer.model_validate(
+                {"name": f"Sandbox installer {installer_id}", "endpoint_url": f"{root}/installers/{installer_id}",
+                 "token": token},
+                context=context,
+            )
+            for installer_id, token in DEFAULT_INSTALLERS.items()
+        }
+    except ValidationError as exc:
+        problems = "; ".join(e["msg"] for e in exc.errors())
+        raise ValueError(f"ERASURE_INSTALLER_SHARING_SANDBOX_URL {sandbox_url!r}: {problems}") from None
 
 
 class Installers:
     """The directory, with one pooled client per installation company, made on first use."""
 
-    def __init__(self, directory: Mapping[str, Installer], *, attempts: int = 3) -> None:
+    def __init__(self, directory: Mapping[str, Installer], *, attempts: int = 3,
+                 plain_http_hosts: frozenset[str] = frozenset()) -> None:
         self.directory = dict(directory)
         self._attempts = attempts
+        self._plain_http_hosts = plain_http_hosts
         self._clients: dict[str, InstallerClient] = {}
 
     def client(self, installer_id: str) -> InstallerClient:
@@ -112,7 +124,7 @@ class Installers:
                 f"{DIRECTORY_SETTING}, restart installer_sharing, then replay this dead letter"
             )
         client = InstallerClient(str(entry.endpoint_url), token=entry.token.get_secret_value(),
-                                 attempts=self._attempts)
+                                 attempts=self._attempts, plain_http_hosts=self._plain_http_hosts)
         self._clients[installer_id] = client
         return client
 

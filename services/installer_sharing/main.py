@@ -14,13 +14,15 @@ from shared.service import Service
 def build() -> Service:
     """installer_sharing with its directory read now, so a broken directory stops the start, not an event."""
     settings = InstallerSharingSettings()
-    directory = parse_directory(settings.directory) if settings.directory.strip() \
-        else sandbox_directory(settings.sandbox_url)
+    allowed = settings.plain_http_host_set()
+    directory = parse_directory(settings.directory, allowed) if settings.directory.strip() \
+        else sandbox_directory(settings.sandbox_url, allowed)
     return Service(
         name=SERVICE,
         handlers=HANDLERS,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
-        build_deps=lambda _engine: Installers(directory, attempts=settings.http_attempts),
+        build_deps=lambda _engine: Installers(directory, attempts=settings.http_attempts,
+                                                 plain_http_hosts=allowed),
         close_deps=lambda installers: installers.close(),
     )

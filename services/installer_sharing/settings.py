@@ -28,6 +28,17 @@ class InstallerSharingSettings(BaseSettings):
         default_factory=_sandbox_url,
         description="Root URL of the sandbox; used only when no directory is configured.",
     )
+    plain_http_hosts: str = Field(
+        "",
+        description=(
+            "Development only: comma-separated host names (besides this machine) whose installer endpoints may be "
+            "plain http, e.g. `sandbox` in compose. Empty in production: every other endpoint must be https."
+        ),
+    )
     http_attempts: int = Field(
         3, ge=1, description="Tries of one installer call in process before the broker's delay tiers take over."
     )
+
+    def plain_http_host_set(self) -> frozenset[str]:
+        """`plain_http_hosts` as a set of lower-case names."""
+        return frozenset(h.strip().lower() for h in self.plain_http_hosts.split(",") if h.strip())

@@ -16,8 +16,9 @@ class InstallerClient(VendorClient):
 
     vendor = "installer"
 
-    def __init__(self, endpoint_url: str, *, token: str, attempts: int = 3, max_wait: float = 5.0) -> None:
-        problem = installer_endpoint_problem(endpoint_url)
+    def __init__(self, endpoint_url: str, *, token: str, attempts: int = 3, max_wait: float = 5.0,
+                 plain_http_hosts: frozenset[str] = frozenset()) -> None:
+        problem = installer_endpoint_problem(endpoint_url, plain_http_hosts)
         if problem is not None:
             raise VendorRuleError(f"refused before sending: {problem}")
         if not token.strip():

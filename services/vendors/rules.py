@@ -210,11 +210,15 @@ def visma_customer_number(user_id: str) -> str:
 LOOPBACK_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
 
 
-def installer_endpoint_problem(url: str) -> str | None:
-    """Why contact details must not go to this endpoint (plain http off this machine), or None."""
+def installer_endpoint_problem(url: str, plain_http_hosts: frozenset[str] = frozenset()) -> str | None:
+    """Why contact details must not go to this endpoint (plain http off this machine), or None.
+
+    `plain_http_hosts`: hosts besides this machine a development setup allows plain http to (the sandbox's
+    service name in compose, from ERASURE_INSTALLER_SHARING_PLAIN_HTTP_HOSTS); empty in production."""
     parts = urlsplit(url)
     if parts.scheme == "https":
         return None
-    if parts.scheme == "http" and (parts.hostname or "") in LOOPBACK_HOSTS:
+    if parts.scheme == "http" and (parts.hostname or "") in LOOPBACK_HOSTS | plain_http_hosts:
         return None
-    return "an installer endpoint must be https:// (plain http only on localhost)"
+    return ("an installer endpoint must be https:// (plain http only on localhost, or on a host listed in "
+            "ERASURE_INSTALLER_SHARING_PLAIN_HTTP_HOSTS)")

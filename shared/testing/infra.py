@@ -1,8 +1,18 @@
-"""Find a real broker and database: an env URL, else a local server, else a testcontainer where Docker runs."""
+"""Find a real broker and database: an env URL, else a local server, else a testcontainer where Docker runs.
+
+ERASURE_TEST_CONTAINERS=1 skips the local servers and always starts containers (what CI without services
+runs, and how to prove the container path on a machine that has servers). The images are the names a user
+would pull, overridable with ERASURE_TEST_RABBITMQ_IMAGE / ERASURE_TEST_POSTGRES_IMAGE; where no registry is
+reachable, `make images` builds local images under those names (deploy/images/build.sh).
+
+testcontainers' reaper (Ryuk) is an image of its own that cannot be pulled without a registry, so it is
+disabled here unless TESTCONTAINERS_RYUK_DISABLED is set otherwise; the containers are stopped at exit instead.
+"""
 
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import shutil
 import socket
@@ -13,7 +23,49 @@ from sqlalchemy import create_engine, text
 
 LOCAL_AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
 LOCAL_POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+CONTAINERS_SETTING = "ERASURE_TEST_CONTAINERS"
+RABBITMQ_IMAGE = "rabbitmq:3.13-management"
+POSTGRES_IMAGE = "postgres:16"
 _containers: list[object] = []
+_broker_container: list[object] = []  # the RabbitMQ container this process started, if any
+
+
+def containers_forced() -> bool:
+    """Whether ERASURE_TEST_CONTAINERS asks for containers even where local servers answer."""
+    return os.environ.get(CONTAINERS_SETTING, "").strip().lower() in {"1", "true", "yes", "on"}
+
+
+def rabbitmq_image() -> str:
+    """The RabbitMQ image tests start: ERASURE_TEST_RABBITMQ_IMAGE, else the public name."""
+    return os.environ.get("ERASURE_TEST_RABBITMQ_IMAGE") or RABBITMQ_IMAGE
+
+
+def postgres_image() -> str:
+    """The PostgreSQL image tests start: ERASURE_TEST_POSTGRES_IMAGE, else the public name."""
+    return os.environ.get("ERASURE_TEST_POSTGRES_IMAGE") or POSTGRES_IMAGE
+
+
+def prepare_testcontainers() -> None:
+    """Settings testcontainers reads at import: no reaper image to pull unless the caller asked for one."""
+    os.environ.setdefault("TESTCONTAINERS_RYUK_DISABLED", "true")
+
+
+def keep(container: object) -> None:
+    """Stop a started container at the end of the test session (stop_containers), or else when this process
+    exits; pytest-xdist workers may end without running atexit, so the plugin calls stop_containers."""
+    _containers.append(container)
+
+
+def stop_containers() -> None:
+    """Stop every container this process started (idempotent)."""
+    while _containers:
+        container = _containers.pop()
+        with contextlib.suppress(Exception):  # already gone: nothing left to stop
+            container.stop()  # type: ignore[attr-defined]
+    _broker_container.clear()
+
+
+atexit.register(stop_containers)
 
 
 def _answers(url: str, default_port: int) -> bool:
@@ -39,14 +91,18 @@ def amqp_url_or_none() -> str | None:
     """AMQP_URL if set, else the local broker if it answers, else a RabbitMQ testcontainer, else None."""
     if os.environ.get("AMQP_URL"):
         return os.environ["AMQP_URL"]
-    if _answers(LOCAL_AMQP, 5672):
+    if not containers_forced() and _answers(LOCAL_AMQP, 5672):
         return LOCAL_AMQP
     if docker_available():
-        from testcontainers.rabbitmq import RabbitMqContainer
+        prepare_testcontainers()
+        try:
+            from testcontainers.community.rabbitmq import RabbitMqContainer
+        except ImportError:  # testcontainers before the community modules moved
+            from testcontainers.rabbitmq import RabbitMqContainer
 
-        container = RabbitMqContainer("rabbitmq:3.13-management").start()
-        _containers.append(container)
-        atexit.register(container.stop)
+        container = RabbitMqContainer(rabbitmq_image()).start()
+        keep(container)
+        _broker_container.append(container)
         host, port = container.get_container_host_ip(), container.get_exposed_port(5672)
         return f"amqp://guest:guest@{host}:{port}/%2F"
     return None
@@ -57,15 +113,28 @@ def postgres_url_or_none() -> str | None:
     env = os.environ.get("DATABASE_URL", "")
     if env.startswith("postgresql"):
         return env.replace("postgresql://", "postgresql+psycopg://", 1)
-    if _answers(LOCAL_POSTGRES, 5432):
+    if not containers_forced() and _answers(LOCAL_POSTGRES, 5432):
         return LOCAL_POSTGRES
     if docker_available():
-        from testcontainers.postgres import PostgresContainer
+        prepare_testcontainers()
+        try:
+            from testcontainers.community.postgres import PostgresContainer
+        except ImportError:  # testcontainers before the community modules moved
+            from testcontainers.postgres import PostgresContainer
 
-        container = PostgresContainer("postgres:16", driver="psycopg").start()
-        _containers.append(container)
-        atexit.register(container.stop)
+        container = PostgresContainer(postgres_image(), driver="psycopg").start()
+        keep(container)
         return container.get_connection_url()
+    return None
+
+
+def rabbitmqctl_argv(amqp_url: str) -> list[str] | None:
+    """How to run `rabbitmqctl` against the broker at amqp_url: inside the container this process started,
+    or the local tool when the broker is this machine's; None when neither applies (a remote broker)."""
+    if _broker_container:
+        return ["docker", "exec", _broker_container[0].get_wrapped_container().id, "rabbitmqctl"]  # type: ignore[attr-defined]
+    if urlparse(amqp_url).hostname in {"127.0.0.1", "localhost"} and shutil.which("rabbitmqctl"):
+        return ["rabbitmqctl"]
     return None
 
 

@@ -19,10 +19,21 @@ import pytest
 
 from services.sandbox import Sandbox
 from shared.settings import RuntimeSettings
-from shared.testing.infra import amqp_url_or_none, create_database, drop_database, postgres_url_or_none
+from shared.testing.infra import (
+    amqp_url_or_none,
+    create_database,
+    drop_database,
+    postgres_url_or_none,
+    stop_containers,
+)
 from shared.testing.memory import MemoryPipeline
 from shared.testing.namespaces import lease_namespace
 from shared.testing.pipeline import Pipeline
+
+
+def pytest_sessionfinish() -> None:
+    """Stop the broker and database containers this session started (pytest-xdist workers skip atexit)."""
+    stop_containers()
 
 
 @pytest.fixture(scope="session")

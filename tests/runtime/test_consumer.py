@@ -117,11 +117,12 @@ def test_crash_between_commit_and_ack_causes_no_second_effect(erasure_pipeline, 
     ns = erasure_pipeline.namespace
     _declare_empty(erasure_pipeline, make_service())
     [sent] = erasure_pipeline.publish(example_deregistration("ok-crash"))
-    child = spawn("tests.probe_service", ns, url, env={"ERASURE_FAILPOINTS": "after_commit"})
+    child = spawn("tests.probe_service", ns, url, erasure_pipeline.settings.amqp_url,
+                  env={"ERASURE_FAILPOINTS": "after_commit"})
     assert child.wait(30) == 70, "the failpoint should have killed the process after its commit"
     # Unacked, the broker still holds the event: it is ready again once the broker sees the connection gone.
     wait_until(lambda: erasure_pipeline.depth(f"{ns}.probe") == 1, what="the unacked event back on the queue")
-    child = spawn("tests.probe_service", ns, url)
+    child = spawn("tests.probe_service", ns, url, erasure_pipeline.settings.amqp_url)
     wait_until(lambda: erasure_pipeline.depth(f"{ns}.probe") == 0, what="redelivery acked")
     child.send_signal(signal.SIGTERM)
     assert child.wait(30) == 0
@@ -138,7 +139,7 @@ def test_sigterm_finishes_in_flight_work_before_exit(erasure_pipeline, spawn, tm
     ns = erasure_pipeline.namespace
     _declare_empty(erasure_pipeline, make_service())
     erasure_pipeline.publish(*(example_deregistration(f"slow-{i}") for i in range(5)))
-    child = spawn("tests.probe_service", ns, url)
+    child = spawn("tests.probe_service", ns, url, erasure_pipeline.settings.amqp_url)
     from sqlalchemy import create_engine
 
     engine = create_engine(url)

@@ -48,7 +48,8 @@ def test_emitted_event_is_delivered_when_the_process_dies_right_after_commit(era
     ns = erasure_pipeline.namespace
     erasure_pipeline.declare(make_service())
     [sent] = erasure_pipeline.publish(example_deregistration("emit-crash"))
-    child = spawn("tests.probe_service", ns, url, env={"ERASURE_FAILPOINTS": "before_relay"})
+    child = spawn("tests.probe_service", ns, url, erasure_pipeline.settings.amqp_url,
+                  env={"ERASURE_FAILPOINTS": "before_relay"})
     assert child.wait(30) == 70, "the failpoint should have killed the process before the relay published"
     with create_engine(url).connect() as conn:
         from tests.probe_service import metadata
@@ -56,7 +57,7 @@ def test_emitted_event_is_delivered_when_the_process_dies_right_after_commit(era
         outbox = metadata.tables["outbox"]
         assert conn.execute(select(func.count()).select_from(outbox)).scalar_one() == 1
     erasure_pipeline.take(f"{ns}.ledger")  # drop the deregistration itself; only the report matters now
-    child = spawn("tests.probe_service", ns, url)
+    child = spawn("tests.probe_service", ns, url, erasure_pipeline.settings.amqp_url)
     wait_until(lambda: erasure_pipeline.depth(f"{ns}.ledger") >= 1, what="the report after restart")
     child.send_signal(signal.SIGTERM)
     assert child.wait(30) == 0

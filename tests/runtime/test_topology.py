@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
 
 import kombu
@@ -14,6 +13,7 @@ from schemas import SUBSCRIPTIONS
 from schemas.examples import example_deregistration, example_purchase
 from services.registry import SERVICES, load
 from shared.consumer import full_topology
+from shared.testing.infra import rabbitmqctl_argv
 from shared.topology import Names, declare, delay_label
 
 
@@ -31,8 +31,8 @@ def test_names_follow_the_design_card() -> None:
     assert names.dead_queue("payment") == "erasure.payment.dead"
 
 
-def _broker_queues(namespace: str) -> dict[str, dict]:
-    out = subprocess.run(["rabbitmqctl", "list_queues", "-q", "--formatter", "json", "name", "type", "arguments",
+def _broker_queues(rabbitmqctl: list[str], namespace: str) -> dict[str, dict]:
+    out = subprocess.run([*rabbitmqctl, "list_queues", "-q", "--formatter", "json", "name", "type", "arguments",
                           "durable"], capture_output=True, text=True, check=True, timeout=60).stdout
     queues = {q["name"]: q for q in json.loads(out) if q["name"].startswith(namespace + ".")}
     for q in queues.values():  # rabbitmqctl prints arguments as [key, type, value] triples
@@ -40,12 +40,14 @@ def _broker_queues(namespace: str) -> dict[str, dict]:
     return queues
 
 
-@pytest.mark.skipif(not shutil.which("rabbitmqctl"), reason="reads queue arguments with the local rabbitmqctl")
 def test_declared_queues_carry_the_design_arguments(erasure_pipeline) -> None:
+    rabbitmqctl = rabbitmqctl_argv(erasure_pipeline.settings.amqp_url)
+    if rabbitmqctl is None:
+        pytest.skip("reads queue arguments with rabbitmqctl: on this machine or in the broker's container")
     erasure_pipeline.declare()
     erasure_pipeline.declare()  # declaring twice is a no-op
     ns = erasure_pipeline.namespace
-    queues = _broker_queues(ns)
+    queues = _broker_queues(rabbitmqctl, ns)
     expected = full_topology(erasure_pipeline.settings)
     assert {q.name for q in expected.queues} <= set(queues)
     for service in SUBSCRIPTIONS:

@@ -248,3 +248,19 @@ def test_default_directory_is_the_sandboxs_installers() -> None:
     assert set(directory) == set(DEFAULT_INSTALLERS)
     assert str(directory["inst-1"].endpoint_url) == "http://127.0.0.1:8480/installers/inst-1"
     assert directory["inst-1"].token.get_secret_value() == DEFAULT_INSTALLERS["inst-1"]
+
+
+def test_plain_http_to_another_host_only_where_a_development_setting_lists_it(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(ValueError, match=r"must be https://.*ERASURE_INSTALLER_SHARING_PLAIN_HTTP_HOSTS"):
+        sandbox_directory("http://sandbox:8480")
+    monkeypatch.setenv("ERASURE_INSTALLER_SHARING_PLAIN_HTTP_HOSTS", "Sandbox, other")
+    monkeypatch.setenv("ERASURE_INSTALLER_SHARING_SANDBOX_URL", "http://sandbox:8480")
+    service = build()  # the compose setup: the sandbox reached by its service name
+    assert service.name == "installer_sharing"
+    assert str(sandbox_directory("http://sandbox:8480", frozenset({"sandbox"}))["inst-1"].endpoint_url) \
+        == "http://sandbox:8480/installers/inst-1"
+    source = '{"inst-1": {"name": "A", "endpoint_url": "http://a.example.com", "token": "t"}}'
+    with pytest.raises(ValueError, match="must be https://"):
+        parse_directory(source, frozenset({"sandbox"}))  # listing one host allows no other
+    assert str(parse_directory(source, frozenset({"a.example.com"}))["inst-1"].endpoint_url) == "http://a.example.com/"
