@@ -135,7 +135,7 @@ def test_build_context_admits_only_what_the_image_needs() -> None:
     admitted = {line[1:] for line in lines if line.startswith("!")}
     copied = {source for line in _dockerfile_lines_of_build_stage() if line.startswith("COPY ")
               for source in line.split()[1:-1]}
-    assert copied == admitted == {"pyproject.toml", "README.md", "shared", "schemas", "services"}
+    assert copied == admitted == {"pyproject.toml", "README.md", "shared", "schemas", "services", "ops"}
 
 
 def _dockerfile_lines_of_build_stage() -> list[str]:
