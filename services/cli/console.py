@@ -40,7 +40,9 @@ def console(ctx: click.Context, host: str | None, port: int | None) -> None:
 @click.option("--name", required=True, help="The user's login name.")
 @click.option("--role", type=click.Choice(["viewer", "operator"]), required=True)
 def hash_password_command(name: str, role: str) -> None:
-    """Ask for a password and print the user's entry for ERASURE_CONSOLE_USERS (an argon2id hash).
+    """Ask for a password (or read one line from stdin) and print the user's entry for ERASURE_CONSOLE_USERS.
+
+    The entry holds an argon2id hash, never the password.
 
     \b
     Example:
@@ -48,7 +50,14 @@ def hash_password_command(name: str, role: str) -> None:
     """
     from services.console.auth import hash_password
 
-    password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    stdin = click.get_text_stream("stdin")
+    if stdin.isatty():
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    else:  # piped, for scripts: the first line is the password
+        password = stdin.readline().rstrip("\r\n")
+        if not password:
+            raise click.ClickException("erasure console hash-password: no password on stdin; type it at the "
+                                       "prompt, or pipe it in (printf '%s\\n' \"$PASSWORD\" | erasure console ...)")
     try:
         hashed = hash_password(password)
     except ValueError as exc:

@@ -58,17 +58,34 @@ def explain(command: str, exc: BaseException) -> str:
     if isinstance(exc, PublishError) or _is_broker_error(exc):
         return f"{command}: cannot reach the broker ({_reason(exc)}); {BROKER_FIX}"
     if isinstance(exc, ValidationError):
-        return f"{command}: a setting is not valid ({_reason(exc)}); fix the ERASURE_* variable it names"
+        return f"{command}: a setting is not valid ({settings_problem(exc)}); fix the ERASURE_* variable it names"
     if isinstance(exc, OSError):
         return f"{command}: {_reason(exc)}; check the path or permission it names"
     return (f"{command} failed unexpectedly ({type(exc).__name__}: {_reason(exc)}); nothing more is known. "
             f"Run it again with {TRACEBACK_VARIABLE}=1 for the details and report them")
 
 
+def settings_problem(exc: Any) -> str:
+    """A pydantic ValidationError of a settings class as the variables it names and why (never their values)."""
+    problems = []
+    for error in exc.errors():
+        where = ".".join(str(part) for part in error["loc"]) or exc.title
+        reason = error["msg"].removeprefix("Value error, ")
+        problems.append(reason if reason.startswith(where) else f"{where}: {reason}")
+    return _reason(Exception("; ".join(problems)))
+
+
+class SettingsError(click.ClickException):
+    """A setting that cannot be used: the invocation is wrong, not the world (exit 2, like a usage error)."""
+
+    exit_code = 2
+
+
 class OperatorGroup(click.Group):
     """A click group whose commands never show a traceback: a failure is one line on stderr and exit 1.
 
-    Usage errors stay click's (exit 2). ERASURE_TRACEBACK=1 lets the exception through for debugging.
+    Usage errors stay click's (exit 2), and so does a setting that cannot be used. ERASURE_TRACEBACK=1 lets
+    the exception through for debugging.
     """
 
     def invoke(self, ctx: click.Context) -> Any:
@@ -79,5 +96,8 @@ class OperatorGroup(click.Group):
         except Exception as exc:
             if os.environ.get(TRACEBACK_VARIABLE):
                 raise
+            from pydantic import ValidationError
+
             command = f"erasure {ctx.invoked_subcommand}" if ctx.invoked_subcommand else "erasure"
-            raise click.ClickException(explain(command, exc)) from None
+            error = SettingsError if isinstance(exc, ValidationError) else click.ClickException
+            raise error(explain(command, exc)) from None

@@ -12,7 +12,7 @@ import click
 from services.cli.console import console
 from services.cli.demo import demo
 from services.cli.dlq import dlq
-from services.cli.errors import OperatorGroup
+from services.cli.errors import OperatorGroup, settings_problem
 from services.cli.intake import intake, replay, sweep
 from services.cli.ledger import receipt, status
 from services.cli.ops import publish
@@ -231,8 +231,5 @@ def main() -> None:
     try:
         cli(prog_name="erasure")
     except ValidationError as exc:
-        for error in exc.errors():
-            where = ".".join(str(part) for part in error["loc"]) or exc.title
-            reason = error["msg"].removeprefix("Value error, ")
-            click.echo(f"erasure: {reason if reason.startswith(where) else f'{where}: {reason}'}", err=True)
+        click.echo(f"erasure: {settings_problem(exc)}", err=True)
         sys.exit(2)

@@ -106,8 +106,8 @@ def test_the_worked_signature_example_is_the_hmac_of_its_body_under_the_developm
 
 
 def _reasons_used_in_code() -> set[str]:
-    """Every literal kind the runtime dead-letters with: BadInput(kind, …), _bad(kind, …), Outcome('dead', kind…)
-    and _send_to_dead(…, kind, …)."""
+    """Every literal kind the runtime dead-letters with: BadInput(kind, …), _bad(kind, …), Outcome.dead(kind, …)
+    and the settle stage's dead(publisher, delivery, kind, …)."""
     kinds: set[str] = set()
     for path in [*(ROOT / "shared").rglob("*.py"), *(ROOT / "services").rglob("*.py")]:
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
@@ -117,10 +117,8 @@ def _reasons_used_in_code() -> set[str]:
             args = [a.value if isinstance(a, ast.Constant) else None for a in node.args]
             if func in ("BadInput", "_bad") and args and isinstance(args[0], str):
                 kinds.add(args[0])
-            elif func == "Outcome" and args[:1] == ["dead"] and len(args) > 1 and isinstance(args[1], str):
-                kinds.add(args[1])
-            elif func == "_send_to_dead" and len(args) > 2 and isinstance(args[2], str):
-                kinds.add(args[2])
+            elif func == "dead":
+                kinds.update(next(([a] for a in args if isinstance(a, str)), []))
     return kinds
 
 

@@ -23,7 +23,7 @@ ARGUMENTS: dict[str, list[str]] = {
     "dlq purge": ["--all", "--yes"],
 }
 # Commands that need neither the broker nor a database: they answer (0) or say what is stale (1).
-OFFLINE = {"schemas generate"}
+OFFLINE = {"schemas generate", "console hash-password"}
 
 
 def leaves(group: click.Group, prefix: str = "") -> Iterator[tuple[str, click.Command]]:
