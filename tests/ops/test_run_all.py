@@ -97,7 +97,7 @@ def test_run_all_restarts_a_killed_service_and_stops_cleanly_on_sigint(amqp_url,
         pipeline.close()
 
 
-def _answers(port: int) -> bool:
+def _listening(port: int) -> bool:
     import socket
 
     try:
@@ -115,7 +115,7 @@ def test_run_all_starts_a_private_broker_when_none_answers_and_stops_it_on_sigin
     if rabbitmq_server() is None:
         pytest.skip("rabbitmq-server is not installed here")
     amqp_port = free_port()
-    assert not _answers(amqp_port)
+    assert not _listening(amqp_port)
     ports = {name: free_port() for name in SERVICES}
     env = {
         **os.environ,
@@ -123,6 +123,7 @@ def test_run_all_starts_a_private_broker_when_none_answers_and_stops_it_on_sigin
         "ERASURE_VAR_DIR": str(tmp_path / "var"),
         "ERASURE_SANDBOX_URL": f"http://127.0.0.1:{free_port()}",
         "ERASURE_SANDBOX_SMTP_PORT": str(free_port()),
+        "ERASURE_CONSOLE_PORT": str(free_port()),
         **{f"ERASURE_{name.upper()}_HTTP_PORT": str(port) for name, port in ports.items()},
     }
     log_path = tmp_path / "run.log"
@@ -138,7 +139,7 @@ def test_run_all_starts_a_private_broker_when_none_answers_and_stops_it_on_sigin
             (data / "rabbitmq.conf").read_text()
         supervisor.send_signal(signal.SIGINT)
         assert supervisor.wait(90) == 0
-        assert not _answers(amqp_port), "the private node outlived `run`"
+        assert not _listening(amqp_port), "the private node outlived `run`"
         assert "all stopped" in log_path.read_text()
     finally:
         if supervisor.poll() is None:
@@ -181,7 +182,7 @@ def test_start_broker_runs_a_container_where_no_rabbitmq_server_is_installed(mon
     with local_broker.ensure_broker(settings) as started:
         assert started is not None and f"erasure-rabbitmq-{port}" in started
         assert local_broker.broker_answers(settings), "the URL's account and vhost exist in the new broker"
-    assert not _answers(port), "the container outlived the block"
+    assert not _listening(port), "the container outlived the block"
     wait_until(lambda: subprocess.run(["docker", "inspect", f"erasure-rabbitmq-{port}"], capture_output=True,
                                       check=False).returncode != 0,
                timeout=30, interval=0.5, what="the stopped container removed (--rm)")
