@@ -148,7 +148,7 @@ def open_erasure_request(event: UserDeregistered, ctx: Context[LedgerSettings]) 
     settings: LedgerSettings = ctx.deps
     session, now = ctx.session, datetime.now(UTC)
     request_id = str(event.request_id)
-    due = event.requested_at + settings.due_period
+    due = settings.due_at(event.requested_at)
     request, chain = _locked_request(session, request_id)
     if request is None:
         request = _new_request(request_id, event.user_id, now, due=due, opened_by=BY_DEREGISTRATION,
@@ -182,7 +182,7 @@ def record_slice_report(event: ErasureSliceReported, ctx: Context[LedgerSettings
     request, chain = _locked_request(session, request_id)
     if request is None:
         # Its deregistration has not reached us yet; the provisional deadline keeps it from being forgotten.
-        request = _new_request(request_id, event.user_id, now, due=now + settings.due_period,
+        request = _new_request(request_id, event.user_id, now, due=settings.due_at(now),
                                opened_by=BY_REPORT, replay=event.replay)
         session.add(request)
         ctx.log.info("erasure request opened by an early slice report", request_id=request_id,

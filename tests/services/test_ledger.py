@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from schemas import SLICE_SERVICES, ErasureCompleted, ErasureSliceReported, UserDeregistered
 from schemas.examples import example_deregistration, example_slice_report
+from services.common.deadline import legal_deadline
 from services.ledger import queries
 from services.ledger.commands import receipt_command, status_command
 from services.ledger.main import build
@@ -158,7 +159,7 @@ def test_request_completes_once_all_five_slices_have_reported(
     _publish_and_wait(erasure_memory, ledger, request)
     opened = _status(ledger, request)
     assert (opened.status, opened.reason, opened.opened_by) == ("open", "user_request", "deregistration")
-    assert opened.due_at == request.requested_at + timedelta(days=30)
+    assert opened.due_at == legal_deadline(request.requested_at)
     assert opened.missing == SLICE_SERVICES
 
     reports = _reports(request)
@@ -220,7 +221,7 @@ def test_reports_before_the_deregistration_open_the_request_and_nothing_is_lost(
     status = _status(ledger, request)
     assert (status.status, status.reason, status.opened_by) == ("complete", "inactivity", "report")
     assert status.requested_at == request.requested_at
-    assert status.due_at == request.requested_at + timedelta(days=30)
+    assert status.due_at == legal_deadline(request.requested_at)
     assert _verify(ledger, request).ok
     assert completions.wait_one(request)["receipt_hash"] == status.receipt_hash
 
