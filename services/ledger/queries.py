@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from services.ledger.models import OPEN, ErasureRequest
@@ -64,7 +64,8 @@ class RequestStatus:
 
 @dataclass(frozen=True)
 class OverdueRequest:
-    """An open request past its deadline ("past_due") or with a slice silent too long ("stuck")."""
+    """An open request past its deadline ("past_due"), with a slice silent too long ("stuck"), or past its
+    internal due date ("due_soon")."""
 
     request_id: str
     user_id: str
@@ -116,25 +117,77 @@ def requests_for_user(session: Session, user_id: str) -> list[RequestStatus]:
     return [_status(r) for r in rows]
 
 
-def overdue(session: Session, now: datetime, stuck_after: timedelta = DEFAULT_STUCK_AFTER) -> list[OverdueRequest]:
-    """Open requests past their deadline, or opened longer than `stuck_after` ago and still incomplete."""
-    now = _utc(now)
+# The state of a request for operators and the gauge, one per request: the first that applies, in this order.
+COMPLETED, OVERDUE, STUCK, DUE_SOON, STILL_OPEN = "completed", "overdue", "stuck", "due_soon", "open"
+STATES = (STILL_OPEN, DUE_SOON, OVERDUE, STUCK, COMPLETED)
+_WHY = {OVERDUE: "past_due", STUCK: "stuck", DUE_SOON: "due_soon"}
+
+
+def _received(request: ErasureRequest) -> datetime:
+    """When the request was received: its event's time, or when an early report opened it."""
+    return request.requested_at or request.opened_at
+
+
+def request_state(request: ErasureRequest, now: datetime, stuck_after: timedelta,
+                  internal_due: timedelta | None) -> str:
+    """completed; else overdue (past the legal deadline), stuck, due_soon (past the internal due date), open."""
+    if request.status != OPEN:
+        return COMPLETED
+    if request.due_at < now:
+        return OVERDUE
+    if request.opened_at < now - stuck_after:
+        return STUCK
+    if internal_due is not None and _received(request) < now - internal_due:
+        return DUE_SOON
+    return STILL_OPEN
+
+
+def _listed(session: Session, condition: Any, now: datetime, stuck_after: timedelta,
+            internal_due: timedelta | None) -> list[OverdueRequest]:
     rows = session.scalars(
-        select(ErasureRequest)
-        .where(ErasureRequest.status == OPEN,
-               or_(ErasureRequest.due_at < now, ErasureRequest.opened_at < now - stuck_after))
-        .options(selectinload(ErasureRequest.slices)).order_by(ErasureRequest.due_at)
+        select(ErasureRequest).where(ErasureRequest.status == OPEN, condition)
+        .options(selectinload(ErasureRequest.slices)).order_by(ErasureRequest.due_at, ErasureRequest.request_id)
     ).all()
     found = []
     for request in rows:
         state = _status(request)
         found.append(OverdueRequest(
             request_id=state.request_id, user_id=state.user_id,
-            why="past_due" if state.due_at < now else "stuck",
+            why=_WHY.get(request_state(request, now, stuck_after, internal_due), "open"),
             due_at=state.due_at, opened_at=state.opened_at, missing=state.missing,
             awaiting_deregistration=state.awaiting_deregistration,
         ))
     return found
+
+
+def overdue(session: Session, now: datetime, stuck_after: timedelta = DEFAULT_STUCK_AFTER) -> list[OverdueRequest]:
+    """Open requests past their deadline, or opened longer than `stuck_after` ago and still incomplete."""
+    now = _utc(now)
+    return _listed(session, or_(ErasureRequest.due_at < now, ErasureRequest.opened_at < now - stuck_after),
+                   now, stuck_after, None)
+
+
+def due_soon(session: Session, now: datetime, internal_due: timedelta,
+             stuck_after: timedelta = DEFAULT_STUCK_AFTER) -> list[OverdueRequest]:
+    """Open requests past their internal due date (received longer than `internal_due` ago), by deadline.
+
+    `why` says how far each has gone: due_soon, or past_due and stuck for those already listed by `overdue`.
+    """
+    now = _utc(now)
+    received = func.coalesce(ErasureRequest.requested_at, ErasureRequest.opened_at)
+    return _listed(session, received < now - internal_due, now, stuck_after, internal_due)
+
+
+def state_counts(session: Session, now: datetime, stuck_after: timedelta,
+                 internal_due: timedelta) -> dict[str, int]:
+    """How many requests are in each state; completed ones are counted in the database, open ones read."""
+    now = _utc(now)
+    counts = dict.fromkeys(STATES, 0)
+    counts[COMPLETED] = session.scalar(
+        select(func.count()).select_from(ErasureRequest).where(ErasureRequest.status != OPEN)) or 0
+    for request in session.scalars(select(ErasureRequest).where(ErasureRequest.status == OPEN)):
+        counts[request_state(request, now, stuck_after, internal_due)] += 1
+    return counts
 
 
 def receipt_entries(session: Session, request_id: str) -> list[Entry]:

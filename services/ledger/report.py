@@ -91,10 +91,14 @@ def status_dict(status: RequestStatus) -> dict[str, Any]:
     }
 
 
-def overdue_text(items: Sequence[OverdueRequest]) -> str:
-    """Overdue and stuck requests with the slices each still waits for."""
+NONE_OVERDUE = "No overdue or stuck erasure requests."
+NONE_DUE_SOON = "No open erasure requests past their internal due date."
+
+
+def overdue_text(items: Sequence[OverdueRequest], none: str = NONE_OVERDUE) -> str:
+    """Overdue, stuck or due-soon requests with the slices each still waits for; `none` when there are none."""
     if not items:
-        return "No overdue or stuck erasure requests."
+        return none
     rows = [[o.request_id, o.user_id, o.why, _when(o.due_at),
              [*o.missing, *(["(deregistration event)"] if o.awaiting_deregistration else [])]]
             for o in items]

@@ -408,3 +408,65 @@ def test_each_delivery_costs_the_ledger_a_few_statements(
     assert all(1 <= n <= most for n, most in zip(per_delivery, expected, strict=True)), (per_delivery, statements)
     assert _status(ledger, request).status == "complete"
     assert _verify(ledger, request).ok
+
+
+# ---- legal time: internal due date, the gauge of requests per state -------------------------------------------
+
+def _ids(items: Iterable[queries.OverdueRequest]) -> dict[str, str]:
+    return {o.request_id: o.why for o in items}
+
+
+def test_due_soon_lists_open_requests_past_their_internal_due_date(
+        erasure_memory: MemoryPipeline, db_backend: str, ledger_url: str, ledger: MemoryService) -> None:
+    now = datetime.now(UTC)
+    fresh = _deregistration()
+    late = _deregistration(requested_at=now - timedelta(days=21))  # default internal due: 20 days
+    past = _deregistration(requested_at=now - timedelta(days=45))  # past its legal deadline too
+    done = _deregistration(requested_at=now - timedelta(days=25))
+    _publish_and_wait(erasure_memory, ledger, fresh, late, past, done, *_reports(done))
+
+    with Session(ledger.engine) as session:
+        listed = _ids(queries.due_soon(session, datetime.now(UTC), timedelta(days=20)))
+        assert listed == {str(late.request_id): "due_soon", str(past.request_id): "past_due"}
+        assert _ids(queries.overdue(session, datetime.now(UTC))) == {str(past.request_id): "past_due"}
+
+    text, code = status_command(ledger_url, due_soon=True)
+    assert code == 1, "a request past its internal due date is listed: exit 1 for cron and monitoring"
+    assert str(late.request_id) in text and "due_soon" in text and str(fresh.request_id) not in text
+    data, code = status_command(ledger_url, due_soon=True, as_json=True)
+    assert {d["request_id"] for d in json.loads(data)} == set(listed)
+    # The internal due date is a setting: one of 30 days leaves only the request past its deadline.
+    with Session(ledger.engine) as session:
+        assert _ids(queries.due_soon(session, datetime.now(UTC), timedelta(days=30))) == {
+            str(past.request_id): "past_due"}
+
+
+def test_due_soon_with_nothing_due_exits_0(erasure_memory: MemoryPipeline, ledger_url: str,
+                                           ledger: MemoryService) -> None:
+    _publish_and_wait(erasure_memory, ledger, _deregistration())
+    text, code = status_command(ledger_url, due_soon=True)
+    assert (text, code) == ("No open erasure requests past their internal due date.", 0)
+    assert status_command(ledger_url, due_soon=True, overdue=True)[1] == 2
+
+
+def test_the_gauge_counts_requests_per_state_at_each_scrape(
+        erasure_memory: MemoryPipeline, db_backend: str, ledger: MemoryService) -> None:
+    from prometheus_client import REGISTRY, generate_latest
+
+    from services.ledger.metrics import NAME
+
+    def scraped() -> dict[str, float]:
+        return {state: REGISTRY.get_sample_value(NAME, {"state": state}) or 0.0 for state in queries.STATES}
+
+    assert scraped() == dict.fromkeys(queries.STATES, 0.0)
+    now = datetime.now(UTC)
+    done = _deregistration()
+    _publish_and_wait(erasure_memory, ledger, _deregistration(), _deregistration(),
+                      _deregistration(requested_at=now - timedelta(days=21)),
+                      _deregistration(requested_at=now - timedelta(days=45)), done, *_reports(done))
+    assert scraped() == {"open": 2, "due_soon": 1, "overdue": 1, "stuck": 0, "completed": 1}
+    assert f'{NAME}{{state="due_soon"}} 1.0' in generate_latest(REGISTRY).decode()
+    with Session(ledger.engine) as session:  # a day later the fresh ones are stuck: nothing reported since
+        later = queries.state_counts(session, datetime.now(UTC) + timedelta(hours=25), timedelta(hours=24),
+                                     timedelta(days=20))
+    assert later == {"open": 0, "due_soon": 0, "overdue": 1, "stuck": 3, "completed": 1}
