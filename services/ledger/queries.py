@@ -10,7 +10,8 @@ from typing import Any
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from services.ledger.models import OPEN, ErasureRequest
+from services.common.deadline import ErasureDeadline
+from services.ledger.models import OPEN, ErasureRequest, LegalHold
 from services.ledger.receipt import Entry, VerifyResult, opening_hash, verify_chain
 from services.ledger.settings import DEFAULT_STUCK_AFTER
 
@@ -50,6 +51,13 @@ class RequestStatus:
     completed_at: datetime | None
     receipt_hash: str | None
     slices: tuple[SliceState, ...]
+    extension_months: int = 0
+    extension_reason: str | None = None
+    extended_at: datetime | None = None
+    extension_notice: str | None = None
+    hold_reason: str | None = None
+    """The reason of the user's legal hold in force, None when there is none."""
+    internal_due_at: datetime | None = None
 
     @property
     def missing(self) -> tuple[str, ...]:
@@ -64,8 +72,8 @@ class RequestStatus:
 
 @dataclass(frozen=True)
 class OverdueRequest:
-    """An open request past its deadline ("past_due"), with a slice silent too long ("stuck"), or past its
-    internal due date ("due_soon")."""
+    """An open request past its deadline ("past_due"), with a slice silent too long ("stuck"), past its
+    internal due date ("due_soon"), or any of these while its user is under a legal hold ("held")."""
 
     request_id: str
     user_id: str
@@ -92,20 +100,38 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
-def _status(request: ErasureRequest) -> RequestStatus:
+def _status(request: ErasureRequest, hold: str | None = None) -> RequestStatus:
     return RequestStatus(
         request_id=request.request_id, user_id=request.user_id, status=request.status, reason=request.reason,
         requested_at=request.requested_at, opened_at=request.opened_at, opened_by=request.opened_by,
         due_at=request.due_at, replay=request.replay, original_request_id=request.original_request_id,
         completed_at=request.completed_at, receipt_hash=request.receipt_hash,
         slices=tuple(SliceState(s.service, s.outcome, s.reported_at, s.report) for s in request.slices),
+        extension_months=request.extension_months or 0, extension_reason=request.extension_reason,
+        extended_at=request.extended_at, extension_notice=request.extension_notice, hold_reason=hold,
+        internal_due_at=ErasureDeadline().internal_due_at(_received(request)),
     )
+
+
+def _hold_reason(session: Session, user_id: str) -> str | None:
+    return session.scalars(select(LegalHold.reason).where(LegalHold.user_id == user_id,
+                                                          LegalHold.released_at.is_(None))).first()
+
+
+def held_users(session: Session) -> set[str]:
+    """Users under a legal hold now."""
+    return set(session.scalars(select(LegalHold.user_id).where(LegalHold.released_at.is_(None))))
+
+
+def holds_of(session: Session, user_id: str) -> list[LegalHold]:
+    """Every legal hold of a user, placed and released, oldest first."""
+    return list(session.scalars(select(LegalHold).where(LegalHold.user_id == user_id).order_by(LegalHold.id)))
 
 
 def request_status(session: Session, request_id: str) -> RequestStatus | None:
     """The status of one request, or None if the ledger has never heard of it."""
     request = session.get(ErasureRequest, str(request_id), options=[selectinload(ErasureRequest.slices)])
-    return _status(request) if request is not None else None
+    return _status(request, _hold_reason(session, request.user_id)) if request is not None else None
 
 
 def requests_for_user(session: Session, user_id: str) -> list[RequestStatus]:
@@ -114,13 +140,14 @@ def requests_for_user(session: Session, user_id: str) -> list[RequestStatus]:
         select(ErasureRequest).where(ErasureRequest.user_id == user_id)
         .options(selectinload(ErasureRequest.slices)).order_by(ErasureRequest.opened_at)
     ).all()
-    return [_status(r) for r in rows]
+    hold = _hold_reason(session, user_id)
+    return [_status(r, hold) for r in rows]
 
 
 # The state of a request for operators and the gauge, one per request: the first that applies, in this order.
-COMPLETED, OVERDUE, STUCK, DUE_SOON, STILL_OPEN = "completed", "overdue", "stuck", "due_soon", "open"
-STATES = (STILL_OPEN, DUE_SOON, OVERDUE, STUCK, COMPLETED)
-_WHY = {OVERDUE: "past_due", STUCK: "stuck", DUE_SOON: "due_soon"}
+COMPLETED, HELD, OVERDUE, STUCK, DUE_SOON, STILL_OPEN = "completed", "held", "overdue", "stuck", "due_soon", "open"
+STATES = (STILL_OPEN, DUE_SOON, OVERDUE, STUCK, HELD, COMPLETED)
+_WHY = {OVERDUE: "past_due", STUCK: "stuck", DUE_SOON: "due_soon", HELD: "held"}
 
 
 def _received(request: ErasureRequest) -> datetime:
@@ -129,10 +156,13 @@ def _received(request: ErasureRequest) -> datetime:
 
 
 def request_state(request: ErasureRequest, now: datetime, stuck_after: timedelta,
-                  internal_due: timedelta | None) -> str:
-    """completed; else overdue (past the legal deadline), stuck, due_soon (past the internal due date), open."""
+                  internal_due: timedelta | None, held: set[str] | frozenset[str] = frozenset()) -> str:
+    """completed; else held (its user is under a legal hold), overdue (past the legal deadline), stuck,
+    due_soon (past the internal due date), open."""
     if request.status != OPEN:
         return COMPLETED
+    if request.user_id in held:
+        return HELD
     if request.due_at < now:
         return OVERDUE
     if request.opened_at < now - stuck_after:
@@ -148,12 +178,12 @@ def _listed(session: Session, condition: Any, now: datetime, stuck_after: timede
         select(ErasureRequest).where(ErasureRequest.status == OPEN, condition)
         .options(selectinload(ErasureRequest.slices)).order_by(ErasureRequest.due_at, ErasureRequest.request_id)
     ).all()
-    found = []
+    found, held = [], held_users(session)
     for request in rows:
         state = _status(request)
         found.append(OverdueRequest(
             request_id=state.request_id, user_id=state.user_id,
-            why=_WHY.get(request_state(request, now, stuck_after, internal_due), "open"),
+            why=_WHY.get(request_state(request, now, stuck_after, internal_due, held), "open"),
             due_at=state.due_at, opened_at=state.opened_at, missing=state.missing,
             awaiting_deregistration=state.awaiting_deregistration,
         ))
@@ -185,8 +215,9 @@ def state_counts(session: Session, now: datetime, stuck_after: timedelta,
     counts = dict.fromkeys(STATES, 0)
     counts[COMPLETED] = session.scalar(
         select(func.count()).select_from(ErasureRequest).where(ErasureRequest.status != OPEN)) or 0
+    held = held_users(session)
     for request in session.scalars(select(ErasureRequest).where(ErasureRequest.status == OPEN)):
-        counts[request_state(request, now, stuck_after, internal_due)] += 1
+        counts[request_state(request, now, stuck_after, internal_due, held)] += 1
     return counts
 
 
@@ -202,7 +233,7 @@ def _report_differing_from_chain(request: ErasureRequest, entries: list[Entry]) 
     """The status table must say what the receipt says: a slice row edited after the fact is caught here."""
     reports = {row.service: row.report for row in request.slices}
     for entry in entries:
-        if json.loads(entry.payload) != reports.get(entry.service):
+        if entry.service in reports and json.loads(entry.payload) != reports[entry.service]:
             return VerifyResult(False, entry.seq, f"the recorded report of {entry.service} differs from its "
                                                   "receipt entry")
     return None
@@ -231,9 +262,10 @@ def verify_receipt(session: Session, request_id: str) -> VerifyResult | None:
         return VerifyResult(True, None, f"{len(entries)} of {len(request.slices)} entries intact; still open")
     if request.receipt_hash is None:
         return VerifyResult(False, None, "a complete request without a receipt hash")
-    if len(entries) != len(request.slices):
-        return VerifyResult(False, None, f"complete, but the chain holds {len(entries)} of "
-                                         f"{len(request.slices)} slice reports")
+    slices = {row.service for row in request.slices}
+    reported = sum(1 for e in entries if e.service in slices)
+    if reported != len(slices):
+        return VerifyResult(False, None, f"complete, but the chain holds {reported} of {len(slices)} slice reports")
     return result
 
 

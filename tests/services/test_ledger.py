@@ -464,9 +464,9 @@ def test_the_gauge_counts_requests_per_state_at_each_scrape(
     _publish_and_wait(erasure_memory, ledger, _deregistration(), _deregistration(),
                       _deregistration(requested_at=now - timedelta(days=21)),
                       _deregistration(requested_at=now - timedelta(days=45)), done, *_reports(done))
-    assert scraped() == {"open": 2, "due_soon": 1, "overdue": 1, "stuck": 0, "completed": 1}
+    assert scraped() == {"open": 2, "due_soon": 1, "overdue": 1, "stuck": 0, "held": 0, "completed": 1}
     assert f'{NAME}{{state="due_soon"}} 1.0' in generate_latest(REGISTRY).decode()
     with Session(ledger.engine) as session:  # a day later the fresh ones are stuck: nothing reported since
         later = queries.state_counts(session, datetime.now(UTC) + timedelta(hours=25), timedelta(hours=24),
                                      timedelta(days=20))
-    assert later == {"open": 0, "due_soon": 0, "overdue": 1, "stuck": 3, "completed": 1}
+    assert later == {"open": 0, "due_soon": 0, "overdue": 1, "stuck": 3, "held": 0, "completed": 1}
