@@ -86,6 +86,20 @@ def _refused(message: str) -> None:
     sys.exit(REFUSED)
 
 
+def _decide(action: Callable[[Any], Any], what: str) -> None:
+    """Write a hold decision to the ledger and say which open requests' receipts record it."""
+    from services.ledger.legal import Refused
+
+    try:
+        done = _ledger_write(action)
+    except Refused as exc:
+        _refused(str(exc))
+    if done is None:
+        _refused("the ledger has no database yet")
+    number, chained = done
+    click.echo(f"Legal hold {number} {what}; recorded in the receipt of {len(chained)} open request(s).")
+
+
 @click.command()
 @click.argument("request_id")
 @click.option("--reason", required=True, help="Why more time is needed; told to the data subject (no personal data).")
@@ -128,18 +142,9 @@ def hold(user_id: str, reason: str) -> None:
     Example:
       erasure hold --user u-1001 --reason "court order 2026-T-1234"
     """
-    from services.ledger.legal import Refused
     from services.ledger.legal import hold as place
 
-    try:
-        done = _ledger_write(lambda s: place(s, user_id, reason, datetime.now(UTC)))
-    except Refused as exc:
-        _refused(str(exc))
-    if done is None:
-        _refused("the ledger has no database yet")
-    placed, chained = done
-    click.echo(f"Legal hold {placed.id} placed on user {user_id}; recorded in the receipt of "
-               f"{len(chained)} open request(s).")
+    _decide(lambda s: place(s, user_id, reason, datetime.now(UTC)), f"placed on user {user_id}")
 
 
 @click.command()
@@ -151,15 +156,6 @@ def release(user_id: str) -> None:
     Example:
       erasure release --user u-1001
     """
-    from services.ledger.legal import Refused
     from services.ledger.legal import release as lift
 
-    try:
-        done = _ledger_write(lambda s: lift(s, user_id, datetime.now(UTC)))
-    except Refused as exc:
-        _refused(str(exc))
-    if done is None:
-        _refused("the ledger has no database yet")
-    placed, chained = done
-    click.echo(f"Legal hold {placed.id} on user {user_id} released; recorded in the receipt of "
-               f"{len(chained)} open request(s).")
+    _decide(lambda s: lift(s, user_id, datetime.now(UTC)), f"on user {user_id} released")

@@ -110,8 +110,8 @@ def _chain_on_open_requests(session: Session, user_id: str, service: str, payloa
     return list(ids)
 
 
-def hold(session: Session, user_id: str, reason: str, now: datetime) -> tuple[LegalHold, list[str]]:
-    """Place a hold on a user's erasure; the hold and the open requests it was chained onto."""
+def hold(session: Session, user_id: str, reason: str, now: datetime) -> tuple[int, list[str]]:
+    """Place a hold on a user's erasure; the hold's number and the open requests it was chained onto."""
     reason = _reason(reason)
     if active_hold(session, user_id) is not None:
         raise Refused(f"user {user_id} is already under a legal hold; release it first to change the reason")
@@ -120,15 +120,15 @@ def hold(session: Session, user_id: str, reason: str, now: datetime) -> tuple[Le
     session.flush()
     chained = _chain_on_open_requests(session, user_id, f"hold {placed.id}",
                                       {"reason": reason, "placed_at": now.isoformat()}, now)
-    return placed, chained
+    return placed.id, chained
 
 
-def release(session: Session, user_id: str, now: datetime) -> tuple[LegalHold, list[str]]:
-    """Release the user's hold; the hold and the open requests the release was chained onto."""
+def release(session: Session, user_id: str, now: datetime) -> tuple[int, list[str]]:
+    """Release the user's hold; the hold's number and the open requests the release was chained onto."""
     placed = active_hold(session, user_id)
     if placed is None:
         raise Refused(f"user {user_id} is under no legal hold")
     placed.released_at = now
     chained = _chain_on_open_requests(session, user_id, f"release {placed.id}",
                                       {"released_at": now.isoformat()}, now)
-    return placed, chained
+    return placed.id, chained

@@ -1,0 +1,168 @@
+"""Extensions (GDPR Art. 12(3)) and legal holds, through the `erasure` commands, on the ledger and both databases."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import uuid4
+
+import pytest
+from click.testing import CliRunner, Result
+from sqlalchemy.orm import Session
+
+from schemas import SLICE_SERVICES, UserDeregistered
+from schemas.examples import example_deregistration, example_slice_report
+from services.account.main import build as build_account
+from services.account.accounts import register_user
+from services.cli.main import cli
+from services.common.deadline import legal_deadline
+from services.ledger import queries
+from services.ledger.commands import receipt_command, status_command
+from services.ledger.main import build
+from services.sandbox.server import Sandbox
+from shared.db import ensure_schema, make_engine
+from shared.testing.memory import MemoryPipeline, MemoryService
+
+ADDRESS = "anna.lindqvist@kund.loggamera.se"
+
+
+@pytest.fixture
+def ledger(erasure_memory: MemoryPipeline, monkeypatch: pytest.MonkeyPatch) -> MemoryService:
+    url = erasure_memory.database_url("ledger")
+    monkeypatch.setenv("ERASURE_LEDGER_DATABASE_URL", url)
+    return erasure_memory.start(build(), url)
+
+
+@pytest.fixture
+def account_url(erasure_memory: MemoryPipeline, monkeypatch: pytest.MonkeyPatch, sandbox: Sandbox) -> str:
+    """The account service's database (migrated, empty); its mails go to the sandbox."""
+    url = erasure_memory.database_url("account")
+    service = build_account()
+    engine = make_engine(url)
+    ensure_schema(engine, service.metadata, service.migrations)
+    engine.dispose()
+    monkeypatch.setenv("ERASURE_ACCOUNT_DATABASE_URL", url)
+    monkeypatch.setenv("ERASURE_ACCOUNT_SMTP_PORT", str(sandbox.smtp_port))
+    return url
+
+
+def _register(account_url: str, user_id: str) -> None:
+    engine = make_engine(account_url)
+    with Session(engine) as session, session.begin():
+        register_user(session, user_id=user_id, name="Anna Lindqvist", email=ADDRESS)
+    engine.dispose()
+
+
+def _request(pipeline: MemoryPipeline, ledger: MemoryService, **fields: Any) -> UserDeregistered:
+    request = example_deregistration(f"u-{uuid4().hex[:12]}", request_id=str(uuid4()),
+                                     requested_at=fields.pop("requested_at", datetime.now(UTC)), **fields)
+    for sent in pipeline.publish(request):
+        ledger.wait_handled(sent.event_id)
+    return request
+
+
+def _report_all(pipeline: MemoryPipeline, ledger: MemoryService, request: UserDeregistered) -> None:
+    reports = [example_slice_report(s, request.user_id, request_id=str(request.request_id),
+                                    reported_at=datetime.now(UTC)) for s in SLICE_SERVICES]
+    for sent in pipeline.publish(*reports):
+        ledger.wait_handled(sent.event_id)
+
+
+def _erasure(*args: str) -> Result:
+    return CliRunner().invoke(cli, list(args))
+
+
+def _status(ledger: MemoryService, request: UserDeregistered) -> queries.RequestStatus:
+    with Session(ledger.engine) as session:
+        found = queries.request_status(session, str(request.request_id))
+    assert found is not None
+    return found
+
+
+def _services(ledger: MemoryService, request: UserDeregistered) -> list[str]:
+    with Session(ledger.engine) as session:
+        return [e.service for e in queries.receipt_entries(session, str(request.request_id))]
+
+
+def test_an_extension_moves_the_deadline_mails_the_reason_and_is_in_the_receipt(
+        erasure_memory: MemoryPipeline, db_backend: str, ledger: MemoryService, account_url: str,
+        sandbox: Sandbox) -> None:
+    request = _request(erasure_memory, ledger)
+    _register(account_url, request.user_id)
+    reason = "records held by three installers must be traced"
+
+    result = _erasure("extend", str(request.request_id), "--reason", reason, "--months", "2")
+    assert result.exit_code == 0, result.output
+    status = _status(ledger, request)
+    assert status.due_at == legal_deadline(request.requested_at, 3)
+    assert (status.extension_months, status.extension_reason, status.extension_notice) == (2, reason, "mailed")
+    [mail] = sandbox.mails()
+    assert mail["to"] == [ADDRESS]
+    assert reason in mail["body"] and str(request.request_id) in mail["body"]
+    assert f"{status.due_at:%Y-%m-%d %H:%M} UTC" in mail["body"]
+    assert "extended:     by 2 month(s)" in status_command(None, request_id=str(request.request_id))[0]
+
+    again = _erasure("extend", str(request.request_id), "--reason", "more")
+    assert again.exit_code == 2 and "already extended" in again.output
+    assert len(sandbox.mails()) == 1
+
+    _report_all(erasure_memory, ledger, request)
+    assert _status(ledger, request).status == "complete"
+    assert _services(ledger, request) == ["extension", *SLICE_SERVICES]
+    text, code = receipt_command(None, str(request.request_id), verify=True, as_json=True)
+    assert code == 0, text
+    [extension] = [json.loads(e["payload"]) for e in json.loads(text)["entries"] if e["service"] == "extension"]
+    assert (extension["months"], extension["reason"]) == (2, reason)
+
+
+def test_an_extension_after_the_first_month_is_refused(
+        erasure_memory: MemoryPipeline, db_backend: str, ledger: MemoryService, account_url: str,
+        sandbox: Sandbox) -> None:
+    request = _request(erasure_memory, ledger, requested_at=datetime.now(UTC) - timedelta(days=40))
+    _register(account_url, request.user_id)
+    result = _erasure("extend", str(request.request_id), "--reason", "too late")
+    assert result.exit_code == 2
+    assert "GDPR Art. 12(3) allows an extension only within it" in result.output
+    assert _status(ledger, request).due_at == legal_deadline(request.requested_at)
+    assert sandbox.mails() == []
+    assert _erasure("extend", str(uuid4()), "--reason", "x").exit_code == 2
+    assert _erasure("extend", str(request.request_id), "--reason", "x", "--months", "3").exit_code == 2
+
+
+def test_an_extension_without_a_known_address_records_that_none_was_known(
+        erasure_memory: MemoryPipeline, ledger: MemoryService, account_url: str, sandbox: Sandbox) -> None:
+    request = _request(erasure_memory, ledger)
+    result = _erasure("extend", str(request.request_id), "--reason", "many systems", "--months", "1")
+    assert result.exit_code == 0, result.output
+    assert "no address known" in result.output
+    status = _status(ledger, request)
+    assert (status.extension_notice, status.due_at) == ("no_address", legal_deadline(request.requested_at, 2))
+    assert sandbox.mails() == []
+
+
+def test_a_held_request_past_its_deadline_shows_as_held_until_released(
+        erasure_memory: MemoryPipeline, db_backend: str, ledger: MemoryService) -> None:
+    request = _request(erasure_memory, ledger, requested_at=datetime.now(UTC) - timedelta(days=45))
+    assert status_command(None, overdue=True)[1] == 1
+
+    result = _erasure("hold", "--user", request.user_id, "--reason", "court order 2026-T-1234")
+    assert result.exit_code == 0, result.output
+    data, code = status_command(None, overdue=True, as_json=True)
+    assert code == 0, "a held request alerts no one"
+    assert [(d["request_id"], d["why"]) for d in json.loads(data)] == [(str(request.request_id), "held")]
+    assert "legal hold:   court order 2026-T-1234" in status_command(None, request_id=str(request.request_id))[0]
+    with Session(ledger.engine) as session:
+        assert queries.state_counts(session, datetime.now(UTC), timedelta(days=1), timedelta(days=20))["held"] == 1
+    again = _erasure("hold", "--user", request.user_id, "--reason", "another")
+    assert again.exit_code == 2 and "already under a legal hold" in again.output
+
+    assert _erasure("release", "--user", request.user_id).exit_code == 0
+    assert status_command(None, overdue=True)[1] == 1
+    assert _erasure("release", "--user", request.user_id).exit_code == 2
+    assert _services(ledger, request) == ["hold 1", "release 1"]
+
+    _report_all(erasure_memory, ledger, request)
+    text, code = receipt_command(None, str(request.request_id), verify=True)
+    assert code == 0, text
+    assert _services(ledger, request) == ["hold 1", "release 1", *SLICE_SERVICES]
