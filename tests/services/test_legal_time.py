@@ -13,8 +13,8 @@ from sqlalchemy.orm import Session
 
 from schemas import SLICE_SERVICES, UserDeregistered
 from schemas.examples import example_deregistration, example_slice_report
-from services.account.main import build as build_account
 from services.account.accounts import register_user
+from services.account.main import build as build_account
 from services.cli.main import cli
 from services.common.deadline import legal_deadline
 from services.ledger import queries
