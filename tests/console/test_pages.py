@@ -167,7 +167,7 @@ def test_held_extended_and_internal_due_are_shown(serve, ledger_url, db_backend)
         legal.extend(session, running_id, 2, "many installers to trace", now=now, settings=LedgerSettings())
     console = serve(ledger_url, page_size=500)
     client = console.login("vera")
-    listed = dict((i, css) for css, i in _rows(client.get("/requests?state=open").text))
+    listed = {i: css for css, i in _rows(client.get("/requests?state=open").text)}
     assert listed[late_id] == "held"
     page = client.get(f"/requests/{late_id}").text
     assert '<span class="flag held">held</span>' in page and "court order 2026-T-1234" in page
