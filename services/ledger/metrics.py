@@ -1,4 +1,4 @@
-"""The ledger's gauge of requests per state (open, due_soon, overdue, stuck, completed), read at each scrape."""
+"""The ledger's gauge of requests per state (open, due_soon, overdue, stuck, held, completed), read at each scrape."""
 
 from __future__ import annotations
 
