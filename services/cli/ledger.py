@@ -48,3 +48,46 @@ def receipt(request_id: str, verify: bool, as_json: bool) -> None:
     text, code = receipt_command(None, request_id, verify, as_json=as_json)
     click.echo(text)
     sys.exit(code)
+
+
+@click.command()
+@click.argument("request_id")
+@click.option("--slice", "slice_name", help="Re-run only this slice (account, installer_sharing, payment, "
+                                            "bookkeeping, newsletter).")
+def retry(request_id: str, slice_name: str | None) -> None:
+    """Re-run the unfinished slices of an open erasure request, or one named slice, idempotently.
+
+    Publishes the request's UserDeregistered again (same request id, fresh event id) to those slices' queues
+    only; a slice that already erased erases nothing twice, and the ledger keeps the first report of each.
+
+    \b
+    Examples:
+      erasure retry 3f0c2a9e-6d1b-4c57-9a51-0d7f3e8b9c10
+      erasure retry 3f0c2a9e-6d1b-4c57-9a51-0d7f3e8b9c10 --slice newsletter
+    """
+    from services.ledger.commands import ledger_session
+    from services.ledger.legal import Refused
+    from services.ledger.retry import plan_retry, publish_retry
+    from shared.broker import producer as make_producer
+    from shared.errors import PublishError
+    from shared.settings import RuntimeSettings
+
+    with ledger_session(None) as session:
+        if session is None:
+            click.echo(f"erasure: refused: no erasure request {request_id}: the ledger has no database yet", err=True)
+            sys.exit(2)
+        try:
+            event, slices = plan_retry(session, request_id, slice_name)
+        except Refused as exc:
+            click.echo(f"erasure: refused: {exc}", err=True)
+            sys.exit(2)
+    runtime = RuntimeSettings()
+    try:
+        with make_producer(runtime, exchange="", name="erasure-retry") as producer:
+            sent = publish_retry(event, slices, runtime, producer)
+    except PublishError as exc:
+        click.echo(f"erasure: retry not sent: {exc}; run the same command again (a second run is harmless)",
+                   err=True)
+        sys.exit(1)
+    click.echo(f"Request {request_id}: re-sent to {', '.join(slices)} ({sent} message(s)); "
+               "`erasure status` shows their reports as they arrive.")

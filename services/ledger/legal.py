@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -39,6 +40,31 @@ class Extended:
     reason: str
 
 
+class OpenRequest(Protocol):
+    """What the checks read of a request: an ORM row or a `RequestStatus`."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def reason(self) -> str | None: ...
+    @property
+    def requested_at(self) -> datetime | None: ...
+
+
+R = TypeVar("R", bound=OpenRequest)
+
+
+def require_started_and_open(request_id: str, found: R | None) -> R:
+    """The request, if it exists, is open and its deregistration event has arrived; Refused otherwise."""
+    if found is None:
+        raise Refused(f"no erasure request {request_id}")
+    if found.status != OPEN:
+        raise Refused(f"request {request_id} is complete: every slice has reported")
+    if found.reason is None or found.requested_at is None:
+        raise Refused(f"request {request_id} awaits its deregistration event: nothing can be done to it yet")
+    return found
+
+
 def _reason(reason: str) -> str:
     reason = reason.strip()
     if not reason:
@@ -61,12 +87,8 @@ def extend(session: Session, request_id: str, months: int, reason: str, *, now: 
     if not 1 <= months <= MAX_EXTENSION_MONTHS:
         raise Refused(f"an extension adds 1 to {MAX_EXTENSION_MONTHS} further months, not {months}")
     request, chain = locked_request(session, request_id)
-    if request is None:
-        raise Refused(f"no erasure request {request_id}")
-    if request.status != OPEN:
-        raise Refused(f"request {request_id} is already complete: there is nothing to extend")
-    if request.requested_at is None or request.reason is None:
-        raise Refused(f"request {request_id} awaits its deregistration event: its month has not started")
+    request = require_started_and_open(request_id, request)
+    assert request.requested_at is not None
     if request.extension_months:
         raise Refused(f"request {request_id} was already extended by {request.extension_months} month(s) on "
                       f"{request.extended_at:%Y-%m-%d}")

@@ -21,7 +21,9 @@ from services.ledger import queries
 from services.ledger.commands import receipt_command, status_command
 from services.ledger.main import build
 from services.sandbox.server import Sandbox
+from shared.codec import Inbound, decode_delivery
 from shared.db import ensure_schema, make_engine
+from shared.testing import Pipeline
 from shared.testing.memory import MemoryPipeline, MemoryService
 
 ADDRESS = "anna.lindqvist@kund.loggamera.se"
@@ -166,3 +168,53 @@ def test_a_held_request_past_its_deadline_shows_as_held_until_released(
     text, code = receipt_command(None, str(request.request_id), verify=True)
     assert code == 0, text
     assert _services(ledger, request) == ["hold 1", "release 1", *SLICE_SERVICES]
+
+
+# ---- erasure retry: on the real broker ------------------------------------------------------------------------
+
+def test_retry_resends_the_request_to_its_unfinished_slices_only(
+        erasure_pipeline: Pipeline, db_backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = erasure_pipeline.database_url("ledger")
+    monkeypatch.setenv("ERASURE_LEDGER_DATABASE_URL", url)
+    monkeypatch.setenv("ERASURE_AMQP_URL", erasure_pipeline.settings.amqp_url)
+    monkeypatch.setenv("ERASURE_NAMESPACE", erasure_pipeline.namespace)
+    ledger = erasure_pipeline.start(build(), url)
+    request = example_deregistration(f"u-{uuid4().hex[:12]}", request_id=str(uuid4()),
+                                     requested_at=datetime.now(UTC))
+    reports = [example_slice_report(s, request.user_id, request_id=str(request.request_id),
+                                    reported_at=datetime.now(UTC)) for s in SLICE_SERVICES[:3]]
+    [original, *sent] = erasure_pipeline.publish(request, *reports)
+    for message in (original, *sent):
+        ledger.wait_handled(message.event_id)
+
+    def queued() -> dict[str, list[Inbound]]:
+        """Each slice's queued events, decoded as the runtime decodes them: signature, and the effective routing
+        key (the x-original-routing-key of a message on the default exchange) against the event's type."""
+        settings = erasure_pipeline.settings
+        found: dict[str, list[Inbound]] = {}
+        for s in SLICE_SERVICES:
+            messages = erasure_pipeline.take(f"{erasure_pipeline.namespace}.{s}")
+            for m in messages:
+                if not m.delivery_info.get("exchange"):  # a retry, through the default exchange
+                    assert m.headers["x-original-routing-key"] == original.routing_key
+            found[s] = [decode_delivery(m, keyring=settings.keyring, max_bytes=settings.max_body_bytes,
+                                        max_clock_skew=None) for m in messages]
+        return found
+
+    queued()  # the slices are not running: drop the first deliveries
+    result = _erasure("retry", str(request.request_id))
+    assert result.exit_code == 0, result.output
+    resent = queued()
+    assert {s: len(found) for s, found in resent.items()} == {
+        "account": 0, "installer_sharing": 0, "payment": 0, "bookkeeping": 1, "newsletter": 1}
+    for inbound in resent["bookkeeping"] + resent["newsletter"]:
+        assert inbound.data == request, "the request's own event: same request id, reason and time of receipt"
+        assert inbound.envelope.id != original.event_id, "a fresh event id, so each slice's inbox runs it again"
+
+    assert _erasure("retry", str(request.request_id), "--slice", "newsletter").exit_code == 0
+    assert {s: len(found) for s, found in queued().items()}["newsletter"] == 1
+    refused = _erasure("retry", str(request.request_id), "--slice", "account")
+    assert refused.exit_code == 2 and "already reported" in refused.output
+    assert _erasure("retry", str(request.request_id), "--slice", "nope").exit_code == 2
+    assert all(not found for found in queued().values())
+    assert status_command(url, request_id=str(request.request_id))[1] == 0
