@@ -7,11 +7,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, or_, select
+from sqlalchemy import and_, exists, func, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from services.common.deadline import ErasureDeadline
-from services.ledger.models import OPEN, ErasureRequest, LegalHold
+from services.ledger.models import OPEN, ErasureRequest, LegalHold, SliceReport
 from services.ledger.receipt import Entry, VerifyResult, opening_hash, verify_chain
 from services.ledger.settings import DEFAULT_STUCK_AFTER
 
@@ -155,6 +155,17 @@ def _received(request: ErasureRequest) -> datetime:
     return request.requested_at or request.opened_at
 
 
+def last_progress(request: ErasureRequest) -> datetime:
+    """When the request last moved: its opening or its latest slice report, as the ledger recorded them."""
+    return max([request.opened_at, *(s.recorded_at for s in request.slices if s.recorded_at is not None)])
+
+
+def _silent_since(cutoff: datetime) -> Any:
+    """SQL: opened before `cutoff` and no slice report recorded since."""
+    return and_(ErasureRequest.opened_at < cutoff, ~exists().where(
+        SliceReport.request_id == ErasureRequest.request_id, SliceReport.recorded_at >= cutoff))
+
+
 def request_state(request: ErasureRequest, now: datetime, stuck_after: timedelta,
                   internal_due: timedelta | None, held: set[str] | frozenset[str] = frozenset()) -> str:
     """completed; else held (its user is under a legal hold), overdue (past the legal deadline), stuck,
@@ -165,7 +176,7 @@ def request_state(request: ErasureRequest, now: datetime, stuck_after: timedelta
         return HELD
     if request.due_at < now:
         return OVERDUE
-    if request.opened_at < now - stuck_after:
+    if last_progress(request) < now - stuck_after:
         return STUCK
     if internal_due is not None and _received(request) < now - internal_due:
         return DUE_SOON
@@ -191,9 +202,9 @@ def _listed(session: Session, condition: Any, now: datetime, stuck_after: timede
 
 
 def overdue(session: Session, now: datetime, stuck_after: timedelta = DEFAULT_STUCK_AFTER) -> list[OverdueRequest]:
-    """Open requests past their deadline, or opened longer than `stuck_after` ago and still incomplete."""
+    """Open requests past their deadline, or with no progress (opening, slice report) for `stuck_after`."""
     now = _utc(now)
-    return _listed(session, or_(ErasureRequest.due_at < now, ErasureRequest.opened_at < now - stuck_after),
+    return _listed(session, or_(ErasureRequest.due_at < now, _silent_since(now - stuck_after)),
                    now, stuck_after, None)
 
 
@@ -216,7 +227,8 @@ def state_counts(session: Session, now: datetime, stuck_after: timedelta,
     counts[COMPLETED] = session.scalar(
         select(func.count()).select_from(ErasureRequest).where(ErasureRequest.status != OPEN)) or 0
     held = held_users(session)
-    for request in session.scalars(select(ErasureRequest).where(ErasureRequest.status == OPEN)):
+    for request in session.scalars(select(ErasureRequest).where(ErasureRequest.status == OPEN)
+                                   .options(selectinload(ErasureRequest.slices))):
         counts[request_state(request, now, stuck_after, internal_due, held)] += 1
     return counts
 

@@ -470,3 +470,19 @@ def test_the_gauge_counts_requests_per_state_at_each_scrape(
         later = queries.state_counts(session, datetime.now(UTC) + timedelta(hours=25), timedelta(hours=24),
                                      timedelta(days=20))
     assert later == {"open": 0, "due_soon": 0, "overdue": 1, "stuck": 3, "held": 0, "completed": 1}
+
+
+def test_stuck_means_no_progress_a_slice_report_resets_the_clock(
+        erasure_memory: MemoryPipeline, db_backend: str, ledger: MemoryService) -> None:
+    request = _deregistration()
+    _publish_and_wait(erasure_memory, ledger, request)
+    time.sleep(1.5)
+    _publish_and_wait(erasure_memory, ledger, *_reports(request, ["account"]))
+    second = timedelta(seconds=1)
+    with Session(ledger.engine) as session:
+        now = datetime.now(UTC)
+        assert queries.overdue(session, now, stuck_after=second) == [], "a slice reported within the second"
+        assert queries.state_counts(session, now, second, timedelta(days=20))["stuck"] == 0
+        [stuck] = queries.overdue(session, now + 2 * second, stuck_after=second)
+        assert queries.state_counts(session, now + 2 * second, second, timedelta(days=20))["stuck"] == 1
+    assert (stuck.why, stuck.missing) == ("stuck", SLICE_SERVICES[1:])
