@@ -65,12 +65,18 @@ def known_address(user_id: str, request_id: str) -> str | None:
 
 def _notify(done: Any) -> tuple[str, str]:
     """Mail the data subject of an extension; the outcome to record and a line for the operator."""
+    from sqlalchemy.exc import SQLAlchemyError
+
     from services.account.mails import send
     from services.account.settings import AccountSettings
     from services.ledger.legal import MAIL_FAILED, MAILED, NO_ADDRESS
     from shared.errors import PermanentError, TransientError
 
-    address = known_address(done.user_id, done.request_id)
+    try:
+        address = known_address(done.user_id, done.request_id)
+    except SQLAlchemyError as exc:
+        return MAIL_FAILED, (f"the account database did not answer ({type(exc).__name__}), so the data subject was "
+                             "not mailed; tell them another way")
     if address is None:
         return NO_ADDRESS, "no address known to the account service: the data subject was not mailed"
     try:

@@ -218,3 +218,14 @@ def test_retry_resends_the_request_to_its_unfinished_slices_only(
     assert _erasure("retry", str(request.request_id), "--slice", "nope").exit_code == 2
     assert all(not found for found in queued().values())
     assert status_command(url, request_id=str(request.request_id))[1] == 0
+
+
+def test_an_extension_with_the_account_database_away_is_kept_and_the_failed_mail_recorded(
+        erasure_memory: MemoryPipeline, ledger: MemoryService, monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    monkeypatch.setenv("ERASURE_ACCOUNT_DATABASE_URL", f"sqlite:///{tmp_path / 'nowhere' / 'account.db'}")
+    request = _request(erasure_memory, ledger)
+    result = _erasure("extend", str(request.request_id), "--reason", "many systems", "--months", "1")
+    assert result.exit_code == 1
+    assert "account database did not answer" in result.output and "Traceback" not in result.output
+    status = _status(ledger, request)
+    assert (status.extension_months, status.extension_notice) == (1, "mail_failed")
