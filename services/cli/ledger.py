@@ -13,8 +13,12 @@ import click
 @click.option("--overdue", is_flag=True, help="Requests past their due date or stuck on a slice.")
 @click.option("--due-soon", is_flag=True,
               help="Open requests past their internal due date (ERASURE_LEDGER_INTERNAL_DUE_DAYS after receipt).")
+@click.option("--failures", is_flag=True,
+              help="With a request id: also read the broker's dead letters of that request, naming each failed "
+                   "slice with its last error.")
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
-def status(request_id: str | None, user_id: str | None, overdue: bool, due_soon: bool, as_json: bool) -> None:
+def status(request_id: str | None, user_id: str | None, overdue: bool, due_soon: bool, *, failures: bool,
+           as_json: bool) -> None:
     """Show an erasure request: each slice's outcome, what was kept and why, and the receipt hash.
 
     \b
@@ -23,13 +27,49 @@ def status(request_id: str | None, user_id: str | None, overdue: bool, due_soon:
       erasure status --user u-1001
       erasure status --overdue --json
       erasure status --due-soon
+      erasure status 3f0c2a9e-6d1b-4c57-9a51-0d7f3e8b9c10 --failures
     """
     from services.ledger.commands import status_command
 
     text, code = status_command(None, request_id=request_id, user_id=user_id, overdue=overdue,
                                 as_json=as_json, due_soon=due_soon)
+    if failures and request_id is not None and code == 0 and not as_json:
+        text += "\n\n" + failures_text(request_id)
     click.echo(text)
     sys.exit(code)
+
+
+def failures_text(request_id: str) -> str:
+    """The dead letters of one request on the broker, by service, with the last error (personal data masked).
+
+    A dead letter is not retried by itself: it waits for `erasure dlq replay` or `erasure retry`. Deliveries
+    waiting in a delay tier are not read here.
+    """
+    import json
+
+    from pika.exceptions import AMQPError
+
+    from ops import dlq
+    from services.ledger.report import table
+    from shared.settings import RuntimeSettings
+
+    try:
+        _, letters = dlq.survey(RuntimeSettings(), None)
+    except (dlq.DeadLetterError, AMQPError) as exc:  # the ledger's answer stands; say why this part is missing
+        return f"Failures: not read ({exc}); `erasure doctor` checks the broker"
+    rows = []
+    for letter in letters:
+        try:
+            data = json.loads(letter.body).get("data") or {}
+        except (ValueError, AttributeError):
+            continue
+        if str(data.get("request_id")) == request_id:
+            rows.append([letter.service, letter.kind, letter.error, str(letter.attempts or "-"),
+                         letter.failed_at.isoformat() if letter.failed_at else "-",
+                         "none: dead-lettered (erasure dlq replay, erasure retry)"])
+    if not rows:
+        return "Failures: no dead letters of this request."
+    return "Failures:\n" + table(["service", "kind", "last error", "attempts", "failed at", "next retry"], rows)
 
 
 @click.command()

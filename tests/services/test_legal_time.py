@@ -23,7 +23,7 @@ from services.ledger.main import build
 from services.sandbox.server import Sandbox
 from shared.codec import Inbound, decode_delivery
 from shared.db import ensure_schema, make_engine
-from shared.testing import Pipeline
+from shared.testing import Pipeline, wait_until
 from shared.testing.memory import MemoryPipeline, MemoryService
 
 ADDRESS = "anna.lindqvist@kund.loggamera.se"
@@ -229,3 +229,27 @@ def test_an_extension_with_the_account_database_away_is_kept_and_the_failed_mail
     assert "account database did not answer" in result.output and "Traceback" not in result.output
     status = _status(ledger, request)
     assert (status.extension_months, status.extension_notice) == (1, "mail_failed")
+
+
+def test_status_with_failures_names_the_service_and_its_last_error(
+        erasure_pipeline: Pipeline, db_backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    url = erasure_pipeline.database_url("ledger")
+    monkeypatch.setenv("ERASURE_LEDGER_DATABASE_URL", url)
+    monkeypatch.setenv("ERASURE_AMQP_URL", erasure_pipeline.settings.amqp_url)
+    monkeypatch.setenv("ERASURE_NAMESPACE", erasure_pipeline.namespace)
+    ledger = erasure_pipeline.start(build(), url)
+    request = example_deregistration(f"u-{uuid4().hex[:12]}", request_id=str(uuid4()),
+                                     requested_at=datetime.now(UTC))
+    [sent] = erasure_pipeline.publish(request)
+    ledger.wait_handled(sent.event_id)
+    assert "Failures: no dead letters of this request." in _erasure(
+        "status", str(request.request_id), "--failures").output
+    # A report naming another user is refused for good by the ledger: a dead letter of this request.
+    erasure_pipeline.publish(example_slice_report("newsletter", "u-someone-else", request_id=str(request.request_id)))
+    dead = f"{erasure_pipeline.namespace}.ledger.dead"
+    wait_until(lambda: erasure_pipeline.depth(dead) == 1, what="the dead letter")
+    result = _erasure("status", str(request.request_id), "--failures")
+    assert result.exit_code == 0, result.output
+    failures = result.output.split("Failures:")[1]
+    assert "ledger" in failures and "permanent" in failures and "u-someone-else" in failures
+    assert "none: dead-lettered" in failures
