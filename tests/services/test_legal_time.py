@@ -170,15 +170,21 @@ def test_a_held_request_past_its_deadline_shows_as_held_until_released(
     assert _services(ledger, request) == ["hold 1", "release 1", *SLICE_SERVICES]
 
 
-# ---- erasure retry: on the real broker ------------------------------------------------------------------------
+# ---- erasure retry and status --failures: on the real broker --------------------------------------------------
 
-def test_retry_resends_the_request_to_its_unfinished_slices_only(
-        erasure_pipeline: Pipeline, db_backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def broker_ledger(erasure_pipeline: Pipeline, monkeypatch: pytest.MonkeyPatch) -> tuple[Any, str]:
+    """The ledger consuming on the real broker, and its database URL; the commands point at both."""
     url = erasure_pipeline.database_url("ledger")
     monkeypatch.setenv("ERASURE_LEDGER_DATABASE_URL", url)
     monkeypatch.setenv("ERASURE_AMQP_URL", erasure_pipeline.settings.amqp_url)
     monkeypatch.setenv("ERASURE_NAMESPACE", erasure_pipeline.namespace)
-    ledger = erasure_pipeline.start(build(), url)
+    return erasure_pipeline.start(build(), url), url
+
+
+def test_retry_resends_the_request_to_its_unfinished_slices_only(
+        erasure_pipeline: Pipeline, db_backend: str, broker_ledger: tuple[Any, str]) -> None:
+    ledger, url = broker_ledger
     request = example_deregistration(f"u-{uuid4().hex[:12]}", request_id=str(uuid4()),
                                      requested_at=datetime.now(UTC))
     reports = [example_slice_report(s, request.user_id, request_id=str(request.request_id),
@@ -232,12 +238,8 @@ def test_an_extension_with_the_account_database_away_is_kept_and_the_failed_mail
 
 
 def test_status_with_failures_names_the_service_and_its_last_error(
-        erasure_pipeline: Pipeline, db_backend: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    url = erasure_pipeline.database_url("ledger")
-    monkeypatch.setenv("ERASURE_LEDGER_DATABASE_URL", url)
-    monkeypatch.setenv("ERASURE_AMQP_URL", erasure_pipeline.settings.amqp_url)
-    monkeypatch.setenv("ERASURE_NAMESPACE", erasure_pipeline.namespace)
-    ledger = erasure_pipeline.start(build(), url)
+        erasure_pipeline: Pipeline, db_backend: str, broker_ledger: tuple[Any, str]) -> None:
+    ledger, _ = broker_ledger
     request = example_deregistration(f"u-{uuid4().hex[:12]}", request_id=str(uuid4()),
                                      requested_at=datetime.now(UTC))
     [sent] = erasure_pipeline.publish(request)
