@@ -72,7 +72,7 @@ def keep_address_for_notice(
         user = session.get(User, event.user_id)
         if user is None:
             return None
-        keep_until = event.requested_at + settings.due_period + settings.notice_grace
+        keep_until = settings.due_at(event.requested_at) + settings.notice_grace
         notice = CompletionNotice(request_id=request_id, email=user.email, keep_until=keep_until)
         session.add(notice)
         session.flush()

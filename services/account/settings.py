@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -52,10 +52,9 @@ class AccountSettings(BaseSettings):
         """How long a confirmation token may be used."""
         return timedelta(hours=self.intake_token_ttl_hours)
 
-    @property
-    def due_period(self) -> timedelta:
-        """Time from a request's receipt to its deadline: the ledger's setting, so both agree."""
-        return ErasureDeadline().due_period
+    def due_at(self, received: datetime) -> datetime:
+        """The deadline of a request received at `received`: the ledger's rule and setting, so both agree."""
+        return ErasureDeadline().due_at(received)
 
     @property
     def notice_grace(self) -> timedelta:

@@ -14,7 +14,8 @@ from services.cli.demo import demo
 from services.cli.dlq import dlq
 from services.cli.errors import OperatorGroup, settings_problem
 from services.cli.intake import intake, replay, sweep
-from services.cli.ledger import receipt, status
+from services.cli.ledger import receipt, retry, status
+from services.cli.legal import extend, hold, release
 from services.cli.ops import publish
 from services.cli.retention import retention
 from services.registry import SERVICES
@@ -219,7 +220,8 @@ def schemas_generate(check: bool) -> None:
         click.echo(f"wrote {path}")
 
 
-for command in (publish, dlq, status, receipt, retention, demo, intake, sweep, replay, console):
+for command in (publish, dlq, status, receipt, extend, hold, release, retry, retention, demo, intake, sweep, replay,
+                console):
     cli.add_command(command)
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import and_, select, tuple_
 from sqlalchemy.orm import Session
 
 from services.ledger.models import COMPLETE, OPEN, ErasureRequest, SliceReport
-from services.ledger.queries import RequestStatus, request_status, requests_for_user
+from services.ledger.queries import RequestStatus, held_users, request_status, requests_for_user
 
 STATES = ("open", "complete", "all")
 FLAGS = ("", "overdue", "due_soon", "stuck")
@@ -59,6 +59,9 @@ class Row:
     missing: tuple[str, ...]
     overdue: bool
     stuck: bool
+    held: bool = False
+    """Its user is under a legal hold: shown as held, not as overdue or stuck."""
+    extended: bool = False
 
     def days_left(self, now: datetime) -> float:
         return (self.due_at - now).total_seconds() / 86400
@@ -86,7 +89,8 @@ def decode_cursor(cursor: str) -> tuple[datetime, str]:
 
 
 LIST_COLUMNS = (ErasureRequest.request_id, ErasureRequest.status, ErasureRequest.reason, ErasureRequest.opened_at,
-                ErasureRequest.due_at, ErasureRequest.completed_at)
+                ErasureRequest.due_at, ErasureRequest.completed_at, ErasureRequest.user_id,
+                ErasureRequest.extension_months)
 
 
 def _missing(session: Session, request_ids: list[str]) -> dict[str, tuple[str, ...]]:
@@ -119,9 +123,14 @@ def page(session: Session, filters: Filters, *, now: datetime, size: int, stuck_
     found = session.execute(query.order_by(ErasureRequest.due_at, ErasureRequest.request_id).limit(size + 1)).all()
     shown = found[:size]
     missing = _missing(session, [r.request_id for r in shown if r.status == OPEN])
-    rows = [Row(r.request_id, r.status, r.reason, r.opened_at, r.due_at, r.completed_at,
-                missing.get(r.request_id, ()), overdue=r.status == OPEN and r.due_at < now,
-                stuck=r.status == OPEN and r.opened_at < now - stuck_after) for r in shown]
+    held = held_users(session)
+    rows = []
+    for r in shown:
+        is_held = r.status == OPEN and r.user_id in held
+        rows.append(Row(r.request_id, r.status, r.reason, r.opened_at, r.due_at, r.completed_at,
+                        missing.get(r.request_id, ()), overdue=r.status == OPEN and not is_held and r.due_at < now,
+                        stuck=r.status == OPEN and not is_held and r.opened_at < now - stuck_after, held=is_held,
+                        extended=bool(r.extension_months)))
     more = len(found) > size
     return Page(rows, encode_cursor(rows[-1].due_at, rows[-1].request_id) if more and rows else None)
 

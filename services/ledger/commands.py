@@ -1,8 +1,9 @@
 """The ledger's operator commands (`erasure status`, `erasure receipt`): text or JSON, and an exit code.
 
-Exit codes: 0 answered, 1 a receipt failed verification or `--overdue` listed a request, 2 nothing found
+Exit codes: 0 answered, 1 a receipt failed verification or `--overdue`/`--due-soon` listed a request, 2 nothing found
 (or the question was malformed).
-The commands only read: they never migrate or write the ledger database.
+These commands only read: they never migrate or write the ledger database (`erasure extend`, `hold` and
+`release` write operators' decisions through services/ledger/legal.py).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ OK, FAILED, NOT_FOUND = 0, 1, 2
 
 
 @contextmanager
-def _session(database_url: str | None) -> Iterator[Session | None]:
+def ledger_session(database_url: str | None) -> Iterator[Session | None]:
     """A session on the ledger database, or None when the ledger has never run there."""
     engine = make_engine(database_url or database_url_for("ledger"))
     database = engine.url.database
@@ -64,17 +65,27 @@ def status_command(
     user_id: str | None = None,
     overdue: bool = False,
     as_json: bool = False,
+    *,
+    due_soon: bool = False,
 ) -> tuple[str, int]:
-    """Show one request, every request of a user, or every overdue/stuck request; text and exit code."""
-    if sum((request_id is not None, user_id is not None, overdue)) != 1:
-        return "give exactly one of: a request id, --user ID, or --overdue", NOT_FOUND
-    with _session(database_url) as session:
-        if overdue:
-            items = [] if session is None else queries.overdue(
-                session, datetime.now(UTC), LedgerSettings().stuck_after)
-            # Any overdue or stuck request is a failure to alert on (cron, monitoring): exit 1.
-            return _answer(as_json, report.overdue_dict(items), lambda: report.overdue_text(items)), \
-                FAILED if items else OK
+    """Show one request, every request of a user, or every overdue/stuck (or due soon) request; text and exit code."""
+    if sum((request_id is not None, user_id is not None, overdue, due_soon)) != 1:
+        return "give exactly one of: a request id, --user ID, --overdue or --due-soon", NOT_FOUND
+    with ledger_session(database_url) as session:
+        if overdue or due_soon:
+            settings, now = LedgerSettings(), datetime.now(UTC)
+            if session is None:
+                items = []
+            elif overdue:
+                items = queries.overdue(session, now, settings.stuck_after)
+            else:
+                items = queries.due_soon(session, now, settings.internal_due, settings.stuck_after)
+            none = report.NONE_OVERDUE if overdue else report.NONE_DUE_SOON
+            # Any listed request is something to alert on (cron, monitoring): exit 1. A held request is shown
+            # as held: waiting on purpose, it alerts no one.
+            alert = any(item.why != "held" for item in items)
+            return _answer(as_json, report.overdue_dict(items), lambda: report.overdue_text(items, none)), \
+                FAILED if alert else OK
         if session is None:
             return _not_found(as_json, f"request {request_id}" if request_id else f"user {user_id}")
         if request_id is not None:
@@ -93,7 +104,7 @@ def receipt_command(
     database_url: str | None, request_id: str, verify: bool, as_json: bool = False
 ) -> tuple[str, int]:
     """Show a request's receipt chain and, with `verify`, check it; exit 1 when the check fails."""
-    with _session(database_url) as session:
+    with ledger_session(database_url) as session:
         status = queries.request_status(session, request_id) if session is not None else None
         if session is None or status is None:
             return _not_found(as_json, f"request {request_id}")

@@ -5,7 +5,7 @@ request "by report" so nothing is lost. The receipt chain starts from the openin
 the reason and requested_at, so such reports are chained (and the request closed) when the event arrives.
 
 Each delivery reads its request once, after locking its row: the request, its slices and the last link of
-its receipt chain in one statement (`_locked_request`). The receipt entries themselves are not loaded; new
+its receipt chain in one statement (`locked_request`). The receipt entries themselves are not loaded; new
 links are added to the session and written together with the slice and request changes when the runtime
 flushes after the handler.
 """
@@ -45,7 +45,7 @@ def report_payload(event: ErasureSliceReported) -> dict[str, Any]:
 
 
 @dataclass
-class _Chain:
+class Chain:
     """The end of a request's receipt chain: the last link's seq and hash (0 and None while it is empty)."""
 
     seq: int = 0
@@ -67,7 +67,7 @@ _LOAD = (
 )
 
 
-def _locked_request(session: Session, request_id: str) -> tuple[ErasureRequest | None, _Chain]:
+def locked_request(session: Session, request_id: str) -> tuple[ErasureRequest | None, Chain]:
     """The request under its row lock, with its slices and the end of its receipt chain.
 
     The row lock serialises two replicas handling the same request. It is taken by a statement of its own:
@@ -77,12 +77,12 @@ def _locked_request(session: Session, request_id: str) -> tuple[ErasureRequest |
     """
     row_locks = session.get_bind().dialect.name != "sqlite"
     if row_locks and session.execute(_LOCK.where(ErasureRequest.request_id == request_id)).first() is None:
-        return None, _Chain()
+        return None, Chain()
     row = session.execute(_LOAD.where(ErasureRequest.request_id == request_id)).unique().first()
     if row is None:
-        return None, _Chain()
+        return None, Chain()
     request, seq, head = row
-    return request, _Chain(seq or 0, head)
+    return request, Chain(seq or 0, head)
 
 
 def _new_request(request_id: str, user_id: str, now: datetime, *, due: datetime, opened_by: str,
@@ -101,19 +101,26 @@ def _check_same_user(request: ErasureRequest, user_id: str, event_id: str) -> No
             f"user {user_id}; check the producer of the event")
 
 
-def _chain(session: Session, request: ErasureRequest, chain: _Chain, pending: list[SliceReport],
+def _chain(session: Session, request: ErasureRequest, chain: Chain, pending: list[SliceReport],
            now: datetime) -> None:
     """Append reports to the request's receipt chain in the order the ledger received them; move `chain` on."""
     assert request.reason is not None and request.requested_at is not None
     prev = chain.head if chain.head is not None else opening_hash(
         request.request_id, request.user_id, request.reason, request.requested_at)
+    chain.head = prev
     for row in sorted(pending, key=lambda r: (r.recorded_at or now, r.position)):
-        made = link(prev, chain.seq + 1, row.service, row.report or {})
-        session.add(ReceiptEntry(
-            request_id=request.request_id, seq=made.seq, service=made.service, payload=made.payload,
-            prev_hash=made.prev_hash, entry_hash=made.entry_hash, recorded_at=now))
-        chain.seq, chain.head = made.seq, made.entry_hash
-        prev = made.entry_hash
+        append_link(session, request.request_id, chain, row.service, row.report or {}, now=now)
+
+
+def append_link(session: Session, request_id: str, chain: Chain, service: str, payload: dict[str, Any], *,
+                now: datetime) -> None:
+    """Add one entry after the end of a started chain (`chain.head` set) and move `chain` on to it."""
+    assert chain.head is not None
+    made = link(chain.head, chain.seq + 1, service, payload)
+    session.add(ReceiptEntry(
+        request_id=request_id, seq=made.seq, service=made.service, payload=made.payload,
+        prev_hash=made.prev_hash, entry_hash=made.entry_hash, recorded_at=now))
+    chain.seq, chain.head = made.seq, made.entry_hash
 
 
 def _retained_union(request: ErasureRequest) -> list[RetainedCategory]:
@@ -125,7 +132,7 @@ def _retained_union(request: ErasureRequest) -> list[RetainedCategory]:
 
 
 def _complete_if_all_reported(
-    request: ErasureRequest, chain: _Chain, ctx: Context[LedgerSettings], now: datetime
+    request: ErasureRequest, chain: Chain, ctx: Context[LedgerSettings], now: datetime
 ) -> None:
     """Close the request and emit ErasureCompleted once every slice has reported and the chain is whole."""
     if request.status != OPEN or request.reason is None:
@@ -148,8 +155,8 @@ def open_erasure_request(event: UserDeregistered, ctx: Context[LedgerSettings]) 
     settings: LedgerSettings = ctx.deps
     session, now = ctx.session, datetime.now(UTC)
     request_id = str(event.request_id)
-    due = event.requested_at + settings.due_period
-    request, chain = _locked_request(session, request_id)
+    due = settings.due_at(event.requested_at)
+    request, chain = locked_request(session, request_id)
     if request is None:
         request = _new_request(request_id, event.user_id, now, due=due, opened_by=BY_DEREGISTRATION,
                                replay=event.replay)
@@ -179,10 +186,10 @@ def record_slice_report(event: ErasureSliceReported, ctx: Context[LedgerSettings
     settings: LedgerSettings = ctx.deps
     session, now = ctx.session, datetime.now(UTC)
     request_id = str(event.request_id)
-    request, chain = _locked_request(session, request_id)
+    request, chain = locked_request(session, request_id)
     if request is None:
         # Its deregistration has not reached us yet; the provisional deadline keeps it from being forgotten.
-        request = _new_request(request_id, event.user_id, now, due=now + settings.due_period,
+        request = _new_request(request_id, event.user_id, now, due=settings.due_at(now),
                                opened_by=BY_REPORT, replay=event.replay)
         session.add(request)
         ctx.log.info("erasure request opened by an early slice report", request_id=request_id,

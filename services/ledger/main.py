@@ -1,10 +1,13 @@
-"""Wire the ledger to the runtime: its handlers, tables, migrations and deadline settings."""
+"""Wire the ledger to the runtime: its handlers, tables, migrations, deadline settings and gauge."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from sqlalchemy import Engine
+
 from services.ledger.handlers import HANDLERS
+from services.ledger.metrics import REQUEST_STATES
 from services.ledger.models import metadata
 from services.ledger.settings import LedgerSettings
 from shared.service import Service
@@ -20,6 +23,12 @@ def build() -> Service:
         handlers=HANDLERS,
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
-        build_deps=lambda _engine: settings,
+        build_deps=lambda engine: _watched(engine, settings),
         database_only=True,
     )
+
+
+def _watched(engine: Engine, settings: LedgerSettings) -> LedgerSettings:
+    """The handlers' settings, once the requests-per-state gauge counts this database."""
+    REQUEST_STATES.watch(engine, settings)
+    return settings

@@ -82,6 +82,11 @@ class ErasureRequest(Base):
     status: Mapped[str] = mapped_column(String(10), default=OPEN)
     completed_at: Mapped[datetime | None] = mapped_column(UtcTimestamp, index=True)
     receipt_hash: Mapped[str | None] = mapped_column(String(64))
+    # An extension (GDPR Art. 12(3)): further months, why, when, and whether the data subject was told.
+    extension_months: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    extension_reason: Mapped[str | None] = mapped_column(Text)
+    extended_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
+    extension_notice: Mapped[str | None] = mapped_column(String(20))
 
     slices: Mapped[list[SliceReport]] = relationship(
         back_populates="request", order_by="SliceReport.position", cascade="all, delete-orphan")
@@ -122,6 +127,19 @@ class ReceiptEntry(Base):
     recorded_at: Mapped[datetime] = mapped_column(UtcTimestamp)
 
     request: Mapped[ErasureRequest] = relationship(back_populates="entries")
+
+
+class LegalHold(Base):
+    """A legal hold on a user's erasure: placed with a reason, active until released. Append-only but for release."""
+
+    __tablename__ = "legal_holds"
+    __table_args__ = (Index("ix_legal_holds_user_id_released_at", "user_id", "released_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    user_id: Mapped[str] = mapped_column(String(64))
+    reason: Mapped[str] = mapped_column(Text)
+    placed_at: Mapped[datetime] = mapped_column(UtcTimestamp)
+    released_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
 
 
 class ConsoleAction(Base):

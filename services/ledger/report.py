@@ -10,6 +10,7 @@ from services.ledger.queries import OverdueRequest, RequestStatus, SliceState
 from services.ledger.receipt import Entry, VerifyResult
 
 Cell = str | list[str]
+NOTICES = {"mailed": "mailed", "no_address": "not mailed (no address known)", "mail_failed": "mail failed"}
 NOT_REPORTED = "(not reported)"
 
 
@@ -52,6 +53,13 @@ def status_text(status: RequestStatus) -> str:
         f"  opened at:    {_when(status.opened_at)} by {status.opened_by}",
         f"  due at:       {_when(status.due_at)}",
     ]
+    if status.internal_due_at is not None and status.status == "open":
+        head.append(f"  internal due: {_when(status.internal_due_at)}")
+    if status.extension_months:
+        head.append(f"  extended:     by {status.extension_months} month(s) at {_when(status.extended_at)}: "
+                    f"{status.extension_reason}; data subject {NOTICES.get(status.extension_notice or '', '-')}")
+    if status.hold_reason is not None:
+        head.append(f"  legal hold:   {status.hold_reason} (held: not counted as overdue)")
     if status.replay:
         head.append(f"  replay of:    {status.original_request_id}")
     rows = [[s.service, s.outcome or NOT_REPORTED, _retained_lines(s), s.recipients, _when(s.reported_at)]
@@ -77,6 +85,11 @@ def status_dict(status: RequestStatus) -> dict[str, Any]:
         "completed_at": _iso(status.completed_at),
         "receipt_hash": status.receipt_hash,
         "missing": list(status.missing),
+        "internal_due_at": _iso(status.internal_due_at),
+        "extension": {"months": status.extension_months, "reason": status.extension_reason,
+                      "extended_at": _iso(status.extended_at), "notice": status.extension_notice}
+        if status.extension_months else None,
+        "legal_hold": status.hold_reason,
         "slices": [
             {
                 "service": s.service,
@@ -91,10 +104,14 @@ def status_dict(status: RequestStatus) -> dict[str, Any]:
     }
 
 
-def overdue_text(items: Sequence[OverdueRequest]) -> str:
-    """Overdue and stuck requests with the slices each still waits for."""
+NONE_OVERDUE = "No overdue or stuck erasure requests."
+NONE_DUE_SOON = "No open erasure requests past their internal due date."
+
+
+def overdue_text(items: Sequence[OverdueRequest], none: str = NONE_OVERDUE) -> str:
+    """Overdue, stuck or due-soon requests with the slices each still waits for; `none` when there are none."""
     if not items:
-        return "No overdue or stuck erasure requests."
+        return none
     rows = [[o.request_id, o.user_id, o.why, _when(o.due_at),
              [*o.missing, *(["(deregistration event)"] if o.awaiting_deregistration else [])]]
             for o in items]

@@ -16,7 +16,7 @@ class LedgerSettings(ErasureDeadline):
 
     stuck_hours: float = Field(
         DEFAULT_STUCK_AFTER.total_seconds() / 3600, gt=0,
-        description="An open request with a slice silent for longer than this is reported as stuck.",
+        description="An open request with no progress (its opening, a slice report) for longer than this is stuck.",
     )
     stuck_seconds: float | None = Field(None, gt=0, description="Stuck threshold in seconds; overrides stuck_hours.")
 

@@ -147,3 +147,31 @@ def test_intake_lists_pending_confirmations_with_their_expiry(serve, ledger_url,
     assert re.findall(r"<code>([0-9a-f-]{36})</code>", page) == pending
     assert page.count("expired (cleaned up") == 1 and "u-1" not in page
     engine.dispose()
+
+
+def test_held_extended_and_internal_due_are_shown(serve, ledger_url, db_backend) -> None:
+    from services.ledger import legal
+    from services.ledger.settings import LedgerSettings
+
+    engine = _migrated(ledger_url)
+    now = datetime.now(UTC)
+    fill_ledger(engine, 60, now=now)
+    with session_factory(engine)() as session:
+        open_rows = session.scalars(select(ErasureRequest).where(ErasureRequest.status == "open",
+                                                                 ErasureRequest.reason.is_not(None))).all()
+        late = next(r for r in open_rows if r.due_at < now)
+        running = next(r for r in open_rows if r.requested_at and r.requested_at > now - timedelta(days=25))
+        late_id, late_user, running_id = late.request_id, late.user_id, running.request_id
+    with session_factory(engine).begin() as session:
+        legal.hold(session, late_user, "court order 2026-T-1234", now)
+        legal.extend(session, running_id, 2, "many installers to trace", now=now, settings=LedgerSettings())
+    console = serve(ledger_url, page_size=500)
+    client = console.login("vera")
+    listed = {i: css for css, i in _rows(client.get("/requests?state=open").text)}
+    assert listed[late_id] == "held"
+    page = client.get(f"/requests/{late_id}").text
+    assert '<span class="flag held">held</span>' in page and "court order 2026-T-1234" in page
+    assert '<span class="flag overdue">' not in page
+    page = client.get(f"/requests/{running_id}").text
+    assert '<span class="flag extended">extended</span>' in page and "many installers to trace" in page
+    assert "Internal due" in page

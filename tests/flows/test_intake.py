@@ -22,6 +22,7 @@ from services.account.main import build
 from services.account.models import CompletedErasure, CompletionNotice, IntakeRequest
 from services.account.publishing import account_database
 from services.account.settings import AccountSettings
+from services.common.deadline import legal_deadline
 from services.sandbox import Sandbox
 from shared.testing import Pipeline, RunningService, wait_until
 from shared.testing.ports import free_port
@@ -120,7 +121,8 @@ def test_emailed_request_is_confirmed_erased_everywhere_and_answered_with_what_w
     assert status.reason == "user_request"
     account_slice = {s.service: s for s in status.slices}["account"]
     [kept] = account_slice.retained
-    due = status.requested_at + timedelta(days=30)
+    due = status.due_at  # the legal deadline: one calendar month on a Swedish working day
+    assert due == legal_deadline(status.requested_at)
     assert kept == {"category": NOTICE_CATEGORY, "held_by": "Loggamera",
                     "retain_until": str((due + timedelta(days=7)).date()),
                     "legal_basis": "GDPR Art. 12(3) — informing the data subject of the action taken"}

@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from schemas import SLICE_SERVICES, ErasureCompleted, ErasureSliceReported, UserDeregistered
 from schemas.examples import example_deregistration, example_slice_report
+from services.common.deadline import legal_deadline
 from services.ledger import queries
 from services.ledger.commands import receipt_command, status_command
 from services.ledger.main import build
@@ -158,7 +159,7 @@ def test_request_completes_once_all_five_slices_have_reported(
     _publish_and_wait(erasure_memory, ledger, request)
     opened = _status(ledger, request)
     assert (opened.status, opened.reason, opened.opened_by) == ("open", "user_request", "deregistration")
-    assert opened.due_at == request.requested_at + timedelta(days=30)
+    assert opened.due_at == legal_deadline(request.requested_at)
     assert opened.missing == SLICE_SERVICES
 
     reports = _reports(request)
@@ -220,7 +221,7 @@ def test_reports_before_the_deregistration_open_the_request_and_nothing_is_lost(
     status = _status(ledger, request)
     assert (status.status, status.reason, status.opened_by) == ("complete", "inactivity", "report")
     assert status.requested_at == request.requested_at
-    assert status.due_at == request.requested_at + timedelta(days=30)
+    assert status.due_at == legal_deadline(request.requested_at)
     assert _verify(ledger, request).ok
     assert completions.wait_one(request)["receipt_hash"] == status.receipt_hash
 
@@ -407,3 +408,81 @@ def test_each_delivery_costs_the_ledger_a_few_statements(
     assert all(1 <= n <= most for n, most in zip(per_delivery, expected, strict=True)), (per_delivery, statements)
     assert _status(ledger, request).status == "complete"
     assert _verify(ledger, request).ok
+
+
+# ---- legal time: internal due date, the gauge of requests per state -------------------------------------------
+
+def _ids(items: Iterable[queries.OverdueRequest]) -> dict[str, str]:
+    return {o.request_id: o.why for o in items}
+
+
+def test_due_soon_lists_open_requests_past_their_internal_due_date(
+        erasure_memory: MemoryPipeline, db_backend: str, ledger_url: str, ledger: MemoryService) -> None:
+    now = datetime.now(UTC)
+    fresh = _deregistration()
+    late = _deregistration(requested_at=now - timedelta(days=21))  # default internal due: 20 days
+    past = _deregistration(requested_at=now - timedelta(days=45))  # past its legal deadline too
+    done = _deregistration(requested_at=now - timedelta(days=25))
+    _publish_and_wait(erasure_memory, ledger, fresh, late, past, done, *_reports(done))
+
+    with Session(ledger.engine) as session:
+        listed = _ids(queries.due_soon(session, datetime.now(UTC), timedelta(days=20)))
+        assert listed == {str(late.request_id): "due_soon", str(past.request_id): "past_due"}
+        assert _ids(queries.overdue(session, datetime.now(UTC))) == {str(past.request_id): "past_due"}
+
+    text, code = status_command(ledger_url, due_soon=True)
+    assert code == 1, "a request past its internal due date is listed: exit 1 for cron and monitoring"
+    assert str(late.request_id) in text and "due_soon" in text and str(fresh.request_id) not in text
+    data, code = status_command(ledger_url, due_soon=True, as_json=True)
+    assert {d["request_id"] for d in json.loads(data)} == set(listed)
+    # The internal due date is a setting: one of 30 days leaves only the request past its deadline.
+    with Session(ledger.engine) as session:
+        assert _ids(queries.due_soon(session, datetime.now(UTC), timedelta(days=30))) == {
+            str(past.request_id): "past_due"}
+
+
+def test_due_soon_with_nothing_due_exits_0(erasure_memory: MemoryPipeline, ledger_url: str,
+                                           ledger: MemoryService) -> None:
+    _publish_and_wait(erasure_memory, ledger, _deregistration())
+    text, code = status_command(ledger_url, due_soon=True)
+    assert (text, code) == ("No open erasure requests past their internal due date.", 0)
+    assert status_command(ledger_url, due_soon=True, overdue=True)[1] == 2
+
+
+def test_the_gauge_counts_requests_per_state_at_each_scrape(
+        erasure_memory: MemoryPipeline, db_backend: str, ledger: MemoryService) -> None:
+    from prometheus_client import REGISTRY, generate_latest
+
+    from services.ledger.metrics import NAME
+
+    def scraped() -> dict[str, float]:
+        return {state: REGISTRY.get_sample_value(NAME, {"state": state}) or 0.0 for state in queries.STATES}
+
+    assert scraped() == dict.fromkeys(queries.STATES, 0.0)
+    now = datetime.now(UTC)
+    done = _deregistration()
+    _publish_and_wait(erasure_memory, ledger, _deregistration(), _deregistration(),
+                      _deregistration(requested_at=now - timedelta(days=21)),
+                      _deregistration(requested_at=now - timedelta(days=45)), done, *_reports(done))
+    assert scraped() == {"open": 2, "due_soon": 1, "overdue": 1, "stuck": 0, "held": 0, "completed": 1}
+    assert f'{NAME}{{state="due_soon"}} 1.0' in generate_latest(REGISTRY).decode()
+    with Session(ledger.engine) as session:  # a day later the fresh ones are stuck: nothing reported since
+        later = queries.state_counts(session, datetime.now(UTC) + timedelta(hours=25), timedelta(hours=24),
+                                     timedelta(days=20))
+    assert later == {"open": 0, "due_soon": 0, "overdue": 1, "stuck": 3, "held": 0, "completed": 1}
+
+
+def test_stuck_means_no_progress_a_slice_report_resets_the_clock(
+        erasure_memory: MemoryPipeline, db_backend: str, ledger: MemoryService) -> None:
+    request = _deregistration()
+    _publish_and_wait(erasure_memory, ledger, request)
+    time.sleep(1.5)
+    _publish_and_wait(erasure_memory, ledger, *_reports(request, ["account"]))
+    second = timedelta(seconds=1)
+    with Session(ledger.engine) as session:
+        now = datetime.now(UTC)
+        assert queries.overdue(session, now, stuck_after=second) == [], "a slice reported within the second"
+        assert queries.state_counts(session, now, second, timedelta(days=20))["stuck"] == 0
+        [stuck] = queries.overdue(session, now + 2 * second, stuck_after=second)
+        assert queries.state_counts(session, now + 2 * second, second, timedelta(days=20))["stuck"] == 1
+    assert (stuck.why, stuck.missing) == ("stuck", SLICE_SERVICES[1:])
