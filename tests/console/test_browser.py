@@ -3,11 +3,13 @@
 A newsletter erasure fails while Mailchimp is down and is dead-lettered; the request goes overdue. A viewer
 sees it flagged and the dead letter masked, and cannot reveal it; an operator reveals it (audit-logged),
 replays it once Mailchimp is back, watches the request complete and verifies its receipt. A POST without the
-CSRF token is refused; logging out ends the session. Screenshots go to docs/screenshots/.
+CSRF token is refused; logging out ends the session. Screenshots go to var/screenshots/, or where
+ERASURE_SCREENSHOTS_DIR says (`ERASURE_SCREENSHOTS_DIR=docs/screenshots` refreshes the README's pictures).
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,7 +23,8 @@ from shared.testing import Pipeline, wait_until
 from tests.console.conftest import PASSWORDS
 
 CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+ROOT = Path(__file__).resolve().parents[2]
+SHOTS = ROOT / os.environ.get("ERASURE_SCREENSHOTS_DIR", "var/screenshots")
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
          "--disable-background-networking", "--disable-component-update", "--disable-sync"]
 
