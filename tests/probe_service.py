@@ -14,7 +14,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Column, Integer, String, Table, insert
 
@@ -49,8 +49,10 @@ def act_named_by(user_id: str) -> Act:
     """The act a user id's prefix names: `ok-` the default; `transient-`, `ratelimited-` (Retry-After 0.5 s),
     `permanent-`, `flaky<N>-`, `emit-`, `append-`, `appendbad-`, `slow-` (0.3 s) and `hold-` (4 s)."""
     prefix = user_id.split("-", maxsplit=1)[0]
-    if prefix in ("transient", "permanent"):
-        return Act(fail=prefix)
+    if prefix == "transient":
+        return Act(fail="transient")
+    if prefix == "permanent":
+        return Act(fail="permanent")
     if prefix == "ratelimited":  # as a vendor's 429 does
         return Act(fail="transient", retry_after=0.5)
     if prefix.startswith("flaky") and prefix[5:].isdigit():
@@ -120,7 +122,8 @@ def main(argv: list[str]) -> None:
     from shared.settings import RuntimeSettings
 
     namespace, url = argv[1], argv[2]
-    broker = {"amqp_url": argv[3]} if len(argv) > 3 else {}  # the test's broker, not necessarily this machine's
+    # the test's broker, not necessarily this machine's
+    broker: dict[str, Any] = {"amqp_url": argv[3]} if len(argv) > 3 else {}
     configure("INFO", service="probe")
     settings = RuntimeSettings(namespace=namespace, retry_delays=(0.2, 0.4, 0.8), delivery_limit=5, **broker)
     ServiceRunner(make_service(), settings, url).run()
