@@ -1,6 +1,6 @@
 """The type check of handlers against their service's dependencies (`Context[Deps]`), run with mypy's API.
 
-The first test checks the runtime and every service's handlers and wiring; the others type-check small
+The first test checks the runtime and every service's handlers and wiring; the second type-checks small
 snippets to show the check catches a handler reaching for a dependency its `Deps` type lacks, and a service
 whose `build_deps` returns something other than what its handlers declare.
 """
@@ -51,7 +51,7 @@ SNIPPET_HEAD = '''
 
     from sqlalchemy import Engine, MetaData
 
-    from schemas import UserDeregistered
+    from schemas import NewsletterConsentChanged, UserDeregistered
     from shared.service import Context, Handlers, Service
 
 
@@ -63,42 +63,21 @@ SNIPPET_HEAD = '''
     @dataclass
     class OtherGateways:
         visma: str
-'''
 
-
-def _check_snippet(cache: Path, where: Path, body: str) -> str:
-    module = where / "snippet_service.py"
-    module.write_text(textwrap.dedent(SNIPPET_HEAD) + textwrap.dedent(body))
-    report, _status = _mypy(cache, module)
-    return report
-
-
-def test_a_handler_using_a_dependency_its_deps_type_lacks_is_reported(
-        mypy_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MYPYPATH", str(ROOT))
-    report = _check_snippet(mypy_cache, tmp_path, '''
 
     def erase(event: UserDeregistered, ctx: Context[Gateways]) -> None:
-        print(ctx.deps.paypal)
+        print(ctx.deps.paypal)  # what Gateways has passes
+'''
+
+MISSING_ATTRIBUTE = '''
+    def consent(event: NewsletterConsentChanged, ctx: Context[Gateways]) -> None:
         print(ctx.deps.visma)
 
 
-    HANDLERS: Handlers[Gateways] = {UserDeregistered: erase}
-    ''')
-    assert re.search(r'snippet_service\.py:\d+: error: "Gateways" has no attribute "visma"', report), report
-    assert "paypal" not in report, report  # the attribute Gateways has passes
-    assert report.count("error:") == 1, report
+    HANDLERS: Handlers[Gateways] = {UserDeregistered: erase, NewsletterConsentChanged: consent}
+'''
 
-
-def test_a_service_whose_deps_differ_from_its_handlers_is_reported(
-        mypy_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("MYPYPATH", str(ROOT))
-    report = _check_snippet(mypy_cache, tmp_path, '''
-
-    def erase(event: UserDeregistered, ctx: Context[Gateways]) -> None:
-        print(ctx.deps.paypal)
-
-
+MISMATCHED_DEPS = '''
     HANDLERS: Handlers[Gateways] = {UserDeregistered: erase}
 
 
@@ -107,8 +86,21 @@ def test_a_service_whose_deps_differ_from_its_handlers_is_reported(
 
 
     SERVICE = Service(name="snippet", handlers=HANDLERS, metadata=MetaData(), build_deps=build_deps)
-    ''')
+'''
+
+
+@pytest.mark.parametrize(("body", "error"), [
+    pytest.param(MISSING_ATTRIBUTE, r'"Gateways" has no attribute "visma"', id="handler-uses-what-deps-lacks"),
     # build_deps gives OtherGateways where the handlers take Context[Gateways]: no one Deps fits both.
-    assert re.search(r'snippet_service\.py:\d+: error: Cannot infer value of type parameter "Deps" of "Service"',
-                     report), report
+    pytest.param(MISMATCHED_DEPS, r'Cannot infer value of type parameter "Deps" of "Service"',
+                 id="build-deps-differs-from-handlers"),
+])
+def test_a_dependency_mistake_is_reported(
+        body: str, error: str, mypy_cache: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("MYPYPATH", str(ROOT))  # the snippet lives outside the project but imports it
+    module = tmp_path / "snippet_service.py"
+    module.write_text(textwrap.dedent(SNIPPET_HEAD) + textwrap.dedent(body))
+    report, status = _mypy(mypy_cache, module)
+    assert status == 1, report
+    assert re.search(rf"snippet_service\.py:\d+: error: {error}", report), report
     assert report.count("error:") == 1, report
