@@ -16,8 +16,6 @@ from shared.logging import get_logger
 Deps = TypeVar("Deps")
 """A service's outside gateways (what `Service.build_deps` returns), as its handlers' `ctx.deps` see them."""
 
-Handler = Callable[[Any, "Context[Any]"], None]
-
 
 @dataclass
 class Context(Generic[Deps]):
@@ -64,12 +62,18 @@ class Context(Generic[Deps]):
         self.appended.append((table, row))
 
 
+Handler = Callable[[Any, Context[Deps]], None]
+"""A handler: `(event, ctx) -> None`; `Handler[PaymentGateways]` takes a `Context[PaymentGateways]`."""
+Handlers = Mapping[type[EventData], Handler[Deps]]
+"""A service's handlers by event model; annotate `HANDLERS: Handlers[MyDeps]` so each entry is checked."""
+
+
 @dataclass(frozen=True)
 class Service(Generic[Deps]):
     """A slice service: its handlers by event model, its tables, migrations, and outside dependencies."""
 
     name: str
-    handlers: Mapping[type[EventData], Callable[[Any, Context[Deps]], None]]
+    handlers: Handlers[Deps]
     metadata: MetaData
     migrations: Path | None = None
     build_deps: Callable[[Engine], Deps] = lambda _engine: None  # type: ignore[assignment,return-value]
@@ -86,7 +90,7 @@ class Service(Generic[Deps]):
         """Event types this service consumes: its queue is bound to exactly these."""
         return tuple(sorted(model.event_type for model in self.handlers))
 
-    def handler_for(self, event_type: str) -> Handler | None:
+    def handler_for(self, event_type: str) -> Handler[Deps] | None:
         """The handler registered for an event type, if any."""
         for model, handler in self.handlers.items():
             if model.event_type == event_type:

@@ -1,9 +1,10 @@
 """A service made for runtime tests: what it does with an event is an `Act`, configured per user id.
 
-A test says it explicitly: `Probe({"u-1": Act(fail="transient"), "u-2": Act(emit=True)})`. A user id with no
-configured act falls back to the act its prefix names (`act_named_by`), because the probe run as its own process
-(`python -m tests.probe_service`, chaos and deployment tests) can be told nothing else. Attempt times are
-kept in memory so tests can read the back-off.
+A test in whose process the probe runs says it explicitly: `Probe({"u-1": Act(fail="transient"), "u-2":
+Act(emit=True)})`; a user id it names no act for gets the default act (one effect row), whatever the id looks
+like. Only the probe run as its own process (`python -m tests.probe_service`, by the runtime's crash and
+shutdown tests) reads an act from a user id's prefix (`act_named_by`, `Probe(by_prefix=True)`), because such a
+process can be told nothing else. Attempt times are kept in memory so tests can read the back-off.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Any, Literal
 
 from sqlalchemy import Column, Integer, String, Table, insert
 
@@ -49,8 +50,10 @@ def act_named_by(user_id: str) -> Act:
     """The act a user id's prefix names: `ok-` the default; `transient-`, `ratelimited-` (Retry-After 0.5 s),
     `permanent-`, `flaky<N>-`, `emit-`, `append-`, `appendbad-`, `slow-` (0.3 s) and `hold-` (4 s)."""
     prefix = user_id.split("-", maxsplit=1)[0]
-    if prefix in ("transient", "permanent"):
-        return Act(fail=prefix)
+    if prefix == "transient":
+        return Act(fail="transient")
+    if prefix == "permanent":
+        return Act(fail="permanent")
     if prefix == "ratelimited":  # as a vendor's 429 does
         return Act(fail="transient", retry_after=0.5)
     if prefix.startswith("flaky") and prefix[5:].isdigit():
@@ -62,12 +65,15 @@ def act_named_by(user_id: str) -> Act:
 class Probe:
     """The probe's configuration (an act per user id) and what it saw (attempt times per event id)."""
 
-    def __init__(self, acts: Mapping[str, Act] | None = None) -> None:
+    def __init__(self, acts: Mapping[str, Act] | None = None, *, by_prefix: bool = False) -> None:
         self.acts = dict(acts or {})
+        self.by_prefix = by_prefix  # only for the probe run as its own process
         self.attempts: dict[str, list[float]] = defaultdict(list)
 
     def act_for(self, user_id: str) -> Act:
-        return self.acts.get(user_id) or act_named_by(user_id)
+        if user_id in self.acts:
+            return self.acts[user_id]
+        return act_named_by(user_id) if self.by_prefix else Act()
 
 
 def _act(user_id: str, event_id: str, ctx: Context[Probe]) -> Act:
@@ -120,10 +126,11 @@ def main(argv: list[str]) -> None:
     from shared.settings import RuntimeSettings
 
     namespace, url = argv[1], argv[2]
-    broker = {"amqp_url": argv[3]} if len(argv) > 3 else {}  # the test's broker, not necessarily this machine's
+    # the test's broker, not necessarily this machine's
+    broker: dict[str, Any] = {"amqp_url": argv[3]} if len(argv) > 3 else {}
     configure("INFO", service="probe")
     settings = RuntimeSettings(namespace=namespace, retry_delays=(0.2, 0.4, 0.8), delivery_limit=5, **broker)
-    ServiceRunner(make_service(), settings, url).run()
+    ServiceRunner(make_service(probe=Probe(by_prefix=True)), settings, url).run()
 
 
 if __name__ == "__main__":

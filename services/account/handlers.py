@@ -12,7 +12,7 @@ from services.account.intake import drop_pending_requests
 from services.account.models import CompletedErasure
 from services.account.notices import cleanup, keep_address_for_notice, send_completion_notice
 from shared.erasure import slice_report, tombstone
-from shared.service import Context
+from shared.service import Context, Handlers
 
 if TYPE_CHECKING:
     from services.account.main import AccountDeps  # main builds the service from these handlers
@@ -64,7 +64,7 @@ def record_completed_erasure(event: ErasureCompleted, ctx: Context[AccountDeps])
                  completion_notice_sent=notified)
 
 
-HANDLERS = {
+HANDLERS: Handlers[AccountDeps] = {
     UserDeregistered: erase_account,
     ErasureCompleted: record_completed_erasure,
 }

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from typing import Any, cast
 
-from sqlalchemy import delete, select
+from sqlalchemy import CursorResult, delete, select
 from sqlalchemy.orm import Session
 
 from schemas import PurchaseCompleted, RetainedCategory, UserDeregistered
@@ -23,7 +24,7 @@ from services.common.retention import LEGAL_BASIS, accounting_date, fiscal_year_
 from services.vendors.rules import visma_customer_number
 from services.vendors.visma import ERASED_FIELDS, VismaClient
 from shared.erasure import is_erased, slice_report, tombstone
-from shared.service import Context
+from shared.service import Context, Handlers
 
 SERVICE = "bookkeeping"
 VISMA = "Visma eAccounting"
@@ -40,13 +41,13 @@ class Gateways:
     tokens: TokenStore  # where Visma's newest refresh token is kept
 
 
-def record_sale(event: PurchaseCompleted, ctx: Context) -> None:
+def record_sale(event: PurchaseCompleted, ctx: Context[Gateways]) -> None:
     """Book the sale at Visma (customer and invoice, once per event) and keep it until retention ends.
 
     For a user we have erased, the sale is still booked, as the law requires, but on the anonymous
     customer and without any contact details: no named customer is created again.
     """
-    gateways: Gateways = ctx.deps
+    gateways = ctx.deps
     session = ctx.session
     if session.get(Sale, event.purchase_id) is not None:
         ctx.log.info("sale already booked; nothing sent", purchase_id=event.purchase_id)
@@ -87,7 +88,9 @@ def record_sale(event: PurchaseCompleted, ctx: Context) -> None:
                  anonymous_customer=erased)
 
 
-def _erase_named_customer_of_earlier_attempt(ctx: Context, visma: VismaClient, user_id: str) -> None:
+def _erase_named_customer_of_earlier_attempt(
+    ctx: Context[Gateways], visma: VismaClient, user_id: str
+) -> None:
     """An earlier attempt at this sale may have created the named customer at Visma before its answer was
     lost, and the user's erasure, handled meanwhile, knew nothing of it: erase that customer now."""
     found = visma.find_customer(visma_customer_number(user_id))
@@ -122,16 +125,16 @@ def _keep_customer(customer: CustomerRecord, event: PurchaseCompleted, visma_cus
     customer.anonymised_at = None
 
 
-def erase_customer(event: UserDeregistered, ctx: Context) -> None:
+def erase_customer(event: UserDeregistered, ctx: Context[Gateways]) -> None:
     """Keep the user's sales the law requires; erase every contact detail here and at Visma; report it."""
-    gateways: Gateways = ctx.deps
+    gateways = ctx.deps
     session = ctx.session
     today = datetime.now(UTC).date()
     erased: list[str] = []
     notified: list[str] = []
-    expired = session.execute(
+    expired = cast("CursorResult[Any]", session.execute(  # DML answers with a CursorResult
         delete(Sale).where(Sale.user_id == event.user_id, Sale.retain_until < today)
-    ).rowcount
+    )).rowcount
     if expired:
         erased.append("sales past their retention period")
     sales = session.scalars(select(Sale).where(Sale.user_id == event.user_id)).all()
@@ -185,4 +188,4 @@ def _retained(sales: Sequence[Sale]) -> list[RetainedCategory]:
     ]
 
 
-HANDLERS = {PurchaseCompleted: record_sale, UserDeregistered: erase_customer}
+HANDLERS: Handlers[Gateways] = {PurchaseCompleted: record_sale, UserDeregistered: erase_customer}

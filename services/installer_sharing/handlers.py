@@ -12,7 +12,7 @@ from schemas import Customer, PurchaseCompleted, UserDeregistered
 from services.installer_sharing.directory import Installers
 from services.installer_sharing.models import Notice, Share
 from shared.erasure import is_erased, slice_report, tombstone
-from shared.service import Context
+from shared.service import Context, Handlers
 
 SERVICE = "installer_sharing"
 ERASED_CATEGORY = "contact details sent to installers"
@@ -93,4 +93,7 @@ def tell_installers_to_erase(event: UserDeregistered, ctx: Context[Installers]) 
                  replay=event.replay)
 
 
-HANDLERS = {PurchaseCompleted: forward_contact_to_installer, UserDeregistered: tell_installers_to_erase}
+HANDLERS: Handlers[Installers] = {
+    PurchaseCompleted: forward_contact_to_installer,
+    UserDeregistered: tell_installers_to_erase,
+}

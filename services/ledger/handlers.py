@@ -32,7 +32,7 @@ from services.ledger.models import (
 from services.ledger.receipt import link, opening_hash
 from services.ledger.settings import LedgerSettings
 from shared.errors import PermanentError
-from shared.service import Context
+from shared.service import Context, Handlers
 
 
 def report_payload(event: ErasureSliceReported) -> dict[str, Any]:
@@ -213,7 +213,7 @@ def record_slice_report(event: ErasureSliceReported, ctx: Context[LedgerSettings
     _complete_if_all_reported(request, chain, ctx, now)
 
 
-HANDLERS = {
+HANDLERS: Handlers[LedgerSettings] = {
     UserDeregistered: open_erasure_request,
     ErasureSliceReported: record_slice_report,
 }

@@ -10,7 +10,7 @@ from schemas import NewsletterConsentChanged, PurchaseCompleted, UserDeregistere
 from services.newsletter.audiences import Audiences
 from services.newsletter.models import Subscriber
 from shared.erasure import is_erased, slice_report, tombstone
-from shared.service import Context
+from shared.service import Context, Handlers
 
 SERVICE = "newsletter"
 RECIPIENT = "Mailchimp"
@@ -93,7 +93,7 @@ def erase_subscriber(event: UserDeregistered, ctx: Context[Audiences]) -> None:
                  replay=event.replay)
 
 
-HANDLERS = {
+HANDLERS: Handlers[Audiences] = {
     PurchaseCompleted: subscribe_buyer,
     NewsletterConsentChanged: apply_consent_change,
     UserDeregistered: erase_subscriber,

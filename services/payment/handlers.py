@@ -22,7 +22,7 @@ from services.payment.models import PaymentRecord, PayPalCustomer, VaultToken
 from services.vendors.paypal import PayPalClient
 from services.vendors.rules import paypal_customer_id
 from shared.erasure import is_erased, slice_report, tombstone
-from shared.service import Context
+from shared.service import Context, Handlers
 
 SERVICE = "payment"
 PAYPAL = "PayPal"
@@ -41,7 +41,7 @@ class Gateways:
     fiscal_year_end: tuple[int, int] = (12, 31)
 
 
-def record_payment_references(event: PurchaseCompleted, ctx: Context) -> None:
+def record_payment_references(event: PurchaseCompleted, ctx: Context[Gateways]) -> None:
     """Keep the PayPal references of an online payment; an invoice payment leaves nothing here.
 
     For a user we have erased, only the transaction reference the law requires is kept (no payer id, no
@@ -50,7 +50,7 @@ def record_payment_references(event: PurchaseCompleted, ctx: Context) -> None:
     refs = event.payment.paypal
     if event.payment.method != "paypal" or refs is None:
         return
-    gateways: Gateways = ctx.deps
+    gateways = ctx.deps
     session = ctx.session
     if session.get(PaymentRecord, event.purchase_id) is not None:
         ctx.log.info("payment already recorded", purchase_id=event.purchase_id)
@@ -81,9 +81,9 @@ def record_payment_references(event: PurchaseCompleted, ctx: Context) -> None:
     ctx.log.info("payment recorded", purchase_id=event.purchase_id, user_id=event.user_id)
 
 
-def erase_payer_data(event: UserDeregistered, ctx: Context) -> None:
+def erase_payer_data(event: UserDeregistered, ctx: Context[Gateways]) -> None:
     """Delete the user's vault tokens at PayPal, erase payer data here, keep transaction records by law."""
-    gateways: Gateways = ctx.deps
+    gateways = ctx.deps
     session = ctx.session
     erased: list[str] = []
     tokens = session.scalars(select(VaultToken).where(VaultToken.user_id == event.user_id)).all()
@@ -140,4 +140,4 @@ def _retained(kept: Sequence[PaymentRecord]) -> list[RetainedCategory]:
     ]
 
 
-HANDLERS = {PurchaseCompleted: record_payment_references, UserDeregistered: erase_payer_data}
+HANDLERS: Handlers[Gateways] = {PurchaseCompleted: record_payment_references, UserDeregistered: erase_payer_data}

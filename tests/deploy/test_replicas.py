@@ -4,6 +4,7 @@ has exactly one effect — also when each event is delivered twice and the copie
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 
 import pytest
 from sqlalchemy import func, select
@@ -12,18 +13,18 @@ from schemas import ErasureSliceReported
 from schemas.examples import example_deregistration
 from shared.testing import wait_until
 from shared.testing.pipeline import Pipeline, RunningService
-from tests.probe_service import Probe, effects, make_service
+from tests.probe_service import Act, Probe, effects, make_service
 
 EVENTS = 300
 
 
-def _replicas(pipeline: Pipeline, url: str) -> list[tuple[RunningService, Probe]]:
-    """Two runners of the probe service on one database; small prefetch so both get a share."""
+def _replicas(pipeline: Pipeline, url: str, acts: Mapping[str, Act]) -> list[tuple[RunningService, Probe]]:
+    """Two runners of the probe service on one database, each doing `acts`; small prefetch so both get a share."""
     pipeline.declare(make_service("probe"))
     settings = pipeline.settings.model_copy(update={"prefetch": 20, "batch_size": 10})
     started = []
     for _ in range(2):
-        probe = Probe()
+        probe = Probe(acts)
         started.append((RunningService(make_service("probe", probe), settings, url).start(), probe))
     return started
 
@@ -35,9 +36,13 @@ def _effects(running: RunningService) -> tuple[int, int]:
     return int(total), int(distinct)
 
 
+def _users(prefix: str) -> list[str]:
+    return [f"{prefix}-{i}" for i in range(EVENTS)]
+
+
 def _publish_twice(pipeline: Pipeline, prefix: str) -> list[str]:
-    messages = [pipeline.encode(example_deregistration(f"{prefix}-{i}", request_id=str(uuid.uuid4())))
-                for i in range(EVENTS)]
+    messages = [pipeline.encode(example_deregistration(user, request_id=str(uuid.uuid4())))
+                for user in _users(prefix)]
     pipeline.producer.publish_many(messages)
     pipeline.producer.publish_many(messages)  # every event delivered twice: a redelivery, as the broker may
     return [m.event_id for m in messages]
@@ -48,7 +53,7 @@ def _publish_twice(pipeline: Pipeline, prefix: str) -> list[str]:
 def test_two_replicas_on_one_database_have_one_effect_per_event(erasure_pipeline: Pipeline, db_backend: str) -> None:
     url = erasure_pipeline.database_url("probe")
     assert url.startswith("postgresql")
-    replicas = _replicas(erasure_pipeline, url)
+    replicas = _replicas(erasure_pipeline, url, {})  # the default act: one effect row each
     (first, first_probe), (_second, second_probe) = replicas
     try:
         _publish_twice(erasure_pipeline, "ok")
@@ -70,7 +75,7 @@ def test_two_replicas_emit_one_report_per_event_whichever_relays_it(
     erasure_pipeline: Pipeline, db_backend: str
 ) -> None:
     url = erasure_pipeline.database_url("probe")
-    replicas = _replicas(erasure_pipeline, url)
+    replicas = _replicas(erasure_pipeline, url, dict.fromkeys(_users("emit"), Act(emit=True)))
     first = replicas[0][0]
     ledger_queue = f"{erasure_pipeline.namespace}.ledger"
     reports: list[str] = []

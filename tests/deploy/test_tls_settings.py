@@ -35,7 +35,7 @@ from shared.settings import RuntimeSettings
 from shared.testing import wait_until
 from shared.testing.pipeline import Pipeline, RunningService
 from shared.tls import amqp_uses_tls, kombu_ssl, pika_ssl_options
-from tests.probe_service import make_service
+from tests.probe_service import Act, Probe, make_service
 
 
 @dataclass(frozen=True)
@@ -221,7 +221,7 @@ def test_tls_refuses_an_unverified_broker_and_sends_the_client_certificate(
 def test_a_service_consumes_and_relays_its_outbox_over_tls(
     erasure_pipeline: Pipeline, terminator: TlsTerminator, pki: Pki, tmp_path: Path
 ) -> None:
-    probe = make_service("probe")
+    probe = make_service("probe", Probe({"emit-tls": Act(emit=True)}))
     erasure_pipeline.declare(probe)
     tls = _tls_settings(erasure_pipeline.settings.amqp_url, terminator, pki,
                         namespace=erasure_pipeline.namespace, retry_delays=(0.2, 0.4, 0.8), delivery_limit=5)

@@ -20,7 +20,7 @@ from schemas.examples import example_consent_change, example_deregistration
 from services.cli.main import cli
 from shared.signing import sign
 from shared.testing import Pipeline, wait_until
-from tests.probe_service import make_service
+from tests.probe_service import Act, Probe, make_service
 
 ROOT = Path(__file__).resolve().parents[2]
 PHONE = "070-174 06 55"
@@ -58,7 +58,9 @@ def _publish_poison(pipeline: Pipeline, body: bytes, message_id: str) -> None:
 
 def _make_dead_letters(pipeline: Pipeline, count: int, *, consent: bool = False, poison: int = 0) -> list[str]:
     """Run the probe until `count` permanent failures (+ poison) are dead-lettered, then stop it; return ids."""
-    running = pipeline.start(make_service())
+    refused = Act(fail="permanent")
+    running = pipeline.start(make_service(probe=Probe(
+        {**{f"permanent-{i}": refused for i in range(count)}, "permanent-mail": refused})))
     pipeline.purge(settle=0.3)  # dead letters returned by an earlier test's browsing may still be arriving
     events: list[Any] = [example_deregistration(f"permanent-{i}") for i in range(count)]
     if consent:

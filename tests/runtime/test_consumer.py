@@ -24,7 +24,7 @@ from shared.runtime.delivery import Delivery
 from shared.runtime.outcome import ACK
 from shared.service import Service
 from shared.testing import Pipeline, wait_until
-from tests.probe_service import Probe, effects, make_service
+from tests.probe_service import Act, Probe, effects, make_service
 
 
 def _count(running, user_id: str | None = None) -> int:
@@ -60,7 +60,7 @@ def test_redelivered_event_has_no_second_effect(erasure_pipeline, db_backend) ->
 
 
 def test_transient_failure_backs_off_through_the_tiers_then_dead_letters(erasure_pipeline) -> None:
-    probe = Probe()
+    probe = Probe({"transient-1": Act(fail="transient")})
     erasure_pipeline.start(make_service(probe=probe))
     [sent] = erasure_pipeline.publish(example_deregistration("transient-1"))
     dead_queue = f"{erasure_pipeline.namespace}.probe.dead"
@@ -80,7 +80,7 @@ def test_transient_failure_backs_off_through_the_tiers_then_dead_letters(erasure
 
 
 def test_flaky_handler_succeeds_on_retry_with_one_effect(erasure_pipeline) -> None:
-    running = erasure_pipeline.start(make_service())
+    running = erasure_pipeline.start(make_service(probe=Probe({"flaky2-a": Act(fail_first=2)})))
     [sent] = erasure_pipeline.publish(example_deregistration("flaky2-a"))
     running.wait_handled(sent.event_id, timeout=10)
     assert _count(running, "flaky2-a") == 1
@@ -88,7 +88,7 @@ def test_flaky_handler_succeeds_on_retry_with_one_effect(erasure_pipeline) -> No
 
 
 def test_permanent_failure_is_dead_lettered_at_once(erasure_pipeline) -> None:
-    probe = Probe()
+    probe = Probe({"permanent-1": Act(fail="permanent")})
     erasure_pipeline.start(make_service(probe=probe))
     [sent] = erasure_pipeline.publish(example_deregistration("permanent-1"))
     dead_queue = f"{erasure_pipeline.namespace}.probe.dead"
@@ -105,7 +105,7 @@ def test_good_and_bad_events_in_one_batch_are_settled_each_on_its_own(erasure_pi
     _declare_empty(erasure_pipeline, make_service())
     users = [f"ok-b{i}" if i % 3 else f"permanent-b{i}" for i in range(30)]
     erasure_pipeline.publish(*(example_deregistration(u) for u in users))
-    running = erasure_pipeline.start(make_service())
+    running = erasure_pipeline.start(make_service(probe=Probe(dict.fromkeys(users[::3], Act(fail="permanent")))))
     ns = erasure_pipeline.namespace
     wait_until(lambda: erasure_pipeline.depth(f"{ns}.probe.dead") == 10, what="10 dead letters")
     wait_until(lambda: _count(running) == 20, what="20 effects")
@@ -167,7 +167,7 @@ def test_heartbeats_continue_while_a_handler_runs_long(amqp_url, tmp_path) -> No
 
     pipeline = Pipeline(amqp_url, workdir=tmp_path, heartbeat=1)
     try:
-        running = pipeline.start(make_service())
+        running = pipeline.start(make_service(probe=Probe({"hold-1": Act(sleep=4.0)})))
         [sent] = pipeline.publish(example_deregistration("hold-1"))
         running.wait_handled(sent.event_id, timeout=15)
         wait_until(lambda: pipeline.depth(f"{pipeline.namespace}.probe") == 0, what="acked")
@@ -264,7 +264,7 @@ def test_fast_path_dead_letters_a_conflicting_duplicate_within_the_batch(erasure
 
 @pytest.mark.parametrize("failing", ["transient", "permanent"])
 def test_fast_path_failure_mid_batch_costs_only_the_failing_delivery(erasure_pipeline, batch_runner, failing) -> None:
-    probe = Probe()
+    probe = Probe({f"{failing}-fe2": Act(fail=failing)})
     runner = batch_runner(probe=probe)
     users = ["ok-fe0", "ok-fe1", f"{failing}-fe2", "ok-fe3"]
     sent = [erasure_pipeline.encode(example_deregistration(u)) for u in users]
@@ -279,7 +279,7 @@ def test_fast_path_failure_mid_batch_costs_only_the_failing_delivery(erasure_pip
 
 
 def test_without_database_only_a_failure_re_runs_no_other_handler(erasure_pipeline, batch_runner) -> None:
-    probe = Probe()
+    probe = Probe({"transient-fg2": Act(fail="transient")})
     runner = batch_runner(probe=probe, database_only=False)
     users = ["ok-fg0", "ok-fg1", "transient-fg2", "ok-fg3"]
     sent = [erasure_pipeline.encode(example_deregistration(u)) for u in users]
@@ -290,7 +290,7 @@ def test_without_database_only_a_failure_re_runs_no_other_handler(erasure_pipeli
 
 
 def test_fast_path_writes_the_appended_rows_of_the_batch_together(erasure_pipeline, batch_runner) -> None:
-    probe = Probe()
+    probe = Probe(dict.fromkeys(["append-fa0", "append-fa2", "append-fa3"], Act(append=True)))
     runner = batch_runner(probe=probe)
     users = ["append-fa0", "ok-fa1", "append-fa2", "append-fa3"]
     sent = [erasure_pipeline.encode(example_deregistration(u)) for u in users]
@@ -305,7 +305,8 @@ def test_fast_path_writes_the_appended_rows_of_the_batch_together(erasure_pipeli
 
 @pytest.mark.parametrize("database_only", [True, False])
 def test_an_appended_row_that_fails_costs_only_its_delivery(erasure_pipeline, batch_runner, database_only) -> None:
-    probe = Probe()
+    probe = Probe({"append-fb0": Act(append=True), "appendbad-fb1": Act(append=True, append_invalid=True),
+                   "append-fb2": Act(append=True)})
     runner = batch_runner(probe=probe, database_only=database_only)
     users = ["append-fb0", "appendbad-fb1", "append-fb2"]
     sent = [erasure_pipeline.encode(example_deregistration(u)) for u in users]
@@ -360,7 +361,8 @@ def test_fast_path_leaves_a_database_outage_to_the_hold_and_retry_loop(erasure_p
 
 
 def test_fast_path_on_the_broker_settles_each_delivery_of_a_mixed_backlog(erasure_pipeline, db_backend) -> None:
-    probe = Probe()
+    probe = Probe({"transient-fk5": Act(fail="transient"), "permanent-fk15": Act(fail="permanent"),
+                   "permanent-fk25": Act(fail="permanent")})
     service = make_service(probe=probe, database_only=True)
     _declare_empty(erasure_pipeline, service)
     ns = erasure_pipeline.namespace

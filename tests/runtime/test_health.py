@@ -10,7 +10,7 @@ import pytest
 from schemas.examples import example_deregistration
 from shared.testing import Pipeline, wait_until
 from shared.testing.proxy import CuttableProxy
-from tests.probe_service import make_service
+from tests.probe_service import Act, Probe, make_service
 
 
 def _metric(base: str, name: str, **labels: str) -> float:
@@ -25,7 +25,8 @@ def _metric(base: str, name: str, **labels: str) -> float:
 
 
 def test_metrics_count_handled_events_and_dead_letters(erasure_pipeline) -> None:
-    running = erasure_pipeline.start(make_service(), http_port=0)
+    probe = Probe({"permanent-m3": Act(fail="permanent")})
+    running = erasure_pipeline.start(make_service(probe=probe), http_port=0)
     base = f"http://127.0.0.1:{running.runner.http_port}"
     assert httpx.get(f"{base}/healthz").status_code == 200
     assert httpx.get(f"{base}/readyz").status_code == 200

@@ -78,7 +78,9 @@ def test_emitted_events_are_relayed_from_the_outbox_to_the_queues_bound_to_them(
 
 def test_the_database_only_fast_path_settles_a_mixed_batch_as_on_the_broker(erasure_memory: MemoryPipeline) -> None:
     """Its twin on the broker: test_fast_path_on_the_broker_settles_each_delivery_of_a_mixed_backlog."""
-    running = erasure_memory.start(make_service(probe=Probe(), database_only=True))
+    probe = Probe({"transient-m5": Act(fail="transient"), "permanent-m15": Act(fail="permanent"),
+                   "permanent-m25": Act(fail="permanent")})
+    running = erasure_memory.start(make_service(probe=probe, database_only=True))
     users = [f"ok-m{i}" if i % 10 != 5 else f"{'transient' if i == 5 else 'permanent'}-m{i}" for i in range(30)]
     messages = [erasure_memory.encode(example_deregistration(u)) for u in users]
     conflict = erasure_memory.encode(example_deregistration("ok-m1", reason="admin"),

@@ -15,7 +15,7 @@ from shared.errors import PublishError
 from shared.outbox import OutboxRelay, stage_many
 from shared.producer import Producer
 from shared.testing import wait_until
-from tests.probe_service import make_service
+from tests.probe_service import Act, Probe, make_service
 
 SLICE_REPORTED = "se.loggamera.erasure.slice_reported.v1"
 
@@ -26,7 +26,7 @@ def _reports(pipeline) -> list[dict]:
 
 
 def test_handler_emitted_event_is_published_after_commit(erasure_pipeline, db_backend) -> None:
-    running = erasure_pipeline.start(make_service())
+    running = erasure_pipeline.start(make_service(probe=Probe({"emit-1": Act(emit=True)})))
     [sent] = erasure_pipeline.publish(example_deregistration("emit-1"))
     running.wait_handled(sent.event_id)
     [report, *again] = erasure_pipeline.wait_events(ErasureSliceReported, where=lambda r: r.user_id == "emit-1")
@@ -35,7 +35,7 @@ def test_handler_emitted_event_is_published_after_commit(erasure_pipeline, db_ba
 
 
 def test_failed_handler_emits_nothing(erasure_pipeline) -> None:
-    erasure_pipeline.start(make_service())
+    erasure_pipeline.start(make_service(probe=Probe({"permanent-emit": Act(fail="permanent", emit=True)})))
     erasure_pipeline.publish(example_deregistration("permanent-emit"))
     wait_until(lambda: erasure_pipeline.depth(f"{erasure_pipeline.namespace}.probe.dead") == 1, what="dead")
     assert _reports(erasure_pipeline) == []

@@ -12,7 +12,7 @@ from schemas.examples import example_deregistration
 from shared.backoff import Backoff
 from shared.testing import Pipeline, wait_until
 from shared.testing.proxy import CuttableProxy
-from tests.probe_service import make_service
+from tests.probe_service import Act, Probe, make_service
 
 
 @pytest.mark.slow
@@ -23,7 +23,8 @@ def test_service_recovers_after_a_network_cut(amqp_url, tmp_path) -> None:
     through_proxy = Pipeline(proxy.url_for(amqp_url), workdir=tmp_path, namespace=direct.namespace,
                              retry_delays=(0.2, 0.4, 0.8), heartbeat=2)
     try:
-        running = through_proxy.start(make_service())
+        emitting = Probe(dict.fromkeys(["emit-before", "emit-during"], Act(emit=True)))
+        running = through_proxy.start(make_service(probe=emitting))
         [first] = direct.publish(example_deregistration("emit-before"))
         running.wait_handled(first.event_id)
         proxy.cut()

@@ -6,13 +6,13 @@ import itertools
 
 from schemas.examples import example_deregistration
 from shared.testing import wait_until
-from tests.probe_service import Probe, make_service
+from tests.probe_service import Act, Probe, make_service
 
 
 def test_retry_after_longer_than_a_tier_skips_to_a_tier_that_long(erasure_pipeline) -> None:
     # The pipeline's tiers are 0.2, 0.4 and 0.8 s; the probe's vendor asks for 0.5 s each time.
     assert erasure_pipeline.settings.retry_delays == (0.2, 0.4, 0.8)
-    probe = Probe()
+    probe = Probe({"ratelimited-1": Act(fail="transient", retry_after=0.5)})  # as a vendor's 429 does
     erasure_pipeline.start(make_service(probe=probe))
     [sent] = erasure_pipeline.publish(example_deregistration("ratelimited-1"))
     dead_queue = f"{erasure_pipeline.namespace}.probe.dead"
