@@ -127,7 +127,9 @@ class ThreadedServer:
 
     def __init__(self, app: ASGIApp, host: str, port: int, *, lifespan: str = "off", **settings: Any) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets that say so (headers and body go out
+        # in separate writes; with Nagle and delayed ACKs each answer would wait ~40 ms).
+        self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self._socket.listen(128)

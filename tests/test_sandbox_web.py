@@ -148,3 +148,13 @@ def test_many_requests_at_once_are_all_answered(sandbox: Sandbox, at_once) -> No
     statuses, together = at_once("visma", 60, "/visma/v2/customers", headers=VISMA)
     assert together == 60
     assert statuses == [200] * 60
+
+
+def test_answers_on_a_kept_alive_connection_do_not_wait_for_delayed_acks(sandbox: Sandbox, http: httpx.Client) -> None:
+    """Headers and body go out in two writes: without TCP_NODELAY each answer would wait ~40 ms (delayed ACK)."""
+    took = []
+    for _ in range(21):
+        began = time.perf_counter()
+        http.get("/mailchimp/3.0/ping", auth=MAILCHIMP_AUTH)
+        took.append(time.perf_counter() - began)
+    assert sorted(took)[10] < 0.030, f"median {sorted(took)[10] * 1000:.1f} ms"
