@@ -122,18 +122,21 @@ def routes_app(routes: Mapping[tuple[str, str], Route]) -> Starlette:
 
 
 class ThreadedServer:
-    """uvicorn serving an ASGI app on a background thread, on a socket bound up front."""
+    """uvicorn serving an ASGI app on a background thread, on a socket bound up front; `settings` adds
+    uvicorn.Config settings (e.g. `http=` a protocol class, `timeout_keep_alive=`)."""
 
-    def __init__(self, app: ASGIApp, host: str, port: int, *, lifespan: str = "off") -> None:
+    def __init__(self, app: ASGIApp, host: str, port: int, *, lifespan: str = "off", **settings: Any) -> None:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self._socket = socket.socket(family, socket.SOCK_STREAM)
+        # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on sockets that say so (headers and body go out
+        # in separate writes; with Nagle and delayed ACKs each answer would wait ~40 ms).
+        self._socket = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         self._socket.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         self._socket.bind((host, port))
         self._socket.listen(128)
         self.host = host
         self.port = self._socket.getsockname()[1]
         config = uvicorn.Config(app, access_log=False, log_config=None, lifespan=lifespan,  # type: ignore[arg-type]
-                                server_header=False, timeout_graceful_shutdown=5)
+                                server_header=False, timeout_graceful_shutdown=5, **settings)
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, kwargs={"sockets": [self._socket]}, name="web",
                                         daemon=True)

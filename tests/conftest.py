@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -47,3 +50,31 @@ def spawn() -> Iterator[Callable[..., subprocess.Popen[bytes]]]:
         if child.poll() is None:
             child.kill()
         child.wait(10)
+
+
+@pytest.fixture
+def at_once(sandbox_server: Sandbox) -> Callable[..., tuple[list[int], int]]:
+    """Send `n` requests to a vendor of the sandbox at once: every one held in flight (the fakes answer under the
+    state lock) until all have arrived or 10 s passed, then let through. Returns their statuses and how many were
+    in flight together."""
+
+    def send(vendor: str, n: int, path: str, **request: Any) -> tuple[list[int], int]:
+        statuses: list[int] = []
+
+        def one() -> None:
+            with httpx.Client(base_url=sandbox_server.http_url, timeout=10) as client:
+                statuses.append(client.get(path, **request).status_code)
+
+        with sandbox_server.state_lock():
+            threads = [threading.Thread(target=one) for _ in range(n)]
+            for thread in threads:
+                thread.start()
+            deadline = time.monotonic() + 10
+            while sandbox_server.in_flight(vendor) < n and time.monotonic() < deadline:
+                time.sleep(0.01)
+            together = sandbox_server.in_flight(vendor)
+        for thread in threads:
+            thread.join()
+        return statuses, together
+
+    return send

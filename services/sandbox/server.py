@@ -13,7 +13,8 @@ from typing import Any, Self
 from services.sandbox.defaults import DEFAULT_HTTP_PORT, DEFAULT_SMTP_PORT
 from services.sandbox.smtp import SinkController, start_sink
 from services.sandbox.state import SandboxConfig, SandboxState
-from services.sandbox.web import SandboxHTTPServer
+from services.sandbox.web import sandbox_server
+from shared.web import ThreadedServer
 
 
 class Sandbox:
@@ -25,18 +26,14 @@ class Sandbox:
         self._smtp_port = smtp_port
         self.config = SandboxConfig(**config)
         self._state = SandboxState(self.config)
-        self._http: SandboxHTTPServer | None = None
-        self._http_thread: threading.Thread | None = None
+        self._http: ThreadedServer | None = None
         self._smtp: SinkController | None = None
 
     def start(self) -> Self:
         """Start the HTTP server and the SMTP sink in background threads."""
-        self._http = SandboxHTTPServer((self.host, self._http_port), self._state)
-        self._http_thread = threading.Thread(
-            target=self._http.serve_forever, kwargs={"poll_interval": 0.1}, name="sandbox-http", daemon=True
-        )
-        self._http_thread.start()
+        self._http = sandbox_server(self._state, self.host, self._http_port)
         try:
+            self._http.start()
             self._smtp = start_sink(self._state, self.host, self._smtp_port)
         except BaseException:
             self.stop()
@@ -49,12 +46,8 @@ class Sandbox:
             self._smtp.stop()
             self._smtp = None
         if self._http is not None:
-            self._http.shutdown()
-            self._http.server_close()
+            self._http.stop()
             self._http = None
-        if self._http_thread is not None:
-            self._http_thread.join(timeout=5)
-            self._http_thread = None
 
     def __enter__(self) -> Self:
         return self.start()
@@ -69,7 +62,7 @@ class Sandbox:
         """Root URL of the HTTP side, e.g. http://127.0.0.1:8480 (vendors live under /mailchimp/3.0 …)."""
         if self._http is None:
             raise RuntimeError("the sandbox is not running")
-        return f"http://{self.host}:{self._http.server_address[1]}"
+        return f"http://{self.host}:{self._http.port}"
 
     @property
     def smtp_port(self) -> int:

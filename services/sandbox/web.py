@@ -1,4 +1,10 @@
-"""The sandbox's HTTP face: vendor prefixes on one port, injected outages, and the `/_sandbox/` control API."""
+"""The sandbox's HTTP face: vendor prefixes on one port, injected outages, and the `/_sandbox/` control API.
+
+It runs on the project's one web stack (an ASGI app on uvicorn, served by `shared.web.ThreadedServer`). The
+vendor fakes stay framework-free behind `wire.Request`/`wire.Reply`; this module only translates. The "refuse"
+outage answers nothing and resets the TCP connection, which ASGI has no message for: `ResettingH11Protocol`, a
+small subclass of uvicorn's h11 protocol, offers each request the `RESET` scope extension that does it.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +13,27 @@ import json
 import socket
 import struct
 from collections.abc import Callable
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qsl, urlsplit
 
+import anyio
+import anyio.to_thread
+from starlette.requests import ClientDisconnect
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import Response as StarletteResponse
+from starlette.types import Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
 from services.sandbox import installers, mailchimp, paypal, visma
 from services.sandbox.state import SandboxState
 from services.sandbox.wire import Reply, Request
+from shared.web import ThreadedServer
+
+METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
+RESET = "loggamera.connection.reset"  # scope["extensions"] key: a callable that resets this request's connection
+WORKERS = 256  # requests answered at once; the fakes block (state lock), so more than anyio's default 40
+KEEP_ALIVE_S = 30  # idle keep-alive connections are closed after this long
 
 FAKES: dict[str, ModuleType] = {
     "mailchimp": mailchimp,
@@ -80,70 +99,81 @@ def control(state: SandboxState, req: Request) -> Reply:
     return Reply(200, action(state, req))
 
 
-class SandboxHandler(BaseHTTPRequestHandler):
-    """Routes `/<vendor>/…` to that vendor's fake and `/_sandbox/…` to the control API."""
+class ResettingH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol that offers every request `scope["extensions"][RESET]`: drop this connection with a
+    TCP reset and no answer. A closed port cannot be faked per vendor on a shared one; a reset is the nearest
+    thing a client can see (linger 0 turns the close into a RST instead of a FIN)."""
 
-    protocol_version = "HTTP/1.1"
-    server_version = "loggamera-sandbox"
-    timeout = 30
-    server: SandboxHTTPServer
+    def handle_events(self) -> None:
+        super().handle_events()
+        # A request's task is created above but runs only once this returns, so its scope has the key in time.
+        if self.scope is not None:
+            self.scope.setdefault("extensions", {})[RESET] = self.reset  # type: ignore[typeddict-unknown-key]
 
-    def setup(self) -> None:
-        super().setup()
-        # Headers and body go out in separate writes; without this, Nagle and delayed ACKs add ~40 ms.
-        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    def reset(self) -> None:
+        with contextlib.suppress(OSError, AttributeError):
+            self.transport.get_extra_info("socket").setsockopt(
+                socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        self.transport.abort()
 
-    def log_message(self, format: str, *args: Any) -> None:
-        """Quiet: the request log is the record."""
 
-    def do_GET(self) -> None:
-        self._serve()
+class SandboxApp:
+    """ASGI app routing `/<vendor>/…` to that vendor's fake and `/_sandbox/…` to the control API. The fakes are
+    synchronous and answer under the state lock, so each request is served on a worker thread."""
 
-    def do_POST(self) -> None:
-        self._serve()
+    def __init__(self, state: SandboxState) -> None:
+        self.state = state
+        self._workers: anyio.CapacityLimiter | None = None  # made on the server's event loop, at first use
 
-    def do_PUT(self) -> None:
-        self._serve()
-
-    def do_PATCH(self) -> None:
-        self._serve()
-
-    def do_DELETE(self) -> None:
-        self._serve()
-
-    def _read_request(self) -> tuple[str, Request]:
-        url = urlsplit(self.path)
-        length = int(self.headers.get("Content-Length") or 0)
-        body = self.rfile.read(length) if length else b""
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            return
+        request = StarletteRequest(scope, receive)
+        if request.method not in METHODS:
+            await _send(Reply(501, {"error": "not_implemented", "message": f"unsupported method {request.method}"}),
+                        scope, receive, send)
+            return
+        try:
+            body = await request.body()
+        except ClientDisconnect:
+            return  # nobody left to answer
+        # The raw request target, as the vendors' paths are matched (percent-escapes kept).
+        url = urlsplit(scope["raw_path"].decode("latin-1"))
         prefix, _, rest = url.path.lstrip("/").partition("/")
-        headers = {k.lower(): v for k, v in self.headers.items()}
-        query = dict(parse_qsl(url.query, keep_blank_values=True))
-        return prefix, Request(self.command, "/" + rest, query, headers, body)
+        query = dict(parse_qsl(scope["query_string"].decode("latin-1"), keep_blank_values=True))
+        req = Request(request.method, "/" + rest, query, dict(request.headers.items()), body)
+        if self._workers is None:
+            self._workers = anyio.CapacityLimiter(WORKERS)
+        reply = await anyio.to_thread.run_sync(self.serve, prefix, req, limiter=self._workers)
+        if reply is None:
+            await _reset(scope, receive)
+        else:
+            await _send(reply, scope, receive, send)
 
-    def _serve(self) -> None:
-        prefix, req = self._read_request()
-        state = self.server.state
+    def serve(self, prefix: str, req: Request) -> Reply | None:
+        """The answer to one request; None: drop the connection without one."""
+        state = self.state
         if prefix == "_sandbox":
             try:
-                reply = control(state, req)
+                return control(state, req)
             except (ValueError, TypeError, KeyError, StopIteration) as exc:
-                reply = Reply(400, {"error": "bad_request", "message": str(exc)})
-            self._send(reply)
-            return
+                return Reply(400, {"error": "bad_request", "message": str(exc)})
         fake = FAKES.get(prefix)
         if fake is None:
-            self._send(Reply(404, {"error": "not_found", "message": f"no vendor {prefix!r}; try {list(FAKES)}"}))
-            return
+            return Reply(404, {"error": "not_found", "message": f"no vendor {prefix!r}; try {list(FAKES)}"})
+        # In flight from arrival until answered, whatever happens: Mailchimp's connection limit counts it. Answered
+        # and finished under one hold of the state lock, so the next request never counts this one as still open.
         record = state.record_request(prefix, req)
-        reply = self._answer(prefix, fake, req)
-        state.finish_request(record, reply)
-        if reply is None:
-            self._refuse()
-        else:
-            self._send(reply)
+        reply: Reply | None = None
+        with state.lock:
+            try:
+                reply = self._answer(prefix, fake, req)
+            finally:
+                state.finish_request(record, reply)
+        return reply
 
     def _answer(self, vendor: str, fake: ModuleType, req: Request) -> Reply | None:
-        state = self.server.state
+        state = self.state
         outage = state.outage_for(vendor)
         if outage is not None:
             if outage.mode == "refuse":
@@ -159,30 +189,25 @@ class SandboxHandler(BaseHTTPRequestHandler):
             except Exception as exc:  # the fake's own bug: answer like a server would, keep serving
                 return vendor_error(vendor, 500, f"sandbox error: {type(exc).__name__}: {exc}")
 
-    def _send(self, reply: Reply) -> None:
-        payload = b"" if reply.body is None else json.dumps(reply.body).encode()
-        self.send_response(reply.status)
-        if payload:
-            self.send_header("Content-Type", reply.content_type)
-        self.send_header("Content-Length", str(len(payload)))
-        for name, value in reply.headers.items():
-            self.send_header(name, value)
-        self.end_headers()
-        self.wfile.write(payload)
 
-    def _refuse(self) -> None:
-        # A closed port cannot be faked per vendor on a shared one; the nearest thing a client can see
-        # is a connection reset with no answer (linger 0 turns the close into a RST).
-        self.close_connection = True
-        with contextlib.suppress(OSError):
-            self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+async def _send(reply: Reply, scope: Scope, receive: Receive, send: Send) -> None:
+    payload = b"" if reply.body is None else json.dumps(reply.body).encode()
+    headers = {"server": "loggamera-sandbox", "content-length": str(len(payload))}
+    if payload:
+        headers["content-type"] = reply.content_type
+    headers.update({name.lower(): value for name, value in reply.headers.items()})
+    await StarletteResponse(payload, status_code=reply.status, headers=headers)(scope, receive, send)
 
 
-class SandboxHTTPServer(ThreadingHTTPServer):
-    """A threading HTTP server that carries the sandbox state to its handlers."""
+async def _reset(scope: Scope, receive: Receive) -> None:
+    reset = scope.get("extensions", {}).get(RESET)
+    if reset is None:
+        raise RuntimeError("the sandbox must be served with ResettingH11Protocol to drop connections")
+    reset()
+    while (await receive())["type"] != "http.disconnect":  # uvicorn notices the reset; then we are done
+        pass
 
-    daemon_threads = True
 
-    def __init__(self, address: tuple[str, int], state: SandboxState) -> None:
-        self.state = state
-        super().__init__(address, SandboxHandler)
+def sandbox_server(state: SandboxState, host: str, port: int) -> ThreadedServer:
+    """The sandbox's HTTP server (not yet started); port 0 picks a free port."""
+    return ThreadedServer(SandboxApp(state), host, port, http=ResettingH11Protocol, timeout_keep_alive=KEEP_ALIVE_S)
