@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 
@@ -50,11 +51,10 @@ def hash_password_command(name: str, role: str) -> None:
     """
     from services.console.auth import hash_password
 
-    stdin = click.get_text_stream("stdin")
-    if stdin.isatty():
+    if sys.stdin.isatty():
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     else:  # piped, for scripts: the first line is the password
-        password = stdin.readline().rstrip("\r\n")
+        password = sys.stdin.readline().rstrip("\r\n")
         if not password:
             raise click.ClickException("erasure console hash-password: no password on stdin; type it at the "
                                        "prompt, or pipe it in (printf '%s\\n' \"$PASSWORD\" | erasure console ...)")
