@@ -148,7 +148,7 @@ def short(node: ClusterNode) -> str:
 
 
 @pytest.mark.chaos
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1200)
 @pytest.mark.parametrize(("fault", "how"), [("cluster_leader_stopped", "shutdown"), ("cluster_node_killed", "kill9")],
                          ids=["rabbitmqctl-stop", "sigkill"])
 def test_the_node_leading_the_service_queues_stopped_or_killed(
@@ -162,7 +162,7 @@ def test_the_node_leading_the_service_queues_stopped_or_killed(
 
 
 @pytest.mark.chaos
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1200)
 def test_partitioning_a_node_from_the_others_and_healing(stack: Stack, cluster: RabbitCluster) -> None:
     """The cut-off node notices within net_ticktime and pauses (pause_minority), closing its clients'
     connections; they fail over to the majority. The time to recover is measured from the cut, detection
@@ -176,7 +176,7 @@ def test_partitioning_a_node_from_the_others_and_healing(stack: Stack, cluster: 
 
 
 @pytest.mark.chaos
-@pytest.mark.timeout(900)
+@pytest.mark.timeout(1200)
 def test_rolling_restart_of_all_three_nodes(stack: Stack, cluster: RabbitCluster) -> None:
     """Each node in turn: stopped, the services fail over, started again, the cluster whole; then the next."""
     run, at_fault = start(stack, cluster, "roll")
