@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from shared.codec import Inbound, Wire, body_bytes, decode, effective_routing_key
+from shared import codec
+from shared.codec import Inbound
 from shared.errors import BadInput
 from shared.logging import get_logger
 from shared.runtime.delivery import Delivery
@@ -24,22 +25,9 @@ class Ready(NamedTuple):
 
 def decode_delivery(delivery: Delivery, service: Service, settings: RuntimeSettings) -> Ready | Outcome:
     """The delivery's event and handler; or, for a delivery that cannot be handled, why (dead-lettered)."""
-    message = delivery.message
-    info = message.delivery_info or {}
     try:
-        inbound = decode(
-            body_bytes(message.body, message.properties.get("content_encoding")),
-            content_type=message.content_type,
-            headers=delivery.headers,
-            keyring=settings.keyring,
-            max_bytes=settings.max_body_bytes,
-            wire=Wire(
-                routing_key=effective_routing_key(info.get("exchange"), info.get("routing_key"), delivery.headers),
-                message_id=delivery.event_id,
-                amqp_type=message.properties.get("type"),
-            ),
-            max_clock_skew=settings.max_clock_skew,
-        )
+        inbound = codec.decode_delivery(delivery.message, keyring=settings.keyring,
+                                        max_bytes=settings.max_body_bytes, max_clock_skew=settings.max_clock_skew)
     except BadInput as exc:
         return Outcome.dead(exc.kind, str(exc))
     except Exception as exc:  # a decoder bug must cost one message, never the consumer

@@ -97,7 +97,7 @@ class MemoryBroker:
         """Copy the message to every queue bound to (exchange, routing_key); "" is the default exchange."""
         targets = [routing_key] if exchange == "" else self._bindings.get((exchange, routing_key), [])
         for name in targets:
-            info = {**message.delivery_info, "routing_key": routing_key, "redelivered": False}
+            info = {**message.delivery_info, "exchange": exchange, "routing_key": routing_key, "redelivered": False}
             self.queues[name].append(replace(message, headers=dict(message.headers), delivery_info=info,
                                              queued_at=time.monotonic()))
 
