@@ -99,19 +99,27 @@ def node_environment(url: str, base: Path) -> dict[str, str]:
     (base / "rabbitmq-env.conf").write_text("")  # not the system file, which pins NODENAME
     (base / "enabled_plugins").write_text("[].\n")
     return {
-        "RABBITMQ_NODENAME": f"erasure-{port}@localhost",
+        **node_files(base, f"erasure-{port}@localhost", port, port + 20000),
+        "HOME": str(base),  # the Erlang cookie of this node lives here too
+        "ERL_CRASH_DUMP": str(base / "erl_crash.dump"),
+        **_account(url),
+    }
+
+
+def node_files(base: Path, node: str, port: int, dist_port: int) -> dict[str, str]:
+    """A node's name, ports and every file it reads or writes, all under `base`: the part of a private node's
+    environment that keeps it apart from the system broker (also used by the fault suites' nodes)."""
+    return {
+        "RABBITMQ_NODENAME": node,
         "RABBITMQ_NODE_PORT": str(port),
-        "RABBITMQ_DIST_PORT": str(port + 20000),
-        "RABBITMQ_CONFIG_FILE": str(conf),
+        "RABBITMQ_DIST_PORT": str(dist_port),
+        "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
         "RABBITMQ_CONF_ENV_FILE": str(base / "rabbitmq-env.conf"),
         "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
         "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
         "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
         "RABBITMQ_LOG_BASE": str(base / "log"),
         "RABBITMQ_PID_FILE": str(base / "node.pid"),
-        "HOME": str(base),  # the Erlang cookie of this node lives here too
-        "ERL_CRASH_DUMP": str(base / "erl_crash.dump"),
-        **_account(url),
     }
 
 

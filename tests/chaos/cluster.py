@@ -47,8 +47,7 @@ class ClusterNode(RabbitNode):
         self.source_ip = f"127.0.1.{number}"
 
     def _env(self) -> dict[str, str]:
-        return {**super()._env(), "HOME": str(self.home),
-                "RABBITMQ_ADVANCED_CONFIG_FILE": str(self.root / "advanced.config")}
+        return {**super()._env(), "HOME": str(self.home)}
 
     def configure(self, extra_config: str = "") -> None:
         """RabbitNode's files, with pause_minority, and an advanced.config for the distribution settings."""
@@ -67,7 +66,7 @@ class ClusterNode(RabbitNode):
 
     def pid(self) -> int | None:
         with contextlib.suppress(OSError, ValueError):
-            return int((self.root / "rabbit.pid").read_text().strip())
+            return int((self.root / "node.pid").read_text().strip())
         return None
 
     def shutdown(self) -> None:

@@ -26,6 +26,7 @@ import kombu
 from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import create_engine, text
 
+from services.cli.local_broker import node_files
 from services.registry import SERVICES
 from services.sandbox import SandboxControl
 from shared.testing.ports import free_port
@@ -124,15 +125,7 @@ class RabbitNode(BrokerQueries):
             **{k: v for k, v in os.environ.items() if not k.startswith(("RABBITMQ_", "ERL_"))},
             "HOME": str(root / "home"),  # the Erlang cookie lives here, apart from the shared node's
             "ERL_EPMD_PORT": str(self.epmd_port),
-            "RABBITMQ_NODENAME": self.node,
-            "RABBITMQ_NODE_PORT": str(self.port),
-            "RABBITMQ_DIST_PORT": str(self.dist_port),
-            "RABBITMQ_MNESIA_BASE": str(root / "mnesia"),
-            "RABBITMQ_LOG_BASE": str(root / "log"),
-            "RABBITMQ_PID_FILE": str(root / "rabbit.pid"),
-            "RABBITMQ_ENABLED_PLUGINS_FILE": str(root / "enabled_plugins"),
-            "RABBITMQ_CONFIG_FILE": str(root / "rabbitmq.conf"),
-            "RABBITMQ_CONF_ENV_FILE": str(root / "rabbitmq-env.conf"),
+            **node_files(root, self.node, self.port, self.dist_port),
         }
 
     def start(self) -> RabbitNode:
@@ -162,10 +155,10 @@ class RabbitNode(BrokerQueries):
 
     def boot(self, timeout: float = 90) -> None:
         """Start the Erlang node detached and wait until RabbitMQ runs on it."""
-        (self.root / "rabbit.pid").unlink(missing_ok=True)
+        (self.root / "node.pid").unlink(missing_ok=True)
         subprocess.run([str(RABBIT_BIN / "rabbitmq-server"), "-detached"], env=self._env(), check=True,
                        capture_output=True, timeout=60)
-        self._tool("rabbitmq-diagnostics", "wait", str(self.root / "rabbit.pid"), "--timeout", str(int(timeout)),
+        self._tool("rabbitmq-diagnostics", "wait", str(self.root / "node.pid"), "--timeout", str(int(timeout)),
                    timeout=timeout + 10)
 
     def _tool(self, tool: str, *args: str, timeout: float = 60) -> str:
@@ -193,7 +186,7 @@ class RabbitNode(BrokerQueries):
         try:
             self.ctl("stop", timeout=60)
         except (RuntimeError, subprocess.TimeoutExpired):
-            pid_file = self.root / "rabbit.pid"
+            pid_file = self.root / "node.pid"
             if pid_file.exists():
                 with contextlib.suppress(ProcessLookupError, ValueError):
                     os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
