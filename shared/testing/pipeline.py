@@ -20,7 +20,14 @@ from shared.consumer import ATTEMPTS_HEADER, ServiceRunner, full_topology
 from shared.producer import Producer
 from shared.service import Service
 from shared.settings import RuntimeSettings
-from shared.testing.namespaces import Lease, declared_file, lease_namespace
+from shared.testing.namespaces import (
+    Lease,
+    declared_file,
+    delete_namespace_names,
+    for_each,
+    lease_namespace,
+    namespace_exchanges,
+)
 from shared.testing.scratch import Scratch
 from shared.topology import declare
 
@@ -159,17 +166,15 @@ class Pipeline(Scratch):
         return taken
 
     def _remember(self, extra: Service | None) -> None:
-        # Pooled namespaces outlive this process: an extra service's queue declared by an earlier run stays
-        # bound and collects events, so the names are kept beside the lease for every later purge.
-        names = _DECLARED.setdefault(self.namespace, set())
+        # The names are kept beside the lease, so that whoever holds the namespace next (or this process at
+        # exit) deletes them, also an extra service's queue declared by a run that was killed.
         known = declared_file(self.namespace)
-        if known.exists():
-            names.update(known.read_text().split())
+        names = set(known.read_text().split()) if known.exists() else set()
         fresh = {q.name for q in full_topology(self.settings, extra).queues} - names
-        names.update(fresh)
         if fresh:
             with known.open("a") as out:
                 out.writelines(f"{name}\n" for name in sorted(fresh))
+        _DECLARED.setdefault(self.namespace, set()).update(names | fresh)
 
     def wait_events(
         self,
@@ -209,10 +214,10 @@ class Pipeline(Scratch):
         test that shares the namespace.
         """
         names = self.queue_names()
-        _for_each_queue(self.settings.amqp_url, names, "queue_purge")
+        for_each(self.settings.amqp_url, names, "queue_purge")
         for _ in range(4 if settle else 0):
             time.sleep(settle)
-            if not _for_each_queue(self.settings.amqp_url, names, "queue_purge"):
+            if not for_each(self.settings.amqp_url, names, "queue_purge"):
                 return
 
     def close(self) -> None:
@@ -224,7 +229,7 @@ class Pipeline(Scratch):
         if self.keep_namespace:
             self.purge(settle=0.2)
             if self._lease is not None:
-                self._lease.release()
+                self._lease.idle()  # deleted when the process lets its leases go (session end, exit)
         else:
             self._remember(None)
             delete_namespace(self.settings.amqp_url, self.namespace)
@@ -234,25 +239,7 @@ class Pipeline(Scratch):
 _DECLARED: dict[str, set[str]] = {}
 
 
-def _for_each_queue(amqp_url: str, names: Iterable[str], method: str) -> int:
-    """Call a channel method on each queue; return the message counts the broker reported, summed."""
-    from amqp.exceptions import NotFound
-
-    total = 0
-    with kombu.Connection(amqp_url) as conn:
-        channel = conn.channel()
-        for name in names:
-            try:
-                total += getattr(channel, method)(name) or 0
-            except NotFound:
-                channel = conn.channel()  # the broker closed the channel; the queue was never declared
-    return total
-
-
 def delete_namespace(amqp_url: str, namespace: str) -> None:
     """Delete every queue and exchange a Pipeline declared in this namespace."""
-    _for_each_queue(amqp_url, sorted(_DECLARED.pop(namespace, set())), "queue_delete")
-    with kombu.Connection(amqp_url) as conn:
-        channel = conn.channel()
-        for name in (f"{namespace}.events", f"{namespace}.dead"):
-            channel.exchange_delete(name)
+    delete_namespace_names(amqp_url, _DECLARED.pop(namespace, set()), namespace_exchanges(namespace))
+    declared_file(namespace).unlink(missing_ok=True)

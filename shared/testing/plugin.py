@@ -27,12 +27,14 @@ from shared.testing.infra import (
     stop_containers,
 )
 from shared.testing.memory import MemoryPipeline
-from shared.testing.namespaces import lease_namespace
+from shared.testing.namespaces import lease_namespace, release_all
 from shared.testing.pipeline import Pipeline
 
 
 def pytest_sessionfinish() -> None:
-    """Stop the broker and database containers this session started (pytest-xdist workers skip atexit)."""
+    """Delete the test namespaces this process still holds, and stop the broker and database containers this
+    session started (pytest-xdist workers skip atexit)."""
+    release_all()
     stop_containers()
 
 
@@ -84,10 +86,11 @@ PIPELINE_SETTINGS = {"retry_delays": (0.2, 0.4, 0.8), "delivery_limit": 5}
 
 @pytest.fixture(scope="session")
 def erasure_namespace(amqp_url: str) -> Iterator[str]:
-    """One broker namespace for this test process, leased from a pool (tests purge it between them)."""
+    """One broker namespace for this test process, leased from a pool (tests purge it between them; deleted at the
+    end of the session)."""
     lease = lease_namespace(RuntimeSettings(amqp_url=amqp_url, **PIPELINE_SETTINGS))
     yield lease.namespace
-    lease.release()
+    lease.idle()
 
 
 @pytest.fixture
