@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import signal
 import time
 import traceback
 from collections.abc import Callable
@@ -53,9 +54,10 @@ def run_bench(scale: Scale, out_dir: Path, *, only: tuple[str, ...] = SECTIONS, 
     started = time.monotonic()
     results: dict[str, Any] = {
         "meta": {"scale": scale.name, "started_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                 "machine": machine(env), "sizes": scale.__dict__},
+                 "machine": machine(env), "sizes": scale.__dict__, "broker_before": broker_headroom(env.amqp_url)},
         "sections": {},
     }
+    previous = signal.signal(signal.SIGTERM, _exit_on_sigterm)  # so `finally` deletes the namespaces
     try:
         drain = Drain(env, env.namespace("m"), scale.queues, logs)
         drain.declare()
@@ -81,12 +83,33 @@ def run_bench(scale: Scale, out_dir: Path, *, only: tuple[str, ...] = SECTIONS, 
             _timed(results, "console", lambda: console.section(env, scale))
     finally:
         env.close()
+        signal.signal(signal.SIGTERM, previous)
+    results["meta"]["broker_after"] = broker_headroom(env.amqp_url)
     results["meta"]["total_seconds"] = round(time.monotonic() - started, 1)
     results["targets"] = evaluate(results)
     from bench.report import write_all
 
     write_all(results, out_dir)
     return results
+
+
+def broker_headroom(amqp_url: str) -> dict[str, Any]:
+    """The broker's descriptors, memory and queue count, said aloud with a warning when low (before and after)."""
+    from ops import headroom
+
+    try:
+        found = headroom.read(amqp_url)
+    except headroom.HeadroomUnknown as exc:
+        print(f"[bench] broker headroom not read: {exc}", flush=True)
+        return {"error": str(exc)}
+    print(f"[bench] broker {found.summary()}", flush=True)
+    for warning in found.warnings():
+        print(f"[bench] WARNING: {warning}", flush=True)
+    return {**found.as_dict(), "warnings": found.warnings()}
+
+
+def _exit_on_sigterm(signum: int, _frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _pipeline_and_scale(results: dict[str, Any], run: sections.Run, only: tuple[str, ...]) -> None:

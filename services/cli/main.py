@@ -103,6 +103,9 @@ def run(name: str, no_sandbox: bool, host: str, start_broker: bool) -> None:
 def doctor(broker: bool, database: bool, as_json: bool) -> None:
     """Check that the broker and every service database answer; say how to get them if not. Exit 1 if any fails.
 
+    The broker's headroom (descriptors, memory, queues) is shown too, with a warning and its fix when the
+    descriptor limit is under 4096 or more than 80 % of descriptors or memory is in use.
+
     \b
     Examples:
       erasure doctor
@@ -116,6 +119,10 @@ def doctor(broker: bool, database: bool, as_json: bool) -> None:
         for check in checks:
             click.echo(f"{check['what']} {'ok' if check['ok'] else 'FAILED'}: {check['where']}"
                        + ("" if check["ok"] else f" ({check['error']})"))
+            if "headroom" in check:
+                click.echo(f"  headroom: {check['headroom']}")
+            for warning in check.get("warnings", []):
+                click.echo(f"  WARNING: {warning}", err=True)
         if failed:
             click.echo("\n".join(dict.fromkeys(c["fix"] for c in failed)), err=True)
     sys.exit(1 if failed else 0)
@@ -132,7 +139,18 @@ def _check_broker() -> dict[str, Any]:
     except Exception as exc:  # any failure to connect is the same answer for the operator
         return {"what": "broker", "where": safe, "ok": False, "error": f"{type(exc).__name__}: {exc}",
                 "fix": BROKER_HELP.format(url=safe)}
-    return {"what": "broker", "where": safe, "ok": True}
+    return {"what": "broker", "where": safe, "ok": True, **_broker_headroom(settings.amqp_url)}
+
+
+def _broker_headroom(amqp_url: str) -> dict[str, Any]:
+    """The node's headroom and its warnings; a headroom that cannot be read is said, not failed."""
+    from ops import headroom
+
+    try:
+        found = headroom.read(amqp_url)
+    except headroom.HeadroomUnknown as exc:
+        return {"headroom": f"not read ({exc})", "warnings": []}
+    return {"headroom": found.summary(), "headroom_figures": found.as_dict(), "warnings": found.warnings()}
 
 
 def _check_database(name: str) -> dict[str, Any]:
