@@ -10,7 +10,6 @@ a few hundred queues, after which it accepts no connection at all and `rabbitmqc
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 from dataclasses import asdict, dataclass
@@ -113,12 +112,11 @@ def _from_rabbitmqctl(port: int, timeout: float) -> Headroom:
     tool = shutil.which("rabbitmqctl")
     if tool is None:
         raise OSError("rabbitmqctl is not installed here")
-    argv, env = [tool], dict(os.environ)
-    private = private_node_dir(port)
-    if port != 5672 and private.is_dir():  # a private node of `run all --start-broker`: its name and cookie
-        argv += ["-n", f"erasure-{port}@localhost"]
-        env["HOME"] = str(private)
-    done = subprocess.run([*argv, "status", "--formatter", "json"], capture_output=True, text=True, env=env,
+    argv = [tool]
+    cookie = private_node_dir(port) / ".erlang.cookie"
+    if port != 5672 and cookie.is_file():  # a private node of `run all --start-broker`: its name and cookie
+        argv += ["-n", f"erasure-{port}@localhost", "--erlang-cookie", cookie.read_text().strip()]
+    done = subprocess.run([*argv, "status", "--formatter", "json"], capture_output=True, text=True,
                           timeout=timeout, check=True)
     status = json.loads(done.stdout)
     fds, memory, totals = status["file_descriptors"], status["memory"], status.get("totals", {})

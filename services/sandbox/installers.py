@@ -19,15 +19,17 @@ NOTICE_TYPE = "gdpr-art-19-erasure"
 
 @dataclass
 class InstallerState:
-    """Contacts each installer holds, notices received, and first replies by (installer, Idempotency-Key)."""
+    """Contacts each installer holds by (installer, purchase) (so a notice erases its purchases' contacts by dict
+    access however many are held), notices received, and first replies by (installer, Idempotency-Key)."""
 
-    contacts: list[dict[str, Any]] = field(default_factory=list)
+    contacts: dict[tuple[str, str], list[dict[str, Any]]] = field(default_factory=dict)
     erasure_notices: list[dict[str, Any]] = field(default_factory=list)
     replies: dict[tuple[str, str], tuple[str, Reply]] = field(default_factory=dict)
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-ready copy."""
-        return {"contacts": list(self.contacts), "erasure_notices": list(self.erasure_notices)}
+        held = [contact for per_purchase in self.contacts.values() for contact in per_purchase]
+        return {"contacts": held, "erasure_notices": list(self.erasure_notices)}
 
 
 def error(status: int, code: str, message: str) -> Reply:
@@ -41,7 +43,7 @@ def _receive_contact(sb: SandboxState, installer_id: str, key: str, body: Any) -
     ):
         return error(400, "invalid_body", "a contact needs purchase_id (string) and contact (object)")
     record_id = f"ct_{new_id()[:12]}"
-    sb.installers.contacts.append(
+    sb.installers.contacts.setdefault((installer_id, body["purchase_id"]), []).append(
         {
             "id": record_id,
             "installer_id": installer_id,
@@ -75,9 +77,8 @@ def _receive_notice(sb: SandboxState, installer_id: str, key: str, body: Any) ->
     purchases = set(body["purchase_ids"])
     state = sb.installers
     # What a well-behaved recipient does with the notice: erase what it was sent.
-    state.contacts = [
-        c for c in state.contacts if not (c["installer_id"] == installer_id and c["purchase_id"] in purchases)
-    ]
+    for purchase_id in purchases:
+        state.contacts.pop((installer_id, purchase_id), None)
     state.erasure_notices.append(
         {"id": record_id, "installer_id": installer_id, **body, "received_at": datetime.now(UTC).isoformat()}
     )

@@ -20,10 +20,31 @@ SCOPE = "https://uri.paypal.com/services/vault/payment-tokens/readwrite"
 
 @dataclass
 class PayPalState:
-    """Vaulted payment tokens by id, and the access tokens handed out (token → monotonic expiry)."""
+    """Vaulted payment tokens by id and by customer (so a customer's list is a dict access however many are
+    vaulted), and the access tokens handed out (token → monotonic expiry)."""
 
     payment_tokens: dict[str, dict[str, Any]] = field(default_factory=dict)
     access_tokens: dict[str, float] = field(default_factory=dict)
+    by_customer: dict[str, dict[str, None]] = field(default_factory=dict)
+
+    def add_token(self, token: dict[str, Any]) -> None:
+        """Vault one payment token."""
+        self.payment_tokens[token["id"]] = token
+        self.by_customer.setdefault(token["customer"]["id"], {})[token["id"]] = None
+
+    def remove_token(self, token_id: str) -> dict[str, Any] | None:
+        """Delete one payment token; the token, or None if there was none."""
+        token = self.payment_tokens.pop(token_id, None)
+        if token is not None:
+            owned = self.by_customer[token["customer"]["id"]]
+            del owned[token_id]
+            if not owned:
+                del self.by_customer[token["customer"]["id"]]
+        return token
+
+    def tokens_of(self, customer_id: str) -> list[dict[str, Any]]:
+        """A customer's tokens, in the order they were vaulted."""
+        return [self.payment_tokens[t] for t in self.by_customer.get(customer_id, {})]
 
     def snapshot(self) -> dict[str, Any]:
         """JSON-ready copy."""
@@ -38,11 +59,11 @@ class PayPalState:
                 raise ValueError(f"cannot seed the vault: {problem}")
             ids = [f"tok-{secrets.token_hex(4)}" for _ in range(tokens)] if isinstance(tokens, int) else tokens
             for token_id in ids:
-                self.payment_tokens[token_id] = {
+                self.add_token({
                     "id": token_id,
                     "customer": {"id": customer_id},
                     "payment_source": {"paypal": {"email_address": f"payer-{customer_id}@kund.loggamera.se"}},
-                }
+                })
             created[customer_id] = list(ids)
         return {"vault": created}
 
@@ -123,7 +144,7 @@ def list_tokens(sb: SandboxState, req: Request) -> Reply:
     page = _int_param(req, "page", 1, 10)
     if page_size is None or page is None:
         return _invalid("page_size" if page_size is None else "page", "INVALID_PARAMETER_VALUE")
-    tokens = [t for t in sb.paypal.payment_tokens.values() if t["customer"]["id"] == customer_id]
+    tokens = sb.paypal.tokens_of(customer_id)
     body: dict[str, Any] = {
         "customer": {"id": customer_id},
         "payment_tokens": tokens[(page - 1) * page_size : page * page_size],
@@ -147,7 +168,7 @@ def delete_token(sb: SandboxState, req: Request, token_id: str) -> Reply:
     malformed = _malformed(PAYPAL_TOKEN_ID, token_id, "id", "path")
     if malformed is not None:
         return malformed
-    token = sb.paypal.payment_tokens.pop(token_id, None)
+    token = sb.paypal.remove_token(token_id)
     if token is None:
         return _not_found()
     sb.effect("paypal", "payment_token_deleted", token_id=token_id, customer_id=token["customer"]["id"])
