@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -84,6 +84,14 @@ class Service(Generic[Deps]):
     """Handlers touch only the database and the outbox; the runtime may run a batch without a savepoint per
     delivery and re-run it after a failure. Leave it False if any handler calls an outside system (a vendor's
     API, a mail relay): a re-run would call it again for deliveries that had succeeded."""
+    prepare_batch: Callable[[Session, Sequence[EventData]], None] | None = None
+    """With `database_only`: called on the batch path with the events its handlers are about to get (fresh ones
+    only, in order), in their transaction, to read what they will need in one statement instead of one per
+    delivery. The handlers must still work without it: the savepoint path does not call it."""
+    flush_per_handler: bool = True
+    """With `database_only`, False lets the batch path write every handler's ORM changes in one flush after the
+    last handler (one executemany per table) instead of a flush per handler. Only for handlers that read
+    nothing another delivery of the same batch wrote, other than through what `prepare_batch` loaded."""
 
     @property
     def event_types(self) -> tuple[str, ...]:

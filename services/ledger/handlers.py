@@ -20,6 +20,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
 from schemas import SLICE_SERVICES, ErasureCompleted, ErasureSliceReported, RetainedCategory, UserDeregistered
+from services.ledger import batch
 from services.ledger.models import (
     BY_DEREGISTRATION,
     BY_REPORT,
@@ -59,7 +60,7 @@ def _last_link(column: Any) -> Any:
 
 
 _LOCK = select(ErasureRequest.request_id).with_for_update()
-_LOAD = (
+LOAD = (
     select(ErasureRequest, _last_link(ReceiptEntry.seq), _last_link(ReceiptEntry.entry_hash))
     .options(joinedload(ErasureRequest.slices))
     # A batch shares one session: take the rows as they are now, not as an earlier delivery left them.
@@ -75,10 +76,13 @@ def locked_request(session: Session, request_id: str) -> tuple[ErasureRequest | 
     so the slices and the chain are read by the next statement, once the lock is held. SQLite has no row
     locks and needs none (a write transaction holds the whole database), so there it is one statement.
     """
+    loaded = batch.prepared(session, request_id)
+    if loaded is not None:  # locked and read with the rest of its batch (services/ledger/batch.py)
+        return loaded
     row_locks = session.get_bind().dialect.name != "sqlite"
     if row_locks and session.execute(_LOCK.where(ErasureRequest.request_id == request_id)).first() is None:
         return None, Chain()
-    row = session.execute(_LOAD.where(ErasureRequest.request_id == request_id)).unique().first()
+    row = session.execute(LOAD.where(ErasureRequest.request_id == request_id)).unique().first()
     if row is None:
         return None, Chain()
     request, seq, head = row
@@ -161,6 +165,7 @@ def open_erasure_request(event: UserDeregistered, ctx: Context[LedgerSettings]) 
         request = _new_request(request_id, event.user_id, now, due=due, opened_by=BY_DEREGISTRATION,
                                replay=event.replay)
         session.add(request)
+        batch.remember(session, request, chain)
     else:
         _check_same_user(request, event.user_id, ctx.event_id)
         if request.reason is not None:
@@ -192,6 +197,7 @@ def record_slice_report(event: ErasureSliceReported, ctx: Context[LedgerSettings
         request = _new_request(request_id, event.user_id, now, due=settings.due_at(now),
                                opened_by=BY_REPORT, replay=event.replay)
         session.add(request)
+        batch.remember(session, request, chain)
         ctx.log.info("erasure request opened by an early slice report", request_id=request_id,
                      service=event.service)
     _check_same_user(request, event.user_id, ctx.event_id)

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from services.ledger import batch
 from services.ledger.handlers import HANDLERS
 from services.ledger.metrics import REQUEST_STATES
 from services.ledger.models import metadata
@@ -25,6 +26,8 @@ def build() -> Service:
         migrations=Path(__file__).parent / "migrations",
         build_deps=lambda engine: _watched(engine, settings),
         database_only=True,
+        prepare_batch=batch.prepare,  # a batch's requests in two statements, its writes in one flush
+        flush_per_handler=False,
     )
 
 

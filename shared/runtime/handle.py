@@ -25,8 +25,10 @@ def context_for(session: Session, delivery: Delivery, ready: Ready, deps: Any) -
                    redelivered=delivery.redelivered, log=log)
 
 
-def run_handler(ready: Ready, ctx: Context[Any], session: Session, middlewares: Sequence[Middleware]) -> float:
-    """Call the handler and flush its writes (before the next handler of the batch); return its seconds.
+def run_handler(ready: Ready, ctx: Context[Any], session: Session, middlewares: Sequence[Middleware], *,
+                flush: bool = True) -> float:
+    """Call the handler and flush its writes (before the next handler of the batch, unless `flush` is False:
+    then the batch's writes go together after its last handler); return its seconds.
 
     Raises what the handler (or its flush) raised; `after_handler` runs either way.
     """
@@ -36,7 +38,8 @@ def run_handler(ready: Ready, ctx: Context[Any], session: Session, middlewares: 
     started = time.perf_counter()
     try:
         ready.handler(inbound.data, ctx)
-        session.flush()
+        if flush:
+            session.flush()
     finally:
         seconds = time.perf_counter() - started
         for middleware in reversed(middlewares):

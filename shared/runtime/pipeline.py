@@ -120,16 +120,20 @@ class BatchPipeline:
                 for i, outcome in claim.settled.items():
                     outcomes[i] = outcome
                 report.handled.extend(Handled(t, "duplicate") for t in claim.duplicates)
-                for i in claim.fresh:
-                    item = decoded[i]
-                    assert isinstance(item, Ready)
+                fresh = [item for i in claim.fresh if isinstance(item := decoded[i], Ready)]
+                if self.service.prepare_batch is not None and fresh:
+                    with _run_again_on_failure("preparing the batch"):
+                        self.service.prepare_batch(session, [item.inbound.data for item in fresh])
+                flush = self.service.flush_per_handler
+                for i, item in zip(claim.fresh, fresh, strict=True):
                     ctx = context_for(session, batch[i], item, self.deps)
                     with _run_again_on_failure("handler"):
-                        seconds = run_handler(item, ctx, session, self.middlewares)
+                        seconds = run_handler(item, ctx, session, self.middlewares, flush=flush)
                     emitted.extend(ctx.emitted)
                     appended.extend(ctx.appended)
                     report.handled.append(Handled(item.inbound.envelope.type, "ok", seconds))
-                with _run_again_on_failure("staging appended rows and the outbox"):
+                with _run_again_on_failure("writing the batch, its appended rows and the outbox"):
+                    session.flush()
                     self.stager.write(session, appended, emitted)
         except _RunAgain:
             return None
