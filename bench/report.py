@@ -63,6 +63,15 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, Any]]:
     for backend, entry in _by_backend(s.get("pipeline")):
         thr = entry.get("throughput", {})
         rows.append((f"4 pipeline {backend}", "complete erasures/s", thr.get("erasures_per_s", entry.get("error"))))
+        bound = entry.get("broker_bound")
+        if bound:
+            rows.append((f"4 pipeline {backend}", "fraction of the broker-bound limit (floor ÷ deliveries/erasure)",
+                         f"{_fmt(bound['fraction'])} of {_fmt(bound['limit_erasures_per_s'])}/s "
+                         f"({_fmt(bound['floor_deliveries_per_s'])} ÷ {bound['deliveries_per_erasure']})"))
+        curve = entry.get("latency_curve") or []
+        if curve:
+            rows.append((f"4 pipeline {backend}", "latency curve: offered/s → p50 / p99 ms",
+                         "; ".join(f"{_fmt(p['rate'])} → {_fmt(p['p50_ms'])} / {_fmt(p['p99_ms'])}" for p in curve)))
         for key in ("light_latency", "latency"):
             lat = entry.get(key, {})
             rows.append((f"4 pipeline {backend}", f"latency at {_fmt(lat.get('rate'))}/s p50/p95/p99 ms",
@@ -298,6 +307,22 @@ def plots(results: dict[str, Any], out_dir: Path) -> list[str]:
         fig.savefig(out_dir / "latency.png", dpi=110)
         plt.close(fig)
         written.append("latency.png")
+    curves = [(b, e["latency_curve"]) for b, e in pipelines if e.get("latency_curve")]
+    if curves:
+        fig, axis = plt.subplots(figsize=(7, 4))
+        for backend, points in curves:
+            rates = [p["rate"] for p in points]
+            for key, style in (("p50_ms", "-o"), ("p99_ms", "--o")):
+                axis.plot(rates, [max(p[key], 0.1) for p in points], style, label=f"{backend} {key[:3]}")
+        axis.axhline(250, color="grey", linestyle="--", linewidth=1)
+        axis.set_yscale("log")
+        axis.set(title="Latency from publish to ErasureCompleted against offered rate", xlabel="offered erasures/s",
+                 ylabel="ms")
+        axis.legend()
+        fig.tight_layout()
+        fig.savefig(out_dir / "latency_curve.png", dpi=110)
+        plt.close(fig)
+        written.append("latency_curve.png")
     series = [(f"{b} backlog {e['throughput'].get('erasures')}", e["throughput"].get("completion_times_s"))
               for b, e in pipelines if e.get("throughput")]
     series += [(f"{b} backlog {e.get('erasures')}", e.get("completion_times_s"))

@@ -93,6 +93,32 @@ def run_bench(scale: Scale, out_dir: Path, *, only: tuple[str, ...] = SECTIONS, 
     return results
 
 
+def deliveries_per_erasure() -> int:
+    """Broker deliveries one complete erasure costs, from the subscriptions: the deregistration to every queue
+    bound to it, each slice's report to the queues bound to reports, the completion to its queues and the
+    bench's observer."""
+    from schemas import SLICE_SERVICES, SUBSCRIPTIONS, ErasureCompleted, ErasureSliceReported, UserDeregistered
+
+    def bound(model: type) -> int:
+        return sum(model in models for models in SUBSCRIPTIONS.values())
+
+    return bound(UserDeregistered) + len(SLICE_SERVICES) * bound(ErasureSliceReported) + bound(ErasureCompleted) + 1
+
+
+def _broker_bound(results: dict[str, Any]) -> None:
+    """Each pipeline rate as a fraction of the limit the broker sets in this run: floor / deliveries per erasure."""
+    floor = results["sections"].get("raw_floor", {}).get("deliveries_per_s")
+    if not floor:
+        return
+    per = deliveries_per_erasure()
+    for _backend, entry in _backends(results["sections"].get("pipeline")):
+        rate = entry.get("throughput", {}).get("erasures_per_s")
+        if isinstance(rate, int | float):
+            limit = floor / per
+            entry["broker_bound"] = {"floor_deliveries_per_s": floor, "deliveries_per_erasure": per,
+                                     "limit_erasures_per_s": round(limit, 1), "fraction": round(rate / limit, 3)}
+
+
 def broker_headroom(amqp_url: str) -> dict[str, Any]:
     """The broker's descriptors, memory and queue count, said aloud with a warning when low (before and after)."""
     from ops import headroom
@@ -118,6 +144,7 @@ def _pipeline_and_scale(results: dict[str, Any], run: sections.Run, only: tuple[
         return {b: sections.pipeline(run, b, with_backlog=b == backends[0]) for b in backends}
 
     both = _timed(results, "pipeline", whole)
+    _broker_bound(results)
     scale: dict[str, Any] = {"backlog": {}}
     for backend, outcome in both.items():
         if isinstance(outcome, dict) and "backlog" in outcome:

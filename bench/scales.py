@@ -26,6 +26,9 @@ class Scale:
     latency_seconds: float
     light_rate: float
     light_seconds: float
+    # 4: the latency curve: a fixed rate for curve_seconds at each offered rate, p50/p99 against the rate.
+    curve_rates: tuple[float, ...]
+    curve_seconds: float
     pipeline_backlog: int
     pipeline_cap_s: float
     buyer_fraction: float
@@ -44,6 +47,7 @@ SCALES = {
         name="tiny", drain_events=150, queues=2, drain_cap_s=30, repeats=1, sweep=((100, 200),),
         publish_events=500, publish_windows=(2000,),
         latency_rate=20, latency_seconds=1.0, light_rate=10, light_seconds=0.5, pipeline_backlog=30,
+        curve_rates=(10, 50), curve_seconds=0.5,
         pipeline_cap_s=40, buyer_fraction=0.25,
         scale_backlog=40, scale_cap_s=40, account_sizes=(200, 2000), account_erasures=100,
         backends=("sqlite",), pipeline_backends=("postgresql",),
@@ -53,6 +57,7 @@ SCALES = {
         sweep=((20, 50), (100, 200), (300, 600)),
         publish_events=15_000, publish_windows=(500, 2000, 5000),
         latency_rate=50, latency_seconds=6, light_rate=5, light_seconds=6, pipeline_backlog=400, pipeline_cap_s=120,
+        curve_rates=(10, 50, 100, 200, 300), curve_seconds=2,
         buyer_fraction=0.25, scale_backlog=1000, scale_cap_s=120, account_sizes=(10_000, 100_000),
         account_erasures=1500,
         backends=("sqlite", "postgresql"), pipeline_backends=("postgresql",),
@@ -62,6 +67,7 @@ SCALES = {
         sweep=((20, 50), (50, 100), (100, 200), (300, 600)),
         publish_events=30_000, publish_windows=(500, 2000, 5000, 10_000),
         latency_rate=50, latency_seconds=10, light_rate=10, light_seconds=10, pipeline_backlog=600,
+        curve_rates=(10, 25, 50, 100, 150, 200, 300), curve_seconds=4,
         pipeline_cap_s=240, buyer_fraction=0.25, scale_backlog=3000, scale_cap_s=300,
         account_sizes=(10_000, 1_000_000), account_erasures=1500,
         backends=("sqlite", "postgresql"), pipeline_backends=("postgresql", "sqlite"),

@@ -113,12 +113,13 @@ def pipeline(run: Run, backend: str, *, with_backlog: bool) -> dict[str, Any]:
     latency_n = max(1, round(scale.latency_rate * scale.latency_seconds))
     light_n = max(1, round(scale.light_rate * scale.light_seconds))
     big = scale.scale_backlog if with_backlog else 0
+    curve_n = [max(1, round(rate * scale.curve_seconds)) for rate in scale.curve_rates]
     profiled_n = scale.pipeline_backlog if run.profile_dir is not None else 0
     deployment = Deployment(run.env, backend, run.log_dir)
     result: dict[str, Any] = {"backend": backend, "buyer_fraction": scale.buyer_fraction}
     try:
         started = time.monotonic()
-        deployment.start(light_n + latency_n + scale.pipeline_backlog + big + profiled_n)
+        deployment.start(light_n + latency_n + scale.pipeline_backlog + big + profiled_n + sum(curve_n))
         result["start_seconds"] = round(time.monotonic() - started, 1)
         groups = [deployment.take_users(n) for n in (latency_n, scale.pipeline_backlog, big, light_n, profiled_n)]
         every = max(1, round(1 / scale.buyer_fraction)) if scale.buyer_fraction else 0
@@ -129,6 +130,7 @@ def pipeline(run: Run, backend: str, *, with_backlog: bool) -> dict[str, Any]:
             latency = deployment.erase_at_rate(users, rate, drain_timeout=scale.pipeline_cap_s)
             result[key] = {**{k: v for k, v in latency.items() if k != "latencies_ms"},
                            **percentiles(latency["latencies_ms"]), "latencies_ms": latency["latencies_ms"]}
+        result["latency_curve"] = latency_curve(deployment, scale, curve_n)
         result["throughput"] = deployment.erase_backlog(groups[1], scale.pipeline_cap_s)
         if profiled_n:
             # Profiled on a backlog of its own: six py-spy samplers on two cores cost the pipeline 40-45 % of its
@@ -142,6 +144,15 @@ def pipeline(run: Run, backend: str, *, with_backlog: bool) -> dict[str, Any]:
     finally:
         result["exit_codes"] = deployment.stop()
     return result
+
+
+def latency_curve(deployment: Deployment, scale: Scale, sizes: list[int]) -> list[dict[str, Any]]:
+    """p50/p99 from publish to ErasureCompleted at each offered rate (curve_rates), each run drained first."""
+    points = []
+    for rate, n in zip(scale.curve_rates, sizes, strict=True):
+        run = deployment.erase_at_rate(deployment.take_users(n), rate, drain_timeout=scale.pipeline_cap_s)
+        points.append({k: v for k, v in run.items() if k != "latencies_ms"} | percentiles(run["latencies_ms"]))
+    return points
 
 
 @dataclass
