@@ -29,6 +29,7 @@ from shared.backoff import Backoff
 from shared.broker import kombu_connection
 from shared.broker import producer as make_producer
 from shared.db import ensure_schema, make_engine, session_factory
+from shared.keys import key_store
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay
 from shared.runtime.delivery import Delivery
@@ -111,6 +112,8 @@ class ServiceRunner:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop())
         structlog.contextvars.bind_contextvars(service=self.service.name)
+        # Missing or wrong key-encryption keys stop the service here, before it could read or write anything.
+        key_store().check()
         self._wait_for_database()
         self.pipeline.deps = self.service.build_deps(self.engine)
         web = self._start_web()
