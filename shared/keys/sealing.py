@@ -18,6 +18,7 @@ from shared.keys.store import KEY_ID_BYTES, NONCE_BYTES, KeyDestroyedError, KeyS
 PREFIX = "ev1:"
 _state: dict[str, KeyStore | None] = {"store": None}
 _sealing = {"on": True}
+_services: set[str] = set()  # every service that declared sealed columns in this process
 
 
 class Subject(str):
@@ -92,6 +93,17 @@ def unseal(context: str, text: str) -> str | None:
         raise ValueError(f"a sealed value in {context} does not belong there (moved or altered)") from None
 
 
+def unseal_found(table: str, column: str, text: str) -> str | None:
+    """The plain value of a sealed text found in `table.column` of some service's database (a scan that does not
+    know whose database it reads); None if no declared service's context opens it, or its key is destroyed."""
+    for service in sorted(_services):
+        try:
+            return unseal(f"{service}.{table}.{column}", text)
+        except ValueError:
+            continue
+    return None
+
+
 def is_sealed(value: object) -> bool:
     """Whether a stored value is a sealed text."""
     return isinstance(value, str) and value.startswith(PREFIX)
@@ -123,20 +135,39 @@ class SealedText(TypeDecorator[str]):
         return unseal(self.context, value)
 
 
+def sealed_columns(table: Any) -> list[str]:
+    """The names of a table's sealed columns."""
+    return [column.name for column in table.c if isinstance(column.type, SealedText)]
+
+
+def blind_index(address: str) -> str:
+    """The blind index of an e-mail address (keyed HMAC of its normalised form): look rows up by this."""
+    return key_store().blind_index(address)
+
+
 def seal_columns(model: type, service: str, *columns: str, owner: str = "user_id",
-                 subject: Any = user_subject) -> None:
+                 subject: Any = user_subject, indexes: dict[str, str] | None = None) -> None:
     """Declare `columns` of an ORM model personal data of the row's `owner` (a user id by default): stored
-    sealed under `subject(owner)`'s data key, read back in clear, unreadable once that key is destroyed."""
+    sealed under `subject(owner)`'s data key, read back in clear, unreadable once that key is destroyed.
+
+    `indexes` maps a blind-index column to the sealed e-mail column it is kept from on every ORM write.
+    """
     table = model.__table__  # type: ignore[attr-defined]
+    _services.add(service)
     for name in columns:
-        table.c[name].type = SealedText(f"{service}\x1f{table.name}\x1f{name}")
+        table.c[name].type = SealedText(f"{service}.{table.name}.{name}")
+    indexes = indexes or {}
 
     def _name_subject(_mapper: Any, _connection: Any, target: Any) -> None:
         for name in columns:
             value = getattr(target, name)
-            if isinstance(value, str) and not isinstance(value, Subject) and not is_sealed(value) \
-                    and attributes.get_history(target, name).added:
-                setattr(target, name, Subject(value, subject(getattr(target, owner))))
+            # Also a value that names another subject (an address copied from another row): this row's wins.
+            if isinstance(value, str) and not is_sealed(value) and attributes.get_history(target, name).added:
+                setattr(target, name, Subject(str(value), subject(getattr(target, owner))))
+        for index, source in indexes.items():
+            if attributes.get_history(target, source).added:
+                value = getattr(target, source)
+                setattr(target, index, None if value is None else blind_index(value))
 
     event.listen(model, "before_insert", _name_subject)
     event.listen(model, "before_update", _name_subject)

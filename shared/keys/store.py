@@ -29,7 +29,6 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.exc import IntegrityError
 
 from shared.keys.config import KEY_BYTES, KeyConfigError, KeyMaterial
 
@@ -53,6 +52,11 @@ data_keys = Table(
 def user_subject(user_id: str) -> str:
     """The key subject of a user's personal data."""
     return f"user:{user_id}"
+
+
+def notice_subject(request_id: str) -> str:
+    """The key subject of an address kept only to tell the user their erasure request is done."""
+    return f"notice:{request_id}"
 
 
 def normalise_email(address: str) -> str:
@@ -158,12 +162,29 @@ class KeyStore:
             else:
                 key_id, raw = secrets.token_hex(KEY_ID_BYTES), AESGCM.generate_key(bit_length=KEY_BYTES * 8)
                 kek_id, wrapped = self._wrap(key_id, subject, raw)
-                try:
-                    conn.execute(insert(data_keys).values(
-                        key_id=key_id, subject=subject, kek_id=kek_id, wrapped=wrapped, created_at=datetime.now(UTC)))
-                except IntegrityError:  # pragma: no cover - 128 random bits
-                    raise
+                conn.execute(insert(data_keys).values(
+                    key_id=key_id, subject=subject, kek_id=kek_id, wrapped=wrapped, created_at=datetime.now(UTC)))
         return self._remember(key_id, subject, raw, active=True).key_id, self._by_id[key_id].aead
+
+    def ensure_keys(self, subjects: list[str]) -> None:
+        """Make sure each subject has a live data key, creating the missing ones in one transaction (bulk loads)."""
+        subjects = list(dict.fromkeys(subjects))
+        with self.engine.begin() as conn:
+            have = set(conn.execute(select(data_keys.c.subject).where(
+                data_keys.c.subject.in_(subjects), data_keys.c.wrapped.is_not(None))).scalars())
+            rows, made = [], []
+            for subject in subjects:
+                if subject in have:
+                    continue
+                key_id, raw = secrets.token_hex(KEY_ID_BYTES), AESGCM.generate_key(bit_length=KEY_BYTES * 8)
+                kek_id, wrapped = self._wrap(key_id, subject, raw)
+                rows.append({"key_id": key_id, "subject": subject, "kek_id": kek_id, "wrapped": wrapped,
+                             "created_at": datetime.now(UTC)})
+                made.append((key_id, subject, raw))
+            if rows:
+                conn.execute(insert(data_keys), rows)
+        for key_id, subject, raw in made:
+            self._remember(key_id, subject, raw, active=True)
 
     def _remember(self, key_id: str, subject: str, raw: bytes, *, active: bool) -> _Cached:
         entry = _Cached(key_id, subject, AESGCM(raw), time.monotonic())

@@ -23,7 +23,7 @@ from shared.keys import (
 )
 from shared.keys.store import data_keys
 
-CONTEXT = "account\x1fusers\x1fname"
+CONTEXT = "account.users.name"
 
 
 @pytest.fixture
@@ -57,7 +57,7 @@ def test_a_sealed_value_reads_back_until_its_key_is_destroyed(store: KeyStore) -
 def test_a_sealed_value_moved_to_another_column_does_not_open(store: KeyStore) -> None:
     sealed = seal("user:u-1", CONTEXT, "Åsa Öberg")
     with pytest.raises(ValueError, match="does not belong there"):
-        unseal("account\x1fusers\x1femail", sealed)
+        unseal("account.users.email", sealed)
 
 
 def test_a_destroyed_subject_gets_a_new_key_and_old_values_stay_unreadable(store: KeyStore) -> None:
