@@ -219,10 +219,6 @@ class KeyStore:
             self._active.pop(subject, None)
             for key_id in [k for k, e in self._by_id.items() if e.subject == subject]:
                 del self._by_id[key_id]
-        if destroyed and self.engine.dialect.name == "sqlite":
-            from shared.db import wipe_sqlite_journal
-
-            wipe_sqlite_journal(self.engine)
         return int(destroyed or 0)
 
     def forget_cache(self) -> None:
