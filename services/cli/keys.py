@@ -117,3 +117,26 @@ def status(as_json: bool) -> None:
         click.echo(f"  wrapped by {kek_id}: {count}")
     click.echo(f"key-encryption keys configured: {', '.join(report['keks_configured'])} "
                f"(wrapping with {report['kek_id']}; from {report['keys_from']})")
+
+
+@keys.command("issue")
+@click.option("--user", "user_id", required=True, help="The user whose events the publisher will seal.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+def issue(user_id: str, as_json: bool) -> None:
+    """Give a publisher the user's data key, to seal the contact details of the user's events with
+    (docs/CONTRACT.md, "Sealed contact details"). Made on first use; gone when the user is erased.
+
+    \b
+    Example:
+      erasure keys issue --user u-1001 --json
+    """
+    import base64
+
+    from shared.keys import key_store, user_subject
+
+    key_id, key = key_store().issue(user_subject(user_id))
+    encoded = base64.urlsafe_b64encode(key).rstrip(b"=").decode()
+    if as_json:
+        click.echo(json.dumps({"kid": key_id, "key": encoded}))
+    else:
+        click.echo(f"kid {key_id}\nkey {encoded}")

@@ -33,6 +33,8 @@ class KeySettings(BaseSettings):
     index_key: SecretStr | None = Field(None, description="Base64 HMAC key of the blind indexes (e-mail lookups).")
     file: Path = Field(VAR_DIR / "keys.json", description="JSON key file used when the variables above are unset.")
     cache_seconds: float = Field(30.0, ge=0, description="How long a process keeps an unwrapped data key in memory.")
+    sealing: bool = Field(True, description="Benchmark only: false writes personal data in clear, to measure what "
+                          "sealing costs (`make bench`, section sealing). Never in production.")
 
 
 @dataclass(frozen=True)

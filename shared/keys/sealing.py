@@ -47,6 +47,7 @@ def key_store() -> KeyStore:
         from shared.settings import database_url_for
 
         settings = KeySettings()
+        _sealing["on"] = settings.sealing
         material = load_material(settings)
         store = KeyStore(make_engine(database_url_for("keys")), material, cache_seconds=settings.cache_seconds)
         store.ensure_schema()

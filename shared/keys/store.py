@@ -194,6 +194,16 @@ class KeyStore:
                 self._active[subject] = key_id
         return entry
 
+    def issue(self, subject: str) -> tuple[str, bytes]:
+        """The subject's live data key itself (id and raw bytes), for a publisher that seals events for it."""
+        key_id, _aead = self.active_key(subject)
+        with self.engine.connect() as conn:
+            row = conn.execute(select(data_keys.c.kek_id, data_keys.c.wrapped)
+                               .where(data_keys.c.key_id == key_id)).one()
+        if row.wrapped is None:
+            raise KeyDestroyedError(key_id)
+        return key_id, self._unwrap(row.kek_id, key_id, subject, row.wrapped)
+
     def key_by_id(self, key_id: str) -> tuple[str, AESGCM]:
         """The subject and cipher of a data key named in a ciphertext; KeyDestroyedError once it is destroyed."""
         with self._lock:
