@@ -15,6 +15,7 @@ $(STAMP): pyproject.toml
 
 # Starts a private broker (a node under var/rabbitmq/, else a container) when none answers, and stops it on Ctrl-C.
 run: $(STAMP)
+	$(BIN)/erasure keys generate --if-missing
 	$(BIN)/erasure run all --start-broker
 
 test: $(STAMP)

@@ -95,11 +95,13 @@ class Observer:
 class Deployment:
     """The six services in their own processes on one backend, with an in-process sandbox and observer."""
 
-    def __init__(self, env: BenchEnv, backend: str, log_dir: Path) -> None:
+    def __init__(self, env: BenchEnv, backend: str, log_dir: Path, *, tag: str = "",
+                 extra_env: dict[str, str] | None = None) -> None:
         self.env = env
         self.backend = backend
         self.log_dir = log_dir
-        self.namespace = env.namespace(f"e{backend[:2]}")
+        self.extra_env = extra_env or {}
+        self.namespace = env.namespace(f"e{backend[:2]}{tag}")
         self.settings = env.settings(self.namespace)
         self.sandbox = Sandbox()
         self.children: dict[str, Child] = {}
@@ -151,6 +153,7 @@ class Deployment:
             "ERASURE_BOOKKEEPING_VISMA_BASE_URL": f"{root}/visma",
             "ERASURE_BOOKKEEPING_VISMA_TOKEN_URL": f"{root}/visma/connect/token",
             "ERASURE_NEWSLETTER_MAILCHIMP_BASE_URL": f"{root}/mailchimp/3.0",
+            **self.extra_env,
         }
 
     def _wait_consuming(self, timeout: float) -> None:

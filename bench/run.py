@@ -19,7 +19,7 @@ from bench.masking import masking
 from bench.scales import Scale
 from bench.stats import LoadMonitor
 
-SECTIONS = ("raw_floor", "runtime", "publishing", "peers", "pipeline", "scale", "masking", "console")
+SECTIONS = ("raw_floor", "runtime", "publishing", "peers", "pipeline", "scale", "masking", "console", "sealing")
 
 
 def _timed(results: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]]) -> dict[str, Any]:
@@ -38,11 +38,25 @@ def _timed(results: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]])
     return outcome
 
 
+def _bench_keys(workdir: Path) -> None:
+    """Keys of the bench's own (its services seal under them), unless the environment names some."""
+    import os
+
+    from shared.keys import new_material, write_key_file
+
+    if os.environ.get("ERASURE_KEYS_KEK") or os.environ.get("ERASURE_KEYS_FILE"):
+        return
+    write_key_file(workdir / "keys.json", new_material())
+    os.environ["ERASURE_KEYS_FILE"] = str(workdir / "keys.json")
+    os.environ.setdefault("ERASURE_KEYS_DATABASE_URL", f"sqlite:///{workdir / 'keys.db'}")
+
+
 def run_bench(scale: Scale, out_dir: Path, *, only: tuple[str, ...] = SECTIONS, profile: bool = True,
               log_dir: Path | None = None, amqp_url: str | None = None,
               postgres_admin_url: str | None = None) -> dict[str, Any]:
     """Run the chosen sections at this scale; write latest.json, latest.md and the plots to out_dir."""
     env = BenchEnv()
+    _bench_keys(env.workdir)
     env.amqp_url = amqp_url or env.amqp_url
     env.postgres_admin_url = postgres_admin_url or env.postgres_admin_url
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -77,6 +91,8 @@ def run_bench(scale: Scale, out_dir: Path, *, only: tuple[str, ...] = SECTIONS, 
             _pipeline_and_scale(results, run, only)
         if "masking" in only:
             _timed(results, "masking", lambda: masking(env))
+        if "sealing" in only:
+            _timed(results, "sealing", lambda: sections.sealing(run))
         if "console" in only:
             from bench import console
 
@@ -198,6 +214,12 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
             p95 = (entry.get(page) or {}).get("server", {}).get("p95_ms")
             add(f"console {page.replace('_', ' ')} server p95 ({backend})", "< 200 ms", p95,
                 None if p95 is None else p95 < 200)
+    sealing = s.get("sealing") or {}
+    for measure in ("throughput_overhead_pct", "cpu_overhead_pct"):
+        if measure in sealing:
+            value = sealing[measure]
+            add(f"sealing {measure.removesuffix('_pct').replace('_', ' ')} ({sealing['backend']})", "<= 10 %",
+                value, value <= 10)
     return targets
 
 

@@ -270,3 +270,39 @@ def _purge(amqp_url: str, queues: list[str]) -> None:
         channel = conn.channel()
         for queue in queues:
             channel.queue_purge(queue)
+
+
+def sealing(run: Run) -> dict[str, Any]:
+    """Erasures/s and CPU per erasure with personal data sealed and, in the same run, written in clear
+    (ERASURE_KEYS_SEALING=false, for this measurement only): what crypto-shredding costs."""
+    from shared.keys import set_sealing
+
+    scale = run.scale
+    backend = scale.pipeline_backends[-1]
+    count = scale.pipeline_backlog
+    result: dict[str, Any] = {"backend": backend, "erasures": count}
+    for mode, on in (("sealed", True), ("clear", False)):
+        deployment = Deployment(run.env, backend, run.log_dir, tag=mode[:2],
+                                extra_env={"ERASURE_KEYS_SEALING": "true" if on else "false"})
+        previous = set_sealing(on)  # the account seed is written here, in this process
+        try:
+            deployment.start(count)
+            users = deployment.take_users(count)
+            every = max(1, round(1 / scale.buyer_fraction)) if scale.buyer_fraction else 0
+            deployment.give_purchases([u for i, u in enumerate(users) if every and i % every == 0],
+                                      timeout=scale.pipeline_cap_s)
+            backlog = deployment.erase_backlog(users, scale.pipeline_cap_s)
+            done = backlog["completed"]
+            cpu = sum(backlog["cpu_seconds"].get(name, 0.0) for name in deployment.children)
+            result[mode] = {"erasures_per_s": backlog["erasures_per_s"], "completed": done,
+                            "complete": backlog["complete"], "service_cpu_seconds": round(cpu, 2),
+                            "cpu_ms_per_erasure": round(1000 * cpu / done, 2) if done else None}
+        finally:
+            set_sealing(previous)
+            deployment.stop()
+    sealed, clear = result["sealed"], result["clear"]
+    if sealed["erasures_per_s"] and clear["erasures_per_s"]:
+        result["throughput_overhead_pct"] = round(100 * (1 - sealed["erasures_per_s"] / clear["erasures_per_s"]), 1)
+    if sealed["cpu_ms_per_erasure"] and clear["cpu_ms_per_erasure"]:
+        result["cpu_overhead_pct"] = round(100 * (sealed["cpu_ms_per_erasure"] / clear["cpu_ms_per_erasure"] - 1), 1)
+    return result

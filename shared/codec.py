@@ -16,6 +16,8 @@ from pydantic_core import to_json
 
 from schemas import CloudEvent, EventData, UnknownEventType, data_model_for, envelope_for
 from shared.errors import BadInput
+from shared.keys.jwe import SealedFieldError
+from shared.keys.wire import open_sealed_field
 from shared.runtime.headers import ORIGINAL_ROUTING_KEY as ORIGINAL_KEY_HEADER
 from shared.signing import HEADER as SIGNATURE_HEADER
 from shared.signing import sign, verify
@@ -137,9 +139,18 @@ def _uuid4_text() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def encode_envelope(envelope: CloudEvent, *, keyring: Mapping[str, bytes], key_id: str) -> Outbound:
-    """Serialise and sign an already-built envelope."""
-    body = envelope.model_dump_json(exclude_none=True).encode()
+def encode_sealed(data: EventData, *, source: str, keyring: Mapping[str, bytes], key_id: str) -> Outbound:
+    """As encode(), with the event's contact details sealed under the user's data key (docs/CONTRACT.md)."""
+    from shared.keys.wire import sealed_body
+
+    envelope, body = sealed_body(data, source=source)
+    return encode_envelope(envelope, keyring=keyring, key_id=key_id, body=body)
+
+
+def encode_envelope(envelope: CloudEvent, *, keyring: Mapping[str, bytes], key_id: str,
+                    body: bytes | None = None) -> Outbound:
+    """Serialise and sign an already-built envelope (or sign `body`, its serialisation written elsewhere)."""
+    body = envelope.model_dump_json(exclude_none=True).encode() if body is None else body
     return Outbound(
         event_id=str(envelope.id),
         event_type=envelope.type,
@@ -171,6 +182,8 @@ DEAD_LETTER_REASONS: dict[str, str] = {
     "permanent": "the handler failed in a way retrying cannot fix (e.g. a vendor refused the request as invalid)",
     "retries_exhausted": "a transient failure persisted through every delay tier",
     "delivery_limit": "the message was delivered more often than x-delivery-limit (it crashed its consumer)",
+    "sealed": "a sealed (compact JWE) contact field does not open: malformed, altered, or under a data key that is "
+              "unknown or destroyed (its user was erased)",
     "undecodable": "decoding failed unexpectedly (a defect in the decoder; the message is kept for replay)",
 }
 DEFAULT_MAX_CLOCK_SKEW_S = 300.0
@@ -317,7 +330,11 @@ def _decode(
     except UnknownEventType as exc:
         raise _bad("unknown_type", f"event {envelope.id}: unknown type {envelope.type!r}") from exc
     try:
-        data = model.model_validate(envelope.data, strict=True)
+        opened = open_sealed_field(envelope.type, envelope.data)
+    except SealedFieldError as exc:
+        raise _bad("sealed", f"event {envelope.id} ({envelope.type}): {exc}") from None
+    try:
+        data = model.model_validate(opened, strict=True)
     except ValidationError as exc:
         raise _bad("schema", f"event {envelope.id} ({envelope.type}): {_summary(exc)}") from exc
     except (ArithmeticError, ValueError, RecursionError) as exc:  # e.g. amounts beyond exact decimal arithmetic

@@ -20,20 +20,22 @@ from typing import Any
 
 import kombu
 import structlog
-from sqlalchemy import Table, text
+from sqlalchemy import Engine, Table, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
+from schemas import ErasureCompleted, ErasureSliceReported, NewsletterConsentChanged, UserDeregistered
 from schemas.catalog import SUBSCRIPTIONS
 from shared import metrics
 from shared.backoff import Backoff
 from shared.broker import kombu_connection
 from shared.broker import producer as make_producer
-from shared.db import ensure_schema, make_engine, session_factory
+from shared.db import ensure_schema, make_engine, session_factory, wipe_sqlite_journal
+from shared.keys import key_store
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay
 from shared.runtime.delivery import Delivery
 from shared.runtime.headers import ATTEMPTS as ATTEMPTS_HEADER
-from shared.runtime.middleware import LogContext, Metrics, Middleware, OutboxWakeup
+from shared.runtime.middleware import JournalWipe, LogContext, Metrics, Middleware, OutboxWakeup
 from shared.runtime.outcome import Outcome
 from shared.runtime.pipeline import BatchPipeline
 from shared.runtime.settle import RetryPolicy, Settler
@@ -47,9 +49,23 @@ __all__ = ["ATTEMPTS_HEADER", "ServiceRunner", "full_topology"]
 log = get_logger(__name__)
 
 
-def default_middlewares(service: Service[Any]) -> list[Middleware]:
-    """What every running service plugs in: the logging context and the Prometheus metrics."""
-    return [LogContext(), Metrics(service.event_types)]
+ERASING_TYPES = frozenset({UserDeregistered.event_type, ErasureSliceReported.event_type,
+                           ErasureCompleted.event_type, NewsletterConsentChanged.event_type})
+
+
+def default_middlewares(service: Service[Any], engine: Engine | None = None) -> list[Middleware]:
+    """What every running service plugs in: the logging context and the Prometheus metrics; on SQLite, the
+    journal wipe after erasing batches."""
+    chosen: list[Middleware] = [LogContext(), Metrics(service.event_types)]
+    if engine is not None and engine.dialect.name == "sqlite":
+        chosen.append(JournalWipe(lambda: wipe_journals(engine), ERASING_TYPES))
+    return chosen
+
+
+def wipe_journals(engine: Engine) -> None:
+    """Truncate the service's SQLite WAL and the key store's (each a no-op elsewhere than SQLite)."""
+    wipe_sqlite_journal(engine)
+    wipe_sqlite_journal(key_store().engine)
 
 
 def full_topology(settings: RuntimeSettings, extra: Service[Any] | None = None) -> Topology:
@@ -84,7 +100,8 @@ class ServiceRunner:
         self.outbox: Table = service.metadata.tables["outbox"]
         self.ready = threading.Event()
         self._stopping = threading.Event()
-        self.middlewares: list[Middleware] = list(default_middlewares(service) if middlewares is None else middlewares)
+        self.middlewares: list[Middleware] = list(
+            default_middlewares(service, self.engine) if middlewares is None else middlewares)
         self.pipeline = BatchPipeline(service, settings, self.sessions, self.middlewares, stopping=self._stopping)
         self.settler = Settler(service.name, self.names, retry_policy or RetryPolicy(settings.retry_delays),
                                self.middlewares)
@@ -111,6 +128,8 @@ class ServiceRunner:
             for sig in (signal.SIGTERM, signal.SIGINT):
                 signal.signal(sig, lambda *_: self.stop())
         structlog.contextvars.bind_contextvars(service=self.service.name)
+        # Missing or wrong key-encryption keys stop the service here, before it could read or write anything.
+        key_store().check()
         self._wait_for_database()
         self.pipeline.deps = self.service.build_deps(self.engine)
         web = self._start_web()

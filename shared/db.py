@@ -85,6 +85,8 @@ def _tune_sqlite(engine: Engine) -> None:
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
+        # Deleted rows are overwritten with zeros, not left in free pages (erasure must reach the disk).
+        cursor.execute("PRAGMA secure_delete=ON")
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -93,6 +95,20 @@ def _tune_sqlite(engine: Engine) -> None:
         # Read-only work (health checks, the outbox poll) asks for DEFERRED so it never waits for a writer.
         mode = connection.get_execution_options().get("sqlite_begin", "IMMEDIATE")
         connection.exec_driver_sql(f"BEGIN {mode}")
+
+
+def wipe_sqlite_journal(engine: Engine) -> None:
+    """Copy the WAL into the database and truncate it to zero bytes, so that overwritten or deleted rows no
+    longer survive in it (after an erasure batch); a no-op elsewhere than SQLite, and while readers hold it."""
+    if engine.dialect.name != "sqlite":
+        return
+    raw = engine.raw_connection()  # outside any transaction: a checkpoint cannot run inside one
+    try:
+        cursor = raw.cursor()
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        cursor.close()
+    finally:
+        raw.close()
 
 
 def session_factory(engine: Engine, metadata: MetaData | None = None) -> sessionmaker[Session]:

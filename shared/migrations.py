@@ -19,13 +19,15 @@ RUNTIME_MIGRATIONS = Path(__file__).with_name("runtime") / "migrations"
 RUNTIME_BRANCH = "runtime"
 
 
-def alembic_config(migrations: Path, engine: Engine | None = None) -> Config:
-    """An Alembic config for one service's migrations directory, bound to an engine when given."""
+def alembic_config(migrations: Path, engine: Engine | None = None, *, with_runtime: bool = True) -> Config:
+    """An Alembic config for one service's migrations directory, bound to an engine when given; with the
+    runtime's tables unless `with_runtime` is false (the key store's database has none)."""
     config = Config()
     config.set_main_option("script_location", str(migrations))
     config.set_main_option("path_separator", "os")
-    config.set_main_option("version_locations", os.pathsep.join((str(migrations / "versions"),
-                                                                 str(RUNTIME_MIGRATIONS))))
+    locations = (str(migrations / "versions"), str(RUNTIME_MIGRATIONS)) if with_runtime else \
+        (str(migrations / "versions"),)
+    config.set_main_option("version_locations", os.pathsep.join(locations))
     config.set_main_option("version_table", "alembic_version")
     if engine is not None:
         config.attributes["engine"] = engine
@@ -33,9 +35,9 @@ def alembic_config(migrations: Path, engine: Engine | None = None) -> Config:
     return config
 
 
-def upgrade(engine: Engine, migrations: Path, revision: str = "heads") -> None:
+def upgrade(engine: Engine, migrations: Path, revision: str = "heads", *, with_runtime: bool = True) -> None:
     """Run a service's migrations (and the runtime's) up to `revision` on the engine's database."""
-    command.upgrade(alembic_config(migrations, engine), revision)
+    command.upgrade(alembic_config(migrations, engine, with_runtime=with_runtime), revision)
 
 
 def service_head(config: Config) -> str:

@@ -33,6 +33,7 @@ from services.account.models import (
     User,
     metadata,
 )
+from shared.keys import blind_index
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -161,7 +162,7 @@ def find_user_by_email(session: Session, email: str) -> User | None:
         address = canonical_email(email)
     except AccountError:
         return None
-    return session.execute(select(User).where(User.email == address)).scalar_one_or_none()
+    return session.execute(select(User).where(User.email_index == blind_index(address))).scalar_one_or_none()
 
 
 def record_sign_in(

@@ -8,6 +8,7 @@ from sqlalchemy import Boolean, CheckConstraint, DateTime, ForeignKey, Index, St
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import runtime_metadata
+from shared.keys import notice_subject, seal_columns
 
 metadata = runtime_metadata()
 
@@ -35,7 +36,9 @@ class User(Base):
 
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
-    email: Mapped[str] = mapped_column(String(254), unique=True)
+    email: Mapped[str] = mapped_column(String(254))
+    # Blind index of the address (keyed HMAC): finds the user by e-mail without the address in clear.
+    email_index: Mapped[str] = mapped_column(String(64), unique=True)
     phone: Mapped[str | None] = mapped_column(String(20))
     street: Mapped[str | None] = mapped_column(String(200))
     postal_code: Mapped[str | None] = mapped_column(String(6))
@@ -149,3 +152,11 @@ class SweepMark(Base):
     user_id: Mapped[str] = mapped_column(String(64), primary_key=True)
     request_id: Mapped[str] = mapped_column(String(36))
     swept_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+# Personal data at rest is sealed under the user's data key (the request's, for the notice address): erasure
+# destroys the key, and with it every copy in journals, dead tuples and backups.
+seal_columns(User, "account", "name", "email", "phone", "street", "postal_code", "city", "company_name",
+             "corporate_id", indexes={"email_index": "email"})
+seal_columns(Device, "account", "name", "location_note", "description")
+seal_columns(CompletionNotice, "account", "email", owner="request_id", subject=notice_subject)

@@ -25,6 +25,7 @@ from services.account.mails import DONE_SUBJECT, NOTICE_BASIS, NOTICE_CATEGORY, 
 from services.account.models import CompletedErasure, CompletionNotice, IntakeRequest, User
 from services.account.settings import AccountSettings
 from shared.errors import PermanentError
+from shared.keys import key_store, notice_subject
 from shared.logging import get_logger
 
 log = get_logger(__name__)
@@ -89,6 +90,11 @@ def send_completion_notice(session: Session, event: ErasureCompleted, settings: 
     notice = session.get(CompletionNotice, str(event.request_id))
     if notice is None:
         return False
+    if notice.email is None:
+        # Its key was destroyed by an earlier attempt that sent the mail, then failed to commit.
+        session.delete(notice)
+        session.flush()
+        return False
     if _utc(notice.keep_until) < datetime.now(UTC):
         # Kept for this notice until then and no longer; cleanup may not have run since.
         log.info("completion notice past its keep-until date; address deleted unsent",
@@ -103,6 +109,7 @@ def send_completion_notice(session: Session, event: ErasureCompleted, settings: 
                     error=str(exc))
     session.delete(notice)
     session.flush()
+    key_store().destroy(notice_subject(str(event.request_id)))
     return True
 
 
@@ -111,8 +118,11 @@ def cleanup(session: Session, *, now: datetime | None = None) -> dict[str, int]:
     now = datetime.now(UTC) if now is None else _utc(now)
     # "fetch": the handler's session may hold these rows already, and must not keep acting on them.
     fetch = {"synchronize_session": "fetch"}
+    past = list(session.scalars(select(CompletionNotice.request_id).where(CompletionNotice.keep_until < now)))
     notices = session.execute(
         delete(CompletionNotice).where(CompletionNotice.keep_until < now).execution_options(**fetch))
+    for request_id in past:
+        key_store().destroy(notice_subject(request_id))
     expired = session.execute(delete(IntakeRequest).where(
         IntakeRequest.confirmed_at.is_(None), IntakeRequest.expires_at < now).execution_options(**fetch))
     spent = session.execute(delete(IntakeRequest).where(

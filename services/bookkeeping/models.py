@@ -11,6 +11,7 @@ from sqlalchemy import JSON, Boolean, Date, DateTime, Integer, Numeric, String, 
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import runtime_metadata
+from shared.keys import seal_columns
 
 metadata = runtime_metadata()
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -39,6 +40,13 @@ class CustomerRecord(Base):
     corporate_id: Mapped[str | None] = mapped_column(String(20))
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     anonymised_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# Contact details are sealed under the user's data key; erasure nulls them here and destroys the key, which also
+# reaches the copies in journals, dead tuples and backups. Sales carry no contact details and stay in clear,
+# kept under the Bookkeeping Act until their retain-until date (`erasure retention purge`).
+seal_columns(CustomerRecord, "bookkeeping", "visma_customer_id", "name", "email", "phone", "street", "postal_code",
+             "city", "company_name", "corporate_id")
 
 
 class Sale(Base):

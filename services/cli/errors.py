@@ -50,7 +50,10 @@ def explain(command: str, exc: BaseException) -> str:
     from pydantic import ValidationError
 
     from shared.errors import PublishError
+    from shared.keys import KeyConfigError
 
+    if isinstance(exc, KeyConfigError):
+        return f"{command}: {_reason(exc)}"
     if isinstance(exc, sqlalchemy.exc.ArgumentError | sqlalchemy.exc.NoSuchModuleError):
         return f"{command}: a database URL is not valid ({_reason(exc)}); {DATABASE_FIX}"
     if _is_database_error(exc):

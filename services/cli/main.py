@@ -14,6 +14,7 @@ from services.cli.demo import demo
 from services.cli.dlq import dlq
 from services.cli.errors import OperatorGroup, settings_problem
 from services.cli.intake import intake, replay, sweep
+from services.cli.keys import keys
 from services.cli.ledger import receipt, retry, status
 from services.cli.legal import extend, hold, release
 from services.cli.ops import publish
@@ -111,7 +112,8 @@ def doctor(broker: bool, database: bool, as_json: bool) -> None:
       erasure doctor
       erasure doctor --no-database --json
     """
-    checks = ([_check_broker()] if broker else []) + ([_check_database(n) for n in SERVICES] if database else [])
+    checks = ([_check_broker()] if broker else []) + ([_check_database(n) for n in SERVICES] if database else []) \
+        + [_check_keys()]
     failed = [c for c in checks if not c["ok"]]
     if as_json:
         click.echo(json.dumps({"ok": not failed, "checks": checks}, indent=2))
@@ -151,6 +153,23 @@ def _broker_headroom(amqp_url: str) -> dict[str, Any]:
     except headroom.HeadroomUnknown as exc:
         return {"headroom": f"not read ({exc})", "warnings": []}
     return {"headroom": found.summary(), "headroom_figures": found.as_dict(), "warnings": found.warnings()}
+
+
+def _check_keys() -> dict[str, Any]:
+    from shared.keys import KeyConfigError, key_store
+
+    try:
+        store = key_store()
+        live = store.check()
+    except KeyConfigError as exc:
+        return {"what": "keys", "where": "key-encryption keys", "ok": False, "error": str(exc),
+                "fix": "create keys with `erasure keys generate`, or restore the key file / ERASURE_KEYS_KEK"}
+    except Exception as exc:  # the key database not answering is one answer for the operator
+        reason = " ".join(str(exc).split())[:200]
+        return {"what": "keys", "where": "key database", "ok": False, "error": f"{type(exc).__name__}: {reason}",
+                "fix": "set ERASURE_KEYS_DATABASE_URL or ERASURE_DATABASE_URL to a database that answers"}
+    return {"what": "keys", "where": f"{sum(live.values())} live data keys open with {store.material.origin}",
+            "ok": True}
 
 
 def _check_database(name: str) -> dict[str, Any]:
@@ -239,7 +258,7 @@ def schemas_generate(check: bool) -> None:
 
 
 for command in (publish, dlq, status, receipt, extend, hold, release, retry, retention, demo, intake, sweep, replay,
-                console):
+                console, keys):
     cli.add_command(command)
 
 

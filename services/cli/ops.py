@@ -71,11 +71,14 @@ def _from_file(data_file: Any) -> Any:
 @click.option("--count", default=1, show_default=True, type=click.IntRange(1),
               help="Publish this many (each a new event; examples also a new request or purchase).")
 @click.option("--json", "as_json", is_flag=True, help="Print what was sent as JSON lines.")
-def publish(kind: str, user_id: str, data_file: Any, count: int, as_json: bool) -> None:
+@click.option("--plaintext", is_flag=True,
+              help="Send contact details in clear (the older form, still accepted) instead of sealed.")
+def publish(kind: str, user_id: str, data_file: Any, count: int, as_json: bool, plaintext: bool) -> None:  # noqa: PLR0917 - click passes options by position
     """Publish signed events, as an upstream service would (confirmed, mandatory).
 
     An example gets a new request id (deregistration) or purchase id (purchase) and the current time each
-    time it is published; a file is published as written.
+    time it is published; a file is published as written. Contact details (a purchase's customer, a consent's
+    e-mail) travel sealed under the user's data key unless --plaintext.
 
     \b
     Examples:
@@ -84,7 +87,7 @@ def publish(kind: str, user_id: str, data_file: Any, count: int, as_json: bool) 
       erasure publish file --data event.json
     """
     from shared.broker import producer as producer_for
-    from shared.codec import encode
+    from shared.codec import encode, encode_sealed
     from shared.errors import PublishError
     from shared.topology import Names
 
@@ -93,8 +96,9 @@ def publish(kind: str, user_id: str, data_file: Any, count: int, as_json: bool) 
     settings = RuntimeSettings()
     fixed = _from_file(data_file) if kind == "file" else None
     events = [fixed if fixed is not None else _example(kind, user_id) for _ in range(count)]
-    messages = [encode(data, source="urn:loggamera:cli", keyring=settings.keyring,
-                       key_id=settings.signing_key_id) for data in events]
+    write = encode if plaintext else encode_sealed
+    messages = [write(data, source="urn:loggamera:cli", keyring=settings.keyring,
+                      key_id=settings.signing_key_id) for data in events]
     try:
         with producer_for(settings, exchange=Names(settings.namespace).events_exchange,
                           name="erasure-publish") as producer:

@@ -33,6 +33,7 @@ from services.ledger.models import (
 from services.ledger.receipt import link, opening_hash
 from services.ledger.settings import LedgerSettings
 from shared.errors import PermanentError
+from shared.keys import key_store, user_subject
 from shared.service import Context, Handlers
 
 
@@ -143,6 +144,7 @@ def _complete_if_all_reported(
         return
     if any(row.outcome is None for row in request.slices) or chain.head is None:
         return
+    shred_user_keys(ctx.session, request, chain, now)
     request.status = COMPLETE
     # The ledger's clock, not the slices': a backup replay selects by this time and must not miss a request
     # because a slice's clock ran behind.
@@ -152,6 +154,22 @@ def _complete_if_all_reported(
         request_id=request.request_id, user_id=request.user_id, completed_at=request.completed_at,
         receipt_hash=request.receipt_hash, retained=_retained_union(request), replay=request.replay))
     ctx.log.info("erasure request complete", request_id=request.request_id, receipt_hash=request.receipt_hash)
+
+
+KEYS_LINK = "keys"
+
+
+def shred_user_keys(session: Session, request: ErasureRequest, chain: Chain, now: datetime) -> None:
+    """Destroy the user's data keys once every slice has read what it needed, and record it in the receipt.
+
+    From then on every sealed copy of the user's data (journals, dead tuples, backups, dead letters) is
+    unreadable. Destroying is idempotent, so a redelivery after a failed commit records it again, harmlessly.
+    """
+    destroyed = key_store().destroy(user_subject(request.user_id))
+    append_link(session, request.request_id, chain, KEYS_LINK,
+                {"service": KEYS_LINK, "step": "data keys destroyed", "keys_destroyed": destroyed,
+                 "destroyed_at": now.isoformat()},
+                now=now)
 
 
 def open_erasure_request(event: UserDeregistered, ctx: Context[LedgerSettings]) -> None:

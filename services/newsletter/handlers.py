@@ -10,6 +10,7 @@ from schemas import NewsletterConsentChanged, PurchaseCompleted, UserDeregistere
 from services.newsletter.audiences import Audiences
 from services.newsletter.models import Subscriber
 from shared.erasure import is_erased, slice_report, tombstone
+from shared.keys import blind_index
 from shared.service import Context, Handlers
 
 SERVICE = "newsletter"
@@ -26,7 +27,7 @@ def _subscribe(ctx: Context[Audiences], user_id: str, email: str) -> None:
         ctx.log.info("user already erased; not subscribed", user_id=user_id)
         return
     list_id = audiences.default_list_id
-    if ctx.session.get(Subscriber, (user_id, email, list_id)) is None:
+    if ctx.session.get(Subscriber, (user_id, blind_index(email), list_id)) is None:
         ctx.session.add(Subscriber(user_id=user_id, email=email, list_id=list_id, subscribed_at=datetime.now(UTC)))
         ctx.session.flush()
     audiences.audience(list_id).upsert_member(email, idempotency_key=ctx.event_id)
@@ -40,7 +41,8 @@ def _withdraw_earlier_attempt(ctx: Context[Audiences], user_id: str, email: str)
     Not if another user we hold (and have not erased) subscribed the same address: theirs stays.
     """
     shared_with_others = ctx.session.scalars(
-        select(Subscriber.user_id).where(Subscriber.email == email, Subscriber.user_id != user_id).limit(1)
+        select(Subscriber.user_id).where(Subscriber.email_index == blind_index(email),
+                                         Subscriber.user_id != user_id).limit(1)
     ).first()
     if shared_with_others is not None:
         return
@@ -68,7 +70,7 @@ def apply_consent_change(event: NewsletterConsentChanged, ctx: Context[Audiences
         _subscribe(ctx, event.user_id, event.email)
         return
     audiences: Audiences = ctx.deps
-    mine = (Subscriber.user_id == event.user_id) & (Subscriber.email == event.email)
+    mine = (Subscriber.user_id == event.user_id) & (Subscriber.email_index == blind_index(event.email))
     lists = set(ctx.session.scalars(select(Subscriber.list_id).where(mine)).all())
     # Also the current audience: the address may have been subscribed before we kept a record of it.
     lists.add(audiences.default_list_id)
@@ -80,7 +82,9 @@ def apply_consent_change(event: NewsletterConsentChanged, ctx: Context[Audiences
 def erase_subscriber(event: UserDeregistered, ctx: Context[Audiences]) -> None:
     """Permanently delete the user's members at Mailchimp, drop the local copy, tombstone, and report."""
     rows = ctx.session.scalars(select(Subscriber).where(Subscriber.user_id == event.user_id)).all()
-    _erase_members(ctx, {(row.email, row.list_id) for row in rows})
+    # A row restored from a backup taken before the user's key was destroyed reads None: nothing to call with,
+    # and nothing left at Mailchimp either (the first erasure deleted the member).
+    _erase_members(ctx, {(row.email, row.list_id) for row in rows if row.email is not None})
     ctx.session.execute(delete(Subscriber).where(Subscriber.user_id == event.user_id))
     tombstone(ctx.session, event)
     ctx.emit(slice_report(

@@ -11,6 +11,7 @@ from sqlalchemy import Date, DateTime, Numeric, String
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 from shared.db import runtime_metadata
+from shared.keys import seal_columns
 
 metadata = runtime_metadata()
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -36,6 +37,11 @@ class PaymentRecord(Base):
     recorded_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     retain_until: Mapped[date] = mapped_column(Date, index=True)
     event_id: Mapped[str] = mapped_column(String(36))
+
+
+# The payer id names a person at PayPal: sealed under the user's data key. The transaction references the law
+# requires us to keep (order, capture) name a payment, not a person, and stay in clear until their retain-until date.
+seal_columns(PaymentRecord, "payment", "payer_id")
 
 
 class VaultToken(Base):

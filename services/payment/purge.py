@@ -8,7 +8,7 @@ from sqlalchemy import delete
 from sqlalchemy.orm import Session
 
 from services.payment.models import MIGRATIONS, PaymentRecord, metadata
-from shared.db import ensure_schema, make_engine, session_factory
+from shared.db import ensure_schema, make_engine, session_factory, wipe_sqlite_journal
 from shared.logging import get_logger
 from shared.settings import database_url_for
 
@@ -27,6 +27,7 @@ def run_purge(database_url: str | None = None, today: date | None = None) -> int
         ensure_schema(engine, metadata, MIGRATIONS)
         with session_factory(engine, metadata)() as session, session.begin():
             rows = purge_expired(session, today=today or datetime.now(UTC).date())
+        wipe_sqlite_journal(engine)  # the purged rows are zeroed in the file; the journal must not keep them
     finally:
         engine.dispose()
     log.info("retention purge done", service="payment", rows=rows)

@@ -126,3 +126,17 @@ class OutboxWakeup(Middleware):
     def after_commit(self, report: BatchReport) -> None:
         if report.emitted:
             self._notify()
+
+
+class JournalWipe(Middleware):
+    """After a batch that erased something: copy SQLite's WAL into the database and truncate it, so that erased
+    rows (already zeroed in the database by secure_delete) do not live on in the journal; the key store's too,
+    when a data key was destroyed. Nothing to do on PostgreSQL, where sealing covers dead tuples and WAL."""
+
+    def __init__(self, wipe: Callable[[], None], erasing_types: frozenset[str]) -> None:
+        self._wipe = wipe
+        self._erasing = erasing_types
+
+    def after_commit(self, report: BatchReport) -> None:
+        if any(h.event_type in self._erasing and h.result == "ok" for h in report.handled):
+            self._wipe()

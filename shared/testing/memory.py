@@ -163,7 +163,7 @@ class MemoryService:
         self.sessions = session_factory(self.engine, service.metadata)
         self.inbox = service.metadata.tables["inbox"]
         self.outbox = service.metadata.tables["outbox"]
-        middlewares = default_middlewares(service)
+        middlewares = default_middlewares(service, self.engine)
         self.pipeline = BatchPipeline(service, settings, self.sessions, middlewares)
         self.pipeline.deps = service.build_deps(self.engine) if deps is None else deps
         self.settler = Settler(service.name, self.names, RetryPolicy(settings.retry_delays), middlewares)

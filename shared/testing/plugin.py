@@ -57,8 +57,25 @@ def postgres_admin_url() -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    """Register the marker the PostgreSQL variants carry, so `-m postgres` selects them under --strict-markers."""
+    """Register the marker the PostgreSQL variants carry, so `-m postgres` selects them under --strict-markers;
+    give the session keys of its own unless the environment names some."""
     config.addinivalue_line("markers", "postgres: needs PostgreSQL (the db_backend fixture's PostgreSQL variant)")
+    _session_keys()
+
+
+def _session_keys() -> None:
+    """A fresh key file and key database for this test process (and the processes it starts)."""
+    import os
+    import tempfile
+
+    from shared.keys import new_material, write_key_file
+
+    if os.environ.get("ERASURE_KEYS_KEK") or os.environ.get("ERASURE_KEYS_FILE"):
+        return
+    where = Path(tempfile.mkdtemp(prefix="erasure-keys-"))
+    write_key_file(where / "keys.json", new_material())
+    os.environ["ERASURE_KEYS_FILE"] = str(where / "keys.json")
+    os.environ.setdefault("ERASURE_KEYS_DATABASE_URL", f"sqlite:///{where / 'keys.db'}")
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])

@@ -7,6 +7,8 @@ from collections.abc import Iterable
 from sqlalchemy import JSON, Engine, LargeBinary, MetaData, String, Table, or_, select
 from sqlalchemy.types import TypeEngine
 
+from shared.keys.sealing import PREFIX, unseal_found
+
 # Types that cannot hold a name, an e-mail address or a phone number as written.
 _NEVER_TEXT = ("INTEGER", "BIGINT", "SMALLINT", "NUMERIC", "DECIMAL", "FLOAT", "REAL", "DOUBLE", "BOOLEAN",
                "DATE", "TIME", "TIMESTAMP", "DATETIME", "INTERVAL", "UUID")
@@ -31,12 +33,21 @@ def _as_text(value: object) -> str:
 
 def _text_hits(engine: Engine, table: Table, needles: list[str]) -> list[str]:
     columns = [c for c in table.columns if _kind(c.type) == "text"]
+    lowered = [n.lower() for n in needles]
     hits = []
     with engine.connect() as conn:
         for column in columns:
             query = select(column).where(or_(*(column.icontains(n, autoescape=True) for n in needles))).limit(1)
             if conn.execute(query).first() is not None:
                 hits.append(column.name)
+                continue
+            # Sealed values are searched as what they still reveal: their plain text while their key lives.
+            sealed = select(column).where(column.startswith(PREFIX))
+            for (value,) in conn.execution_options(yield_per=1000).execute(sealed):
+                plain = unseal_found(table.name, column.name, value)
+                if plain is not None and any(n in plain.lower() for n in lowered):
+                    hits.append(column.name)
+                    break
     return hits
 
 

@@ -23,6 +23,7 @@ from services.account.publishing import account_database
 from services.account.settings import AccountSettings
 from services.common.deadline import legal_deadline
 from services.sandbox import Sandbox
+from shared.keys import Subject, notice_subject
 from shared.testing import Pipeline, RunningService, wait_until
 from shared.testing.ports import free_port
 from shared.testing.scan import personal_data_hits
@@ -238,7 +239,7 @@ def test_spent_expired_and_forged_codes_do_nothing(
 def _notice(running: RunningService, request_id: str, keep_until: datetime) -> None:
     with running.engine.begin() as conn:
         conn.execute(CompletionNotice.__table__.insert().values(
-            request_id=request_id, email=ANNA, keep_until=keep_until))
+            request_id=request_id, email=Subject(ANNA, notice_subject(request_id)), keep_until=keep_until))
 
 
 def test_completion_notice_outlasts_a_relay_outage_and_is_sent_once(

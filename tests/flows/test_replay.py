@@ -105,7 +105,11 @@ def test_restored_account_database_is_erased_again_by_replay(
         running["account"].stop()
         backup.restore()
         running["account"] = erasure_pipeline.start(build(), account_url)
-        assert personal_data_hits(running["account"].engine, traces(purchase)), "the restore brought the user back"
+        with running["account"].engine.connect() as conn:
+            restored = conn.execute(text("select count(*) from users where user_id = 'u-restore'")).scalar_one()
+        assert restored == 1, "the restore brought the user's row back"
+        assert personal_data_hits(running["account"].engine, traces(purchase)) == [], \
+            "but nothing of it can be read: the user's data key was destroyed with the erasure"
 
         replayed = run_cli(erasure_pipeline, "replay", "--since", since.isoformat(), "--json",
                            ERASURE_LEDGER_DATABASE_URL=url_of(running["ledger"]))

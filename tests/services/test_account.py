@@ -32,6 +32,7 @@ from services.account.settings import AccountSettings
 from shared.codec import decode
 from shared.db import ensure_schema, make_engine, session_factory
 from shared.erasure import tombstone
+from shared.keys import blind_index, of_user
 from shared.testing import wait_until
 from shared.testing.memory import MemoryPipeline
 from shared.testing.scan import personal_data_hits
@@ -157,6 +158,13 @@ def test_slice_report_names_the_categories_that_were_held(erasure_memory, db_bac
     assert str(report.request_id) == str(example_deregistration("u-thin").request_id)
 
 
+def _restore_anna(conn: Any) -> None:
+    """Anna's profile row as a backup restore brings it back: sealed, as it was stored."""
+    conn.execute(insert(User).values(
+        user_id="u-anna", name=of_user("u-anna", "Anna Lindqvist"), email=of_user("u-anna", "anna@kund.loggamera.se"),
+        email_index=blind_index("anna@kund.loggamera.se"), country="SE", created_at=NOW, last_sign_in_at=NOW))
+
+
 def test_second_identical_event_has_no_second_effect(erasure_memory) -> None:
     running = erasure_memory.start(build())
     _populate(running.engine, ANNA, user_id="u-anna")
@@ -167,8 +175,7 @@ def test_second_identical_event_has_no_second_effect(erasure_memory) -> None:
     ledger.wait_for("u-anna")
     # A row that appears afterwards shows whether the duplicate erased again; it must not.
     with running.engine.begin() as conn:
-        conn.execute(insert(User).values(user_id="u-anna", name="Anna Lindqvist", email="anna@kund.loggamera.se",
-                                         country="SE", created_at=NOW, last_sign_in_at=NOW))
+        _restore_anna(conn)
     erasure_memory.publish(message)
     [sentinel] = erasure_memory.publish(example_deregistration("u-sentinel"))
     running.wait_handled(sentinel.event_id)  # one queue, one consumer: the duplicate was settled before
@@ -185,8 +192,7 @@ def test_replayed_deregistration_erases_restored_rows_and_reports_again(erasure_
     ledger = Ledger(erasure_memory)
     ledger.wait_for("u-anna")
     with running.engine.begin() as conn:  # a backup restore brings the profile back
-        conn.execute(insert(User).values(user_id="u-anna", name="Anna Lindqvist", email="anna@kund.loggamera.se",
-                                         country="SE", created_at=NOW, last_sign_in_at=NOW))
+        _restore_anna(conn)
     replay = example_deregistration("u-anna", request_id=str(uuid.uuid4()), replay=True,
                                     original_request_id=str(first.request_id))
     erasure_memory.publish(replay)
@@ -226,8 +232,7 @@ def test_erased_users_cookie_no_longer_validates_even_after_a_restore(erasure_me
     running.wait_handled(sent.event_id)
     assert _validate(running.engine, token) is None
     with running.engine.begin() as conn:  # a backup restore brings the user and the session back
-        conn.execute(insert(User).values(user_id="u-anna", name="Anna Lindqvist", email="anna@kund.loggamera.se",
-                                         country="SE", created_at=NOW, last_sign_in_at=NOW))
+        _restore_anna(conn)
         conn.execute(insert(SignInSession).values(
             token_sha256=accounts.hash_token(token), user_id="u-anna", created_at=NOW,
             expires_at=datetime.now(UTC) + timedelta(days=1), revoked_at=None))

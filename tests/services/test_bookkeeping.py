@@ -30,6 +30,7 @@ from services.common.retention import (
 from services.sandbox import Sandbox
 from services.vendors.rules import visma_customer_number
 from shared.db import ensure_schema, make_engine
+from shared.keys import of_user
 from shared.testing import MemoryPipeline, MemoryService, wait_until
 from shared.testing.scan import personal_data_hits
 from tests.services.conftest import SliceReports
@@ -286,8 +287,9 @@ def test_visma_customer_without_invoices_is_deleted_there_and_nothing_is_kept_he
     [visma_id] = seeded["visma"]["customers"]
     with running.engine.begin() as conn:
         conn.execute(insert(CustomerRecord).values(
-            user_id="bk-noinv", customer_number="bk-noinv", visma_customer_id=visma_id, name="Erik Johansson",
-            email="erik@kund.loggamera.se", active=True))
+            user_id="bk-noinv", customer_number="bk-noinv", visma_customer_id=of_user("bk-noinv", visma_id),
+            name=of_user("bk-noinv", "Erik Johansson"), email=of_user("bk-noinv", "erik@kund.loggamera.se"),
+            active=True))
     [sent] = erasure_memory.publish(example_deregistration("bk-noinv"))
     running.wait_handled(sent.event_id)
     assert sandbox.state()["visma"]["customers"] == {}

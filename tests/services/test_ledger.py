@@ -195,7 +195,8 @@ def test_duplicate_reports_are_ignored_and_the_first_one_stands(
     assert status.status == "complete"
     assert status.slices[0].report["erased"] == list(first.erased)
     with Session(ledger.engine) as session:
-        assert len(queries.receipt_entries(session, str(request.request_id))) == 5
+        services = [e.service for e in queries.receipt_entries(session, str(request.request_id))]
+        assert len(services) == 6 and services[-1] == "keys", "five reports, then the destruction of the keys"
     completions.wait_one(request)
 
     _publish_and_wait(erasure_memory, ledger, first, rest[-1])
@@ -365,7 +366,7 @@ def test_status_and_receipt_commands_show_every_slice_and_the_receipt_hash(
 
     text, code = receipt_command(ledger_url, str(request.request_id), verify=True)
     assert code == 0
-    assert receipt_hash in text and "Verified: 5 entries intact" in text
+    assert receipt_hash in text and "Verified: 6 entries intact" in text
     data = json.loads(receipt_command(ledger_url, str(request.request_id), verify=True, as_json=True)[0])
     assert data["verification"]["ok"] and data["entries"][-1]["entry_hash"] == receipt_hash
 

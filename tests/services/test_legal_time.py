@@ -111,7 +111,7 @@ def test_an_extension_moves_the_deadline_mails_the_reason_and_is_in_the_receipt(
 
     _report_all(erasure_memory, ledger, request)
     assert _status(ledger, request).status == "complete"
-    assert _services(ledger, request) == ["extension", *SLICE_SERVICES]
+    assert _services(ledger, request) == ["extension", *SLICE_SERVICES, "keys"]
     text, code = receipt_command(None, str(request.request_id), verify=True, as_json=True)
     assert code == 0, text
     [extension] = [json.loads(e["payload"]) for e in json.loads(text)["entries"] if e["service"] == "extension"]
@@ -167,7 +167,7 @@ def test_a_held_request_past_its_deadline_shows_as_held_until_released(
     _report_all(erasure_memory, ledger, request)
     text, code = receipt_command(None, str(request.request_id), verify=True)
     assert code == 0, text
-    assert _services(ledger, request) == ["hold 1", "release 1", *SLICE_SERVICES]
+    assert _services(ledger, request) == ["hold 1", "release 1", *SLICE_SERVICES, "keys"]
 
 
 # ---- erasure retry and status --failures: on the real broker --------------------------------------------------

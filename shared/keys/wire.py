@@ -1,0 +1,57 @@
+"""Contact details on the wire: which field of which event may travel sealed, opening it on receipt (plaintext
+still accepted, and counted), and publishing an event with it sealed under the subject's data key."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from prometheus_client import Counter
+
+from schemas import EventData, NewsletterConsentChanged, PurchaseCompleted, envelope_for
+from shared.keys.jwe import SealedFieldError, is_compact_jwe, open_value, seal_value
+from shared.keys.sealing import key_store
+from shared.keys.store import user_subject
+
+SEALABLE: dict[str, str] = {
+    PurchaseCompleted.event_type: "customer",
+    NewsletterConsentChanged.event_type: "email",
+}
+"""The field of each event type that carries contact details, and may be a compact JWE instead."""
+
+PLAINTEXT_CONTACT = Counter(
+    "erasure_plaintext_contact_total",
+    "Events received with their contact details in clear rather than sealed (accepted for compatibility).",
+    ["event_type"])
+
+
+def open_sealed_field(event_type: str, data: Mapping[str, Any]) -> Mapping[str, Any]:
+    """`data` with its sealed contact field opened; plaintext is returned as is and counted. SealedFieldError if
+    the field is sealed but cannot be opened."""
+    field = SEALABLE.get(event_type)
+    if field is None or not isinstance(data, Mapping) or field not in data:
+        return data
+    value = data[field]
+    if not is_compact_jwe(value):
+        PLAINTEXT_CONTACT.labels(event_type).inc()
+        return data
+    user_id = data.get("user_id")
+    if not isinstance(user_id, str):
+        raise SealedFieldError("a sealed field needs the event's user_id to name its key")
+    return {**data, field: open_value(key_store(), value, user_id=user_id)}
+
+
+def sealed_body(data: EventData, *, source: str) -> tuple[Any, bytes]:
+    """The envelope of `data` and its body with the contact field sealed under the user's data key (made on
+    first use); events without contact details are written as they are."""
+    envelope = envelope_for(data, source=source)
+    dumped = envelope.model_dump(mode="json", exclude_none=True)
+    field = SEALABLE.get(data.event_type)
+    if field is not None and dumped["data"].get(field) is not None:
+        key_id, key = key_store().issue(user_subject(dumped["data"]["user_id"]))
+        dumped["data"][field] = seal_value(key_id, key, dumped["data"][field])
+    return envelope, json.dumps(dumped, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+__all__ = ["SEALABLE", "SealedFieldError", "open_sealed_field", "sealed_body"]
