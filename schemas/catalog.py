@@ -10,6 +10,7 @@ from schemas.events import (
     ErasureCompleted,
     ErasureSliceReported,
     EventData,
+    LegalHoldChanged,
     NewsletterConsentChanged,
     PurchaseCompleted,
     UserDeregistered,
@@ -21,16 +22,17 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     NewsletterConsentChanged,
     ErasureSliceReported,
     ErasureCompleted,
+    LegalHoldChanged,
 )
 EVENT_TYPES: dict[str, type[EventData]] = {model.event_type: model for model in EVENT_MODELS}
 
 # Service name -> events it consumes. The broker bindings of each service queue are derived from this.
 SUBSCRIPTIONS: dict[str, tuple[type[EventData], ...]] = {
-    "account": (UserDeregistered, ErasureCompleted),
-    "installer_sharing": (PurchaseCompleted, UserDeregistered),
-    "payment": (PurchaseCompleted, UserDeregistered),
-    "bookkeeping": (PurchaseCompleted, UserDeregistered),
-    "newsletter": (PurchaseCompleted, NewsletterConsentChanged, UserDeregistered),
+    "account": (UserDeregistered, ErasureCompleted, LegalHoldChanged),
+    "installer_sharing": (PurchaseCompleted, UserDeregistered, LegalHoldChanged),
+    "payment": (PurchaseCompleted, UserDeregistered, LegalHoldChanged),
+    "bookkeeping": (PurchaseCompleted, UserDeregistered, LegalHoldChanged),
+    "newsletter": (PurchaseCompleted, NewsletterConsentChanged, UserDeregistered, LegalHoldChanged),
     "ledger": (UserDeregistered, ErasureSliceReported),
 }
 
@@ -42,7 +44,7 @@ PUBLICATIONS: dict[str, tuple[type[EventData], ...]] = {
     "payment": (ErasureSliceReported,),
     "bookkeeping": (ErasureSliceReported,),
     "newsletter": (ErasureSliceReported,),
-    "ledger": (ErasureCompleted,),
+    "ledger": (ErasureCompleted, LegalHoldChanged),
     "upstream": (UserDeregistered, PurchaseCompleted, NewsletterConsentChanged),
 }
 

@@ -401,3 +401,16 @@ class ErasureCompleted(EventData):
         description="True when closing a re-applied erasure after a backup restore.",
         examples=[False],
     )
+
+
+class LegalHoldChanged(EventData):
+    """A legal hold on a user's erasure was placed or released: slices defer (or resume) erasing that user."""
+
+    event_type: ClassVar[str] = "se.loggamera.legal_hold.changed.v1"
+
+    user_id: UserId = _user_id_field()
+    hold_id: int = Field(ge=1, description="Number of the hold in the ledger; a release names the hold it ends.",
+                         examples=[1])
+    held: bool = Field(description="True when the hold is placed, False when it is released.", examples=[True])
+    changed_at: UtcDateTime = Field(description="When the operator placed or released the hold.",
+                                    examples=["2026-04-14T08:00:00Z"])

@@ -20,6 +20,7 @@ from schemas.events import (
     ErasureCompleted,
     ErasureSliceReported,
     EventData,
+    LegalHoldChanged,
     NewsletterConsentChanged,
     PurchaseCompleted,
     PurchaseLine,
@@ -199,6 +200,12 @@ def example_completion(user_id: str = "u-1001", **overrides: Any) -> ErasureComp
     return ErasureCompleted.model_validate({**fields, **overrides})
 
 
+def example_hold_change(user_id: str = "u-1001", **overrides: Any) -> LegalHoldChanged:
+    """An operator placed the first legal hold on the example user's erasure."""
+    fields = {"user_id": user_id, "hold_id": 1, "held": True, "changed_at": "2026-04-14T08:00:00Z"}
+    return LegalHoldChanged.model_validate({**fields, **overrides})
+
+
 def example_for(model: type[EventData], user_id: str = "u-1001") -> EventData:
     """The example event of a given event model."""
     factories = {
@@ -207,5 +214,6 @@ def example_for(model: type[EventData], user_id: str = "u-1001") -> EventData:
         NewsletterConsentChanged: example_consent_change,
         ErasureSliceReported: lambda user_id: example_slice_report(user_id=user_id),
         ErasureCompleted: example_completion,
+        LegalHoldChanged: example_hold_change,
     }
     return factories[model](user_id)

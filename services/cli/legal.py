@@ -142,7 +142,7 @@ def extend(request_id: str, reason: str, months: int) -> None:
 @click.option("--user", "user_id", required=True, help="The opaque user id.")
 @click.option("--reason", required=True, help="Why the erasure must wait (a case number; no personal data).")
 def hold(user_id: str, reason: str) -> None:
-    """Place a legal hold on a user's erasure: their requests show as held, not overdue, until released.
+    """Place a legal hold on a user's erasure: every slice defers erasing them, and their requests show as held.
 
     \b
     Example:
@@ -156,7 +156,7 @@ def hold(user_id: str, reason: str) -> None:
 @click.command()
 @click.option("--user", "user_id", required=True, help="The opaque user id.")
 def release(user_id: str) -> None:
-    """Release a user's legal hold: their open requests count against their deadlines again.
+    """Release a user's legal hold: the slices erase what they deferred; deadlines count again.
 
     \b
     Example:
