@@ -9,6 +9,7 @@ from schemas.envelope import CloudEvent
 from schemas.events import (
     ErasureCompleted,
     ErasureSliceReported,
+    ErasureSliceRetrying,
     EventData,
     LegalHoldChanged,
     NewsletterConsentChanged,
@@ -23,6 +24,7 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     ErasureSliceReported,
     ErasureCompleted,
     LegalHoldChanged,
+    ErasureSliceRetrying,
 )
 EVENT_TYPES: dict[str, type[EventData]] = {model.event_type: model for model in EVENT_MODELS}
 
@@ -33,17 +35,17 @@ SUBSCRIPTIONS: dict[str, tuple[type[EventData], ...]] = {
     "payment": (PurchaseCompleted, UserDeregistered, LegalHoldChanged),
     "bookkeeping": (PurchaseCompleted, UserDeregistered, LegalHoldChanged),
     "newsletter": (PurchaseCompleted, NewsletterConsentChanged, UserDeregistered, LegalHoldChanged),
-    "ledger": (UserDeregistered, ErasureSliceReported),
+    "ledger": (UserDeregistered, ErasureSliceReported, ErasureSliceRetrying),
 }
 
 # Producer name -> events it sends. "upstream" stands for the web shop and portal outside this repository;
 # account sends UserDeregistered itself for the intake mailbox and the inactivity sweep.
 PUBLICATIONS: dict[str, tuple[type[EventData], ...]] = {
-    "account": (UserDeregistered, ErasureSliceReported),
-    "installer_sharing": (ErasureSliceReported,),
-    "payment": (ErasureSliceReported,),
-    "bookkeeping": (ErasureSliceReported,),
-    "newsletter": (ErasureSliceReported,),
+    "account": (UserDeregistered, ErasureSliceReported, ErasureSliceRetrying),
+    "installer_sharing": (ErasureSliceReported, ErasureSliceRetrying),
+    "payment": (ErasureSliceReported, ErasureSliceRetrying),
+    "bookkeeping": (ErasureSliceReported, ErasureSliceRetrying),
+    "newsletter": (ErasureSliceReported, ErasureSliceRetrying),
     "ledger": (ErasureCompleted, LegalHoldChanged),
     "upstream": (UserDeregistered, PurchaseCompleted, NewsletterConsentChanged),
 }

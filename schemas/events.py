@@ -414,3 +414,35 @@ class LegalHoldChanged(EventData):
     held: bool = Field(description="True when the hold is placed, False when it is released.", examples=[True])
     changed_at: UtcDateTime = Field(description="When the operator placed or released the hold.",
                                     examples=["2026-04-14T08:00:00Z"])
+
+
+class ErasureSliceRetrying(EventData):
+    """A slice's erasure failed and waits for a retry (or was dead-lettered): which outside system, why, when next.
+
+    Sent by the runtime's retry path after the failed delivery went to a delay tier or the dead-letter queue, so
+    the ledger can name the failing slice and system while the request is open. Not a report: the request stays
+    open until the slice reports.
+    """
+
+    event_type: ClassVar[str] = "se.loggamera.erasure.slice_retrying.v1"
+
+    request_id: WireUUID = _request_id_field()
+    user_id: UserId = _user_id_field()
+    service: SliceService = Field(description="The slice whose erasure failed.", examples=["newsletter"])
+    system: Text | None = Field(
+        default=None,
+        description="The outside system that failed, when the error names one; absent for an internal failure.",
+        examples=["Mailchimp"],
+    )
+    error: LongText = Field(
+        description="The last error, masked of personal data and cut to 500 characters.",
+        examples=["mailchimp POST /3.0/lists/abc/members/8d1f/actions/delete-permanent answered 503: unavailable"],
+    )
+    attempts: int = Field(ge=1, description="How many times the erasure has failed so far.", examples=[2])
+    failed_at: UtcDateTime = Field(description="When this attempt failed.", examples=["2026-04-14T08:00:12Z"])
+    retry_in_seconds: float | None = Field(
+        default=None, ge=0,
+        description="Seconds from failed_at until the next automatic try; absent once it was dead-lettered "
+                    "(an operator replays it or runs `erasure retry`).",
+        examples=[60.0],
+    )

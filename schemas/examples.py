@@ -19,6 +19,7 @@ from schemas.events import (
     SLICE_SERVICES,
     ErasureCompleted,
     ErasureSliceReported,
+    ErasureSliceRetrying,
     EventData,
     LegalHoldChanged,
     NewsletterConsentChanged,
@@ -206,6 +207,21 @@ def example_hold_change(user_id: str = "u-1001", **overrides: Any) -> LegalHoldC
     return LegalHoldChanged.model_validate({**fields, **overrides})
 
 
+def example_slice_retrying(user_id: str = "u-1001", **overrides: Any) -> ErasureSliceRetrying:
+    """The newsletter slice of the example request failed twice at Mailchimp and waits a minute."""
+    fields = {
+        "request_id": str(_REQUEST_ID),
+        "user_id": user_id,
+        "service": "newsletter",
+        "system": "Mailchimp",
+        "error": "mailchimp POST /3.0/lists/abc/members/8d1f/actions/delete-permanent answered 503: unavailable",
+        "attempts": 2,
+        "failed_at": "2026-04-14T08:00:12Z",
+        "retry_in_seconds": 60.0,
+    }
+    return ErasureSliceRetrying.model_validate({**fields, **overrides})
+
+
 def example_for(model: type[EventData], user_id: str = "u-1001") -> EventData:
     """The example event of a given event model."""
     factories = {
@@ -215,5 +231,6 @@ def example_for(model: type[EventData], user_id: str = "u-1001") -> EventData:
         ErasureSliceReported: lambda user_id: example_slice_report(user_id=user_id),
         ErasureCompleted: example_completion,
         LegalHoldChanged: example_hold_change,
+        ErasureSliceRetrying: example_slice_retrying,
     }
     return factories[model](user_id)

@@ -78,6 +78,7 @@ def test_catalogue_knows_every_event_by_type() -> None:
         "se.loggamera.erasure.slice_reported.v1",
         "se.loggamera.erasure.completed.v1",
         "se.loggamera.legal_hold.changed.v1",
+        "se.loggamera.erasure.slice_retrying.v1",
     }
     assert all(EVENT_TYPES[model.event_type] is model for model in EVENT_MODELS)
 

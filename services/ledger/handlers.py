@@ -19,7 +19,15 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
-from schemas import SLICE_SERVICES, ErasureCompleted, ErasureSliceReported, RetainedCategory, UserDeregistered
+from schemas import (
+    SLICE_SERVICES,
+    ErasureCompleted,
+    ErasureSliceReported,
+    ErasureSliceRetrying,
+    RetainedCategory,
+    UserDeregistered,
+)
+from services.ledger.failures import record_slice_failure
 from services.ledger.models import (
     BY_DEREGISTRATION,
     BY_REPORT,
@@ -232,4 +240,5 @@ def record_slice_report(event: ErasureSliceReported, ctx: Context[LedgerSettings
 HANDLERS: Handlers[LedgerSettings] = {
     UserDeregistered: open_erasure_request,
     ErasureSliceReported: record_slice_report,
+    ErasureSliceRetrying: record_slice_failure,
 }

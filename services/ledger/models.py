@@ -107,6 +107,13 @@ class SliceReport(Base):
     reported_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
     recorded_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The slice's last failure while it has not reported (ErasureSliceRetrying): how often, where, why, and when
+    # the next automatic try is due (NULL with a failure recorded: dead-lettered, an operator must act).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failing_system: Mapped[str | None] = mapped_column(String(200))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_failed_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
+    next_retry_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
 
     request: Mapped[ErasureRequest] = relationship(back_populates="slices")
 
