@@ -13,6 +13,9 @@ from schemas.catalog import (
 from schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, EVENT_TYPE_PREFIX, CloudEvent, routing_key_for
 from schemas.events import (
     SLICE_SERVICES,
+    AccessItem,
+    AccessRequested,
+    AccessSliceAnswered,
     Address,
     Customer,
     ErasureCompleted,
@@ -54,6 +57,9 @@ __all__ = [
     "PUBLICATIONS",
     "SLICE_SERVICES",
     "SUBSCRIPTIONS",
+    "AccessItem",
+    "AccessRequested",
+    "AccessSliceAnswered",
     "Address",
     "CloudEvent",
     "CorporateId",

@@ -7,6 +7,8 @@ from uuid import UUID, uuid4
 
 from schemas.envelope import CloudEvent
 from schemas.events import (
+    AccessRequested,
+    AccessSliceAnswered,
     ErasureCompleted,
     ErasureSliceReported,
     ErasureSliceRetrying,
@@ -25,28 +27,30 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     ErasureCompleted,
     LegalHoldChanged,
     ErasureSliceRetrying,
+    AccessRequested,
+    AccessSliceAnswered,
 )
 EVENT_TYPES: dict[str, type[EventData]] = {model.event_type: model for model in EVENT_MODELS}
 
 # Service name -> events it consumes. The broker bindings of each service queue are derived from this.
 SUBSCRIPTIONS: dict[str, tuple[type[EventData], ...]] = {
-    "account": (UserDeregistered, ErasureCompleted, LegalHoldChanged),
-    "installer_sharing": (PurchaseCompleted, UserDeregistered, LegalHoldChanged),
-    "payment": (PurchaseCompleted, UserDeregistered, LegalHoldChanged),
-    "bookkeeping": (PurchaseCompleted, UserDeregistered, LegalHoldChanged),
-    "newsletter": (PurchaseCompleted, NewsletterConsentChanged, UserDeregistered, LegalHoldChanged),
-    "ledger": (UserDeregistered, ErasureSliceReported, ErasureSliceRetrying),
+    "account": (UserDeregistered, ErasureCompleted, LegalHoldChanged, AccessRequested),
+    "installer_sharing": (PurchaseCompleted, UserDeregistered, LegalHoldChanged, AccessRequested),
+    "payment": (PurchaseCompleted, UserDeregistered, LegalHoldChanged, AccessRequested),
+    "bookkeeping": (PurchaseCompleted, UserDeregistered, LegalHoldChanged, AccessRequested),
+    "newsletter": (PurchaseCompleted, NewsletterConsentChanged, UserDeregistered, LegalHoldChanged, AccessRequested),
+    "ledger": (UserDeregistered, ErasureSliceReported, ErasureSliceRetrying, AccessRequested, AccessSliceAnswered),
 }
 
 # Producer name -> events it sends. "upstream" stands for the web shop and portal outside this repository;
 # account sends UserDeregistered itself for the intake mailbox and the inactivity sweep.
 PUBLICATIONS: dict[str, tuple[type[EventData], ...]] = {
-    "account": (UserDeregistered, ErasureSliceReported, ErasureSliceRetrying),
-    "installer_sharing": (ErasureSliceReported, ErasureSliceRetrying),
-    "payment": (ErasureSliceReported, ErasureSliceRetrying),
-    "bookkeeping": (ErasureSliceReported, ErasureSliceRetrying),
-    "newsletter": (ErasureSliceReported, ErasureSliceRetrying),
-    "ledger": (ErasureCompleted, LegalHoldChanged),
+    "account": (UserDeregistered, ErasureSliceReported, ErasureSliceRetrying, AccessRequested, AccessSliceAnswered),
+    "installer_sharing": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered),
+    "payment": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered),
+    "bookkeeping": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered),
+    "newsletter": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered),
+    "ledger": (ErasureCompleted, LegalHoldChanged, AccessRequested),
     "upstream": (UserDeregistered, PurchaseCompleted, NewsletterConsentChanged),
 }
 

@@ -446,3 +446,57 @@ class ErasureSliceRetrying(EventData):
                     "(an operator replays it or runs `erasure retry`).",
         examples=[60.0],
     )
+
+
+class AccessRequested(EventData):
+    """A data subject asked for a copy of their personal data (GDPR Art. 15): every slice answers with its part."""
+
+    event_type: ClassVar[str] = "se.loggamera.access.requested.v1"
+
+    user_id: UserId = _user_id_field()
+    request_id: WireUUID = Field(
+        description="Id of the access request; every slice's answer and the export refer to it.",
+        examples=["8b0e7f2a-1c3d-4e5f-9a6b-7c8d9e0f1a2b"],
+    )
+    requested_at: UtcDateTime = Field(
+        description="When the request was received; the one-month deadline (GDPR Art. 12(3)) runs from here.",
+        examples=["2026-04-14T08:00:00Z"],
+    )
+
+
+class AccessItem(_Part):
+    """One category of personal data a slice holds (or an outside system holds for it), with what Art. 15 asks."""
+
+    category: Text = Field(description="What the data is.", examples=["newsletter subscription"])
+    held_by: Text = Field(description="Who holds it.", examples=["Mailchimp"])
+    data: dict[str, Any] = Field(
+        description="The data itself, as held (personal data: the export is the only place it goes).",
+        examples=[{"email_address": "anna.lindqvist@kund.loggamera.se", "status": "subscribed"}],
+    )
+    purpose: Text = Field(description="Why it is processed.", examples=["sending the newsletter the user asked for"])
+    recipients: list[Text] = Field(
+        default_factory=list, description="Who it was disclosed to.", examples=[["Mailchimp"]],
+    )
+    retention: Text = Field(description="How long it is kept.", examples=["until consent is withdrawn"])
+    legal_basis: Text = Field(description="The legal basis of the processing.",
+                              examples=["consent, GDPR Art. 6(1)(a)"])
+
+
+class AccessSliceAnswered(EventData):
+    """One slice's part of an access request: everything it (and the outside systems it feeds) holds on the user."""
+
+    event_type: ClassVar[str] = "se.loggamera.access.slice_answered.v1"
+
+    request_id: WireUUID = Field(description="Id of the access request answered.",
+                                 examples=["8b0e7f2a-1c3d-4e5f-9a6b-7c8d9e0f1a2b"])
+    user_id: UserId = _user_id_field()
+    service: SliceService = Field(description="The service answering for its slice.", examples=["newsletter"])
+    items: list[AccessItem] = Field(
+        default_factory=list,
+        description="What the slice holds; empty when it holds nothing on the user.",
+        examples=[[{"category": "newsletter subscription", "held_by": "Mailchimp",
+                    "data": {"email_address": "anna.lindqvist@kund.loggamera.se", "status": "subscribed"},
+                    "purpose": "sending the newsletter the user asked for", "recipients": ["Mailchimp"],
+                    "retention": "until consent is withdrawn", "legal_basis": "consent, GDPR Art. 6(1)(a)"}]],
+    )
+    answered_at: UtcDateTime = Field(description="When the slice answered.", examples=["2026-04-14T08:00:05Z"])

@@ -17,6 +17,8 @@ from uuid import UUID
 
 from schemas.events import (
     SLICE_SERVICES,
+    AccessRequested,
+    AccessSliceAnswered,
     ErasureCompleted,
     ErasureSliceReported,
     ErasureSliceRetrying,
@@ -222,6 +224,30 @@ def example_slice_retrying(user_id: str = "u-1001", **overrides: Any) -> Erasure
     return ErasureSliceRetrying.model_validate({**fields, **overrides})
 
 
+_ACCESS_ID = UUID("8b0e7f2a-1c3d-4e5f-9a6b-7c8d9e0f1a2b")
+
+
+def example_access_request(user_id: str = "u-1001", **overrides: Any) -> AccessRequested:
+    """The example user asks for a copy of their personal data."""
+    fields = {"user_id": user_id, "request_id": str(_ACCESS_ID), "requested_at": "2026-04-14T08:00:00Z"}
+    return AccessRequested.model_validate({**fields, **overrides})
+
+
+def example_access_answer(user_id: str = "u-1001", **overrides: Any) -> AccessSliceAnswered:
+    """The newsletter slice's part of the example access request: the Mailchimp member."""
+    fields = {
+        "request_id": str(_ACCESS_ID),
+        "user_id": user_id,
+        "service": "newsletter",
+        "items": [{"category": "newsletter subscription", "held_by": "Mailchimp",
+                   "data": {"email_address": f"{user_id}@kund.loggamera.se", "status": "subscribed"},
+                   "purpose": "sending the newsletter the user asked for", "recipients": ["Mailchimp"],
+                   "retention": "until consent is withdrawn", "legal_basis": "consent, GDPR Art. 6(1)(a)"}],
+        "answered_at": "2026-04-14T08:00:05Z",
+    }
+    return AccessSliceAnswered.model_validate({**fields, **overrides})
+
+
 def example_for(model: type[EventData], user_id: str = "u-1001") -> EventData:
     """The example event of a given event model."""
     factories = {
@@ -232,5 +258,7 @@ def example_for(model: type[EventData], user_id: str = "u-1001") -> EventData:
         ErasureCompleted: example_completion,
         LegalHoldChanged: example_hold_change,
         ErasureSliceRetrying: example_slice_retrying,
+        AccessRequested: example_access_request,
+        AccessSliceAnswered: example_access_answer,
     }
     return factories[model](user_id)

@@ -21,12 +21,15 @@ from sqlalchemy.orm import Session, joinedload
 
 from schemas import (
     SLICE_SERVICES,
+    AccessRequested,
+    AccessSliceAnswered,
     ErasureCompleted,
     ErasureSliceReported,
     ErasureSliceRetrying,
     RetainedCategory,
     UserDeregistered,
 )
+from services.ledger.access import erase_user_exports, open_access_request, record_access_answer
 from services.ledger.failures import record_slice_failure
 from services.ledger.models import (
     BY_DEREGISTRATION,
@@ -196,6 +199,7 @@ def open_erasure_request(event: UserDeregistered, ctx: Context[LedgerSettings]) 
     request.replay = event.replay
     request.original_request_id = str(event.original_request_id) if event.original_request_id else None
     _chain_hold_in_force(session, request, chain, now)
+    erase_user_exports(session, event.user_id, now)  # an access export holds the user's data: it goes too
     early = [row for row in request.slices if row.outcome is not None]
     if early:
         _chain(session, request, chain, early, now)
@@ -241,4 +245,6 @@ HANDLERS: Handlers[LedgerSettings] = {
     UserDeregistered: open_erasure_request,
     ErasureSliceReported: record_slice_report,
     ErasureSliceRetrying: record_slice_failure,
+    AccessRequested: open_access_request,
+    AccessSliceAnswered: record_access_answer,
 }
