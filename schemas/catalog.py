@@ -7,9 +7,13 @@ from uuid import UUID, uuid4
 
 from schemas.envelope import CloudEvent
 from schemas.events import (
+    AccessRequested,
+    AccessSliceAnswered,
     ErasureCompleted,
     ErasureSliceReported,
+    ErasureSliceRetrying,
     EventData,
+    LegalHoldChanged,
     NewsletterConsentChanged,
     PurchaseCompleted,
     UserDeregistered,
@@ -21,28 +25,32 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     NewsletterConsentChanged,
     ErasureSliceReported,
     ErasureCompleted,
+    LegalHoldChanged,
+    ErasureSliceRetrying,
+    AccessRequested,
+    AccessSliceAnswered,
 )
 EVENT_TYPES: dict[str, type[EventData]] = {model.event_type: model for model in EVENT_MODELS}
 
 # Service name -> events it consumes. The broker bindings of each service queue are derived from this.
 SUBSCRIPTIONS: dict[str, tuple[type[EventData], ...]] = {
-    "account": (UserDeregistered, ErasureCompleted),
-    "installer_sharing": (PurchaseCompleted, UserDeregistered),
-    "payment": (PurchaseCompleted, UserDeregistered),
-    "bookkeeping": (PurchaseCompleted, UserDeregistered),
-    "newsletter": (PurchaseCompleted, NewsletterConsentChanged, UserDeregistered),
-    "ledger": (UserDeregistered, ErasureSliceReported),
+    "account": (UserDeregistered, ErasureCompleted, LegalHoldChanged, AccessRequested),
+    "installer_sharing": (PurchaseCompleted, UserDeregistered, LegalHoldChanged, AccessRequested),
+    "payment": (PurchaseCompleted, UserDeregistered, LegalHoldChanged, AccessRequested),
+    "bookkeeping": (PurchaseCompleted, UserDeregistered, LegalHoldChanged, AccessRequested),
+    "newsletter": (PurchaseCompleted, NewsletterConsentChanged, UserDeregistered, LegalHoldChanged, AccessRequested),
+    "ledger": (UserDeregistered, ErasureSliceReported, ErasureSliceRetrying, AccessRequested, AccessSliceAnswered),
 }
 
 # Producer name -> events it sends. "upstream" stands for the web shop and portal outside this repository;
 # account sends UserDeregistered itself for the intake mailbox and the inactivity sweep.
 PUBLICATIONS: dict[str, tuple[type[EventData], ...]] = {
-    "account": (UserDeregistered, ErasureSliceReported),
-    "installer_sharing": (ErasureSliceReported,),
-    "payment": (ErasureSliceReported,),
-    "bookkeeping": (ErasureSliceReported,),
-    "newsletter": (ErasureSliceReported,),
-    "ledger": (ErasureCompleted,),
+    "account": (UserDeregistered, ErasureSliceReported, ErasureSliceRetrying, AccessRequested, AccessSliceAnswered),
+    "installer_sharing": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered),
+    "payment": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered),
+    "bookkeeping": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered),
+    "newsletter": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered),
+    "ledger": (ErasureCompleted, LegalHoldChanged, AccessRequested),
     "upstream": (UserDeregistered, PurchaseCompleted, NewsletterConsentChanged),
 }
 

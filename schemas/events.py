@@ -401,3 +401,102 @@ class ErasureCompleted(EventData):
         description="True when closing a re-applied erasure after a backup restore.",
         examples=[False],
     )
+
+
+class LegalHoldChanged(EventData):
+    """A legal hold on a user's erasure was placed or released: slices defer (or resume) erasing that user."""
+
+    event_type: ClassVar[str] = "se.loggamera.legal_hold.changed.v1"
+
+    user_id: UserId = _user_id_field()
+    hold_id: int = Field(ge=1, description="Number of the hold in the ledger; a release names the hold it ends.",
+                         examples=[1])
+    held: bool = Field(description="True when the hold is placed, False when it is released.", examples=[True])
+    changed_at: UtcDateTime = Field(description="When the operator placed or released the hold.",
+                                    examples=["2026-04-14T08:00:00Z"])
+
+
+class ErasureSliceRetrying(EventData):
+    """A slice's erasure failed and waits for a retry (or was dead-lettered): which outside system, why, when next.
+
+    Sent by the runtime's retry path after the failed delivery went to a delay tier or the dead-letter queue, so
+    the ledger can name the failing slice and system while the request is open. Not a report: the request stays
+    open until the slice reports.
+    """
+
+    event_type: ClassVar[str] = "se.loggamera.erasure.slice_retrying.v1"
+
+    request_id: WireUUID = _request_id_field()
+    user_id: UserId = _user_id_field()
+    service: SliceService = Field(description="The slice whose erasure failed.", examples=["newsletter"])
+    system: Text | None = Field(
+        default=None,
+        description="The outside system that failed, when the error names one; absent for an internal failure.",
+        examples=["Mailchimp"],
+    )
+    error: LongText = Field(
+        description="The last error, masked of personal data and cut to 500 characters.",
+        examples=["mailchimp POST /3.0/lists/abc/members/8d1f/actions/delete-permanent answered 503: unavailable"],
+    )
+    attempts: int = Field(ge=1, description="How many times the erasure has failed so far.", examples=[2])
+    failed_at: UtcDateTime = Field(description="When this attempt failed.", examples=["2026-04-14T08:00:12Z"])
+    retry_in_seconds: float | None = Field(
+        default=None, ge=0,
+        description="Seconds from failed_at until the next automatic try; absent once it was dead-lettered "
+                    "(an operator replays it or runs `erasure retry`).",
+        examples=[60.0],
+    )
+
+
+class AccessRequested(EventData):
+    """A data subject asked for a copy of their personal data (GDPR Art. 15): every slice answers with its part."""
+
+    event_type: ClassVar[str] = "se.loggamera.access.requested.v1"
+
+    user_id: UserId = _user_id_field()
+    request_id: WireUUID = Field(
+        description="Id of the access request; every slice's answer and the export refer to it.",
+        examples=["8b0e7f2a-1c3d-4e5f-9a6b-7c8d9e0f1a2b"],
+    )
+    requested_at: UtcDateTime = Field(
+        description="When the request was received; the one-month deadline (GDPR Art. 12(3)) runs from here.",
+        examples=["2026-04-14T08:00:00Z"],
+    )
+
+
+class AccessItem(_Part):
+    """One category of personal data a slice holds (or an outside system holds for it), with what Art. 15 asks."""
+
+    category: Text = Field(description="What the data is.", examples=["newsletter subscription"])
+    held_by: Text = Field(description="Who holds it.", examples=["Mailchimp"])
+    data: dict[str, Any] = Field(
+        description="The data itself, as held (personal data: the export is the only place it goes).",
+        examples=[{"email_address": "anna.lindqvist@kund.loggamera.se", "status": "subscribed"}],
+    )
+    purpose: Text = Field(description="Why it is processed.", examples=["sending the newsletter the user asked for"])
+    recipients: list[Text] = Field(
+        default_factory=list, description="Who it was disclosed to.", examples=[["Mailchimp"]],
+    )
+    retention: Text = Field(description="How long it is kept.", examples=["until consent is withdrawn"])
+    legal_basis: Text = Field(description="The legal basis of the processing.",
+                              examples=["consent, GDPR Art. 6(1)(a)"])
+
+
+class AccessSliceAnswered(EventData):
+    """One slice's part of an access request: everything it (and the outside systems it feeds) holds on the user."""
+
+    event_type: ClassVar[str] = "se.loggamera.access.slice_answered.v1"
+
+    request_id: WireUUID = Field(description="Id of the access request answered.",
+                                 examples=["8b0e7f2a-1c3d-4e5f-9a6b-7c8d9e0f1a2b"])
+    user_id: UserId = _user_id_field()
+    service: SliceService = Field(description="The service answering for its slice.", examples=["newsletter"])
+    items: list[AccessItem] = Field(
+        default_factory=list,
+        description="What the slice holds; empty when it holds nothing on the user.",
+        examples=[[{"category": "newsletter subscription", "held_by": "Mailchimp",
+                    "data": {"email_address": "anna.lindqvist@kund.loggamera.se", "status": "subscribed"},
+                    "purpose": "sending the newsletter the user asked for", "recipients": ["Mailchimp"],
+                    "retention": "until consent is withdrawn", "legal_basis": "consent, GDPR Art. 6(1)(a)"}]],
+    )
+    answered_at: UtcDateTime = Field(description="When the slice answered.", examples=["2026-04-14T08:00:05Z"])

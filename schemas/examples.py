@@ -17,9 +17,13 @@ from uuid import UUID
 
 from schemas.events import (
     SLICE_SERVICES,
+    AccessRequested,
+    AccessSliceAnswered,
     ErasureCompleted,
     ErasureSliceReported,
+    ErasureSliceRetrying,
     EventData,
+    LegalHoldChanged,
     NewsletterConsentChanged,
     PurchaseCompleted,
     PurchaseLine,
@@ -199,6 +203,51 @@ def example_completion(user_id: str = "u-1001", **overrides: Any) -> ErasureComp
     return ErasureCompleted.model_validate({**fields, **overrides})
 
 
+def example_hold_change(user_id: str = "u-1001", **overrides: Any) -> LegalHoldChanged:
+    """An operator placed the first legal hold on the example user's erasure."""
+    fields = {"user_id": user_id, "hold_id": 1, "held": True, "changed_at": "2026-04-14T08:00:00Z"}
+    return LegalHoldChanged.model_validate({**fields, **overrides})
+
+
+def example_slice_retrying(user_id: str = "u-1001", **overrides: Any) -> ErasureSliceRetrying:
+    """The newsletter slice of the example request failed twice at Mailchimp and waits a minute."""
+    fields = {
+        "request_id": str(_REQUEST_ID),
+        "user_id": user_id,
+        "service": "newsletter",
+        "system": "Mailchimp",
+        "error": "mailchimp POST /3.0/lists/abc/members/8d1f/actions/delete-permanent answered 503: unavailable",
+        "attempts": 2,
+        "failed_at": "2026-04-14T08:00:12Z",
+        "retry_in_seconds": 60.0,
+    }
+    return ErasureSliceRetrying.model_validate({**fields, **overrides})
+
+
+_ACCESS_ID = UUID("8b0e7f2a-1c3d-4e5f-9a6b-7c8d9e0f1a2b")
+
+
+def example_access_request(user_id: str = "u-1001", **overrides: Any) -> AccessRequested:
+    """The example user asks for a copy of their personal data."""
+    fields = {"user_id": user_id, "request_id": str(_ACCESS_ID), "requested_at": "2026-04-14T08:00:00Z"}
+    return AccessRequested.model_validate({**fields, **overrides})
+
+
+def example_access_answer(user_id: str = "u-1001", **overrides: Any) -> AccessSliceAnswered:
+    """The newsletter slice's part of the example access request: the Mailchimp member."""
+    fields = {
+        "request_id": str(_ACCESS_ID),
+        "user_id": user_id,
+        "service": "newsletter",
+        "items": [{"category": "newsletter subscription", "held_by": "Mailchimp",
+                   "data": {"email_address": f"{user_id}@kund.loggamera.se", "status": "subscribed"},
+                   "purpose": "sending the newsletter the user asked for", "recipients": ["Mailchimp"],
+                   "retention": "until consent is withdrawn", "legal_basis": "consent, GDPR Art. 6(1)(a)"}],
+        "answered_at": "2026-04-14T08:00:05Z",
+    }
+    return AccessSliceAnswered.model_validate({**fields, **overrides})
+
+
 def example_for(model: type[EventData], user_id: str = "u-1001") -> EventData:
     """The example event of a given event model."""
     factories = {
@@ -207,5 +256,9 @@ def example_for(model: type[EventData], user_id: str = "u-1001") -> EventData:
         NewsletterConsentChanged: example_consent_change,
         ErasureSliceReported: lambda user_id: example_slice_report(user_id=user_id),
         ErasureCompleted: example_completion,
+        LegalHoldChanged: example_hold_change,
+        ErasureSliceRetrying: example_slice_retrying,
+        AccessRequested: example_access_request,
+        AccessSliceAnswered: example_access_answer,
     }
     return factories[model](user_id)

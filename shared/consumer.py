@@ -33,6 +33,7 @@ from shared.db import ensure_schema, make_engine, session_factory, wipe_sqlite_j
 from shared.keys import key_store
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay
+from shared.retrying import slice_retry_reports
 from shared.runtime.delivery import Delivery
 from shared.runtime.headers import ATTEMPTS as ATTEMPTS_HEADER
 from shared.runtime.middleware import JournalWipe, LogContext, Metrics, Middleware, OutboxWakeup
@@ -138,6 +139,8 @@ class ServiceRunner:
         relay = self.relay = OutboxRelay(self.engine, self.outbox, producer,
                                          on_backlog=metrics.OUTBOX_BACKLOG.labels(self.service.name).set)
         self.middlewares.append(OutboxWakeup(relay.notify))
+        self.middlewares.extend(slice_retry_reports(self.service.name, self.sessions, self.outbox, self.settings,
+                                                    relay.notify))
         metrics.BROKER_CONNECTED.labels(self.service.name, "consumer").set_function(self.ready.is_set)
         metrics.BROKER_CONNECTED.labels(self.service.name, "outbox").set_function(lambda: producer.connected)
         worker = threading.Thread(target=self._work, name=f"{self.service.name}-worker", daemon=True)

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
+    Boolean,
     Column,
     DateTime,
     Engine,
@@ -14,6 +15,7 @@ from sqlalchemy import (
     MetaData,
     String,
     Table,
+    Text,
     create_engine,
     event,
 )
@@ -26,7 +28,7 @@ SQLITE_BUSY_TIMEOUT_MS = 30_000
 
 
 def runtime_metadata() -> MetaData:
-    """A fresh MetaData with the runtime's inbox, outbox and tombstone tables; each service adds its own."""
+    """A fresh MetaData with the runtime's inbox, outbox, tombstone and legal-hold tables; each service adds its own."""
     metadata = MetaData()
     Table(
         "inbox",
@@ -54,6 +56,24 @@ def runtime_metadata() -> MetaData:
         Column("user_id", String(64), primary_key=True),
         Column("request_id", String(36), nullable=False),
         Column("erased_at", DateTime(timezone=True), nullable=False),
+    )
+    # The newest legal hold state per user (told by the ledger), and erasures deferred under a hold (shared/hold.py).
+    Table(
+        "hold_states",
+        metadata,
+        Column("user_id", String(64), primary_key=True),
+        Column("hold_id", Integer, nullable=False),
+        Column("held", Boolean, nullable=False),
+        Column("changed_at", DateTime(timezone=True), nullable=False),
+    )
+    Table(
+        "parked_erasures",
+        metadata,
+        Column("event_id", String(36), primary_key=True),
+        Column("user_id", String(64), nullable=False, index=True),
+        Column("request_id", String(36), nullable=False),
+        Column("envelope", Text, nullable=False),
+        Column("parked_at", DateTime(timezone=True), nullable=False),
     )
     return metadata
 

@@ -26,6 +26,7 @@ from schemas import (
     ErasureCompleted,
     ErasureSliceReported,
     EventData,
+    LegalHoldChanged,
     PurchaseCompleted,
     UnknownEventType,
     UserDeregistered,
@@ -69,13 +70,17 @@ ALL_MODELS = sorted({m for event in EVENT_MODELS for m in _models_under(event)},
 # --- the catalogue -----------------------------------------------------------------------------------
 
 
-def test_catalogue_knows_the_five_events_by_type() -> None:
+def test_catalogue_knows_every_event_by_type() -> None:
     assert set(EVENT_TYPES) == {
         "se.loggamera.user.deregistered.v1",
         "se.loggamera.purchase.completed.v1",
         "se.loggamera.newsletter.consent_changed.v1",
         "se.loggamera.erasure.slice_reported.v1",
         "se.loggamera.erasure.completed.v1",
+        "se.loggamera.legal_hold.changed.v1",
+        "se.loggamera.erasure.slice_retrying.v1",
+        "se.loggamera.access.requested.v1",
+        "se.loggamera.access.slice_answered.v1",
     }
     assert all(EVENT_TYPES[model.event_type] is model for model in EVENT_MODELS)
 
@@ -112,6 +117,12 @@ def test_every_slice_service_and_the_ledger_hear_of_every_deregistration() -> No
     assert all(UserDeregistered in events for events in SUBSCRIPTIONS.values())
     assert ErasureSliceReported in SUBSCRIPTIONS["ledger"]
     assert ErasureCompleted in SUBSCRIPTIONS["account"]
+
+
+def test_every_slice_hears_of_legal_holds_from_the_ledger() -> None:
+    assert all(LegalHoldChanged in SUBSCRIPTIONS[service] for service in SLICE_SERVICES)
+    assert LegalHoldChanged not in SUBSCRIPTIONS["ledger"]
+    assert [p for p, events in PUBLICATIONS.items() if LegalHoldChanged in events] == ["ledger"]
 
 
 def test_every_event_has_a_producer_and_a_consumer() -> None:

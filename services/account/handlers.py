@@ -12,6 +12,7 @@ from services.account.intake import drop_pending_requests
 from services.account.models import CompletedErasure
 from services.account.notices import cleanup, keep_address_for_notice, send_completion_notice
 from shared.erasure import slice_report, tombstone
+from shared.hold import with_legal_hold
 from shared.service import Context, Handlers
 
 if TYPE_CHECKING:
@@ -64,7 +65,7 @@ def record_completed_erasure(event: ErasureCompleted, ctx: Context[AccountDeps])
                  completion_notice_sent=notified)
 
 
-HANDLERS: Handlers[AccountDeps] = {
+HANDLERS: Handlers[AccountDeps] = with_legal_hold({
     UserDeregistered: erase_account,
     ErasureCompleted: record_completed_erasure,
-}
+})

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from schemas import AccessRequested
+from services.account.access import answer_access
 from services.account.handlers import HANDLERS
 from services.account.models import metadata
 from services.account.notices import CleanupTimer
@@ -27,7 +29,7 @@ def build() -> Service:
     settings = AccountSettings()
     return Service(
         name="account",
-        handlers=HANDLERS,
+        handlers={**HANDLERS, AccessRequested: answer_access},
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         build_deps=lambda _engine: AccountDeps(settings),

@@ -24,6 +24,7 @@ from services.common.retention import LEGAL_BASIS, accounting_date, fiscal_year_
 from services.vendors.rules import visma_customer_number
 from services.vendors.visma import ERASED_FIELDS, VismaClient
 from shared.erasure import is_erased, slice_report, tombstone
+from shared.hold import with_legal_hold
 from shared.service import Context, Handlers
 
 SERVICE = "bookkeeping"
@@ -188,4 +189,4 @@ def _retained(sales: Sequence[Sale]) -> list[RetainedCategory]:
     ]
 
 
-HANDLERS: Handlers[Gateways] = {PurchaseCompleted: record_sale, UserDeregistered: erase_customer}
+HANDLERS: Handlers[Gateways] = with_legal_hold({PurchaseCompleted: record_sale, UserDeregistered: erase_customer})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
+from schemas import AccessRequested
+from services.bookkeeping.access import answer_access
 from services.bookkeeping.handlers import HANDLERS, SERVICE, Gateways
 from services.bookkeeping.models import MIGRATIONS, metadata
 from services.bookkeeping.settings import BookkeepingSettings, secret_or_none
@@ -38,7 +40,7 @@ def build() -> Service:
     settings = BookkeepingSettings()
     return Service(
         name=SERVICE,
-        handlers=HANDLERS,
+        handlers={**HANDLERS, AccessRequested: answer_access},
         metadata=metadata,
         migrations=MIGRATIONS,
         build_deps=lambda engine: _gateways(settings, engine),

@@ -32,7 +32,7 @@ def extension_body(request_id: str, due_at: datetime, months: int, reason: str) 
     )
 
 
-def _ledger_write(action: Callable[[Any], Any]) -> Any:
+def ledger_write(action: Callable[[Any], Any]) -> Any:
     """Run `action(session)` in one transaction on the ledger database; None when the ledger has never run."""
     from services.ledger.commands import ledger_session
 
@@ -97,7 +97,7 @@ def _decide(action: Callable[[Any], Any], what: str) -> None:
     from services.ledger.legal import Refused
 
     try:
-        done = _ledger_write(action)
+        done = ledger_write(action)
     except Refused as exc:
         _refused(str(exc))
     if done is None:
@@ -125,14 +125,14 @@ def extend(request_id: str, reason: str, months: int) -> None:
     from services.ledger.settings import LedgerSettings
 
     try:
-        done = _ledger_write(lambda s: extend_request(s, request_id, months, reason, now=datetime.now(UTC),
+        done = ledger_write(lambda s: extend_request(s, request_id, months, reason, now=datetime.now(UTC),
                                                       settings=LedgerSettings()))
     except Refused as exc:
         _refused(str(exc))
     if done is None:
         _refused(f"no erasure request {request_id}: the ledger has no database yet")
     outcome, line = _notify(done)
-    _ledger_write(lambda s: record_notice(s, done.request_id, outcome))
+    ledger_write(lambda s: record_notice(s, done.request_id, outcome))
     click.echo(f"Request {done.request_id} extended by {done.months} month(s); due {done.due_at:%Y-%m-%d %H:%M} "
                f"UTC.\n{line}")
     sys.exit(MAIL_FAILED_EXIT if outcome == "mail_failed" else OK)
@@ -142,7 +142,7 @@ def extend(request_id: str, reason: str, months: int) -> None:
 @click.option("--user", "user_id", required=True, help="The opaque user id.")
 @click.option("--reason", required=True, help="Why the erasure must wait (a case number; no personal data).")
 def hold(user_id: str, reason: str) -> None:
-    """Place a legal hold on a user's erasure: their requests show as held, not overdue, until released.
+    """Place a legal hold on a user's erasure: every slice defers erasing them, and their requests show as held.
 
     \b
     Example:
@@ -156,7 +156,7 @@ def hold(user_id: str, reason: str) -> None:
 @click.command()
 @click.option("--user", "user_id", required=True, help="The opaque user id.")
 def release(user_id: str) -> None:
-    """Release a user's legal hold: their open requests count against their deadlines again.
+    """Release a user's legal hold: the slices erase what they deferred; deadlines count again.
 
     \b
     Example:

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 
+from services.cli.access import access
 from services.cli.console import console
 from services.cli.demo import demo
 from services.cli.dlq import dlq
@@ -258,7 +259,7 @@ def schemas_generate(check: bool) -> None:
 
 
 for command in (publish, dlq, status, receipt, extend, hold, release, retry, retention, demo, intake, sweep, replay,
-                console, keys):
+                console, keys, access):
     cli.add_command(command)
 
 

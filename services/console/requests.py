@@ -16,7 +16,7 @@ from sqlalchemy import and_, select, tuple_
 from sqlalchemy.orm import Session
 
 from services.ledger.models import COMPLETE, OPEN, ErasureRequest, SliceReport
-from services.ledger.queries import RequestStatus, held_users, request_status, requests_for_user
+from services.ledger.queries import RequestStatus, SliceFailure, held_users, request_status, requests_for_user
 
 STATES = ("open", "complete", "all")
 FLAGS = ("", "overdue", "due_soon", "stuck")
@@ -62,6 +62,13 @@ class Row:
     held: bool = False
     """Its user is under a legal hold: shown as held, not as overdue or stuck."""
     extended: bool = False
+    failures: tuple[tuple[str, SliceFailure], ...] = ()
+    """The last failure of each missing slice that failed: the outside system, the attempt, the next retry."""
+
+    def waiting_for(self) -> list[str]:
+        """Each missing slice, with its failure when it has failed."""
+        failed = dict(self.failures)
+        return [f"{name} ({failed[name].summary()})" if name in failed else name for name in self.missing]
 
     def days_left(self, now: datetime) -> float:
         return (self.due_at - now).total_seconds() / 86400
@@ -93,16 +100,24 @@ LIST_COLUMNS = (ErasureRequest.request_id, ErasureRequest.status, ErasureRequest
                 ErasureRequest.extension_months)
 
 
-def _missing(session: Session, request_ids: list[str]) -> dict[str, tuple[str, ...]]:
-    """The slices each of these requests still waits for (only ids and names: no report is read)."""
+def _missing(session: Session, request_ids: list[str]
+             ) -> tuple[dict[str, tuple[str, ...]], dict[str, tuple[tuple[str, SliceFailure], ...]]]:
+    """The slices each of these requests still waits for, and the last failure of those that failed (no report
+    is read)."""
     found: dict[str, list[str]] = {}
+    failed: dict[str, list[tuple[str, SliceFailure]]] = {}
     if request_ids:
-        rows = session.execute(select(SliceReport.request_id, SliceReport.service)
+        rows = session.execute(select(SliceReport.request_id, SliceReport.service, SliceReport.attempts,
+                                      SliceReport.failing_system, SliceReport.last_error, SliceReport.last_failed_at,
+                                      SliceReport.next_retry_at)
                                .where(SliceReport.request_id.in_(request_ids), SliceReport.outcome.is_(None))
                                .order_by(SliceReport.request_id, SliceReport.position))
-        for request_id, service in rows:
+        for request_id, service, attempts, system, error, failed_at, next_retry_at in rows:
             found.setdefault(request_id, []).append(service)
-    return {k: tuple(v) for k, v in found.items()}
+            if failed_at is not None:
+                failed.setdefault(request_id, []).append(
+                    (service, SliceFailure(attempts or 0, system, error or "", failed_at, next_retry_at)))
+    return {k: tuple(v) for k, v in found.items()}, {k: tuple(v) for k, v in failed.items()}
 
 
 def page(session: Session, filters: Filters, *, now: datetime, size: int, stuck_after: timedelta,
@@ -122,7 +137,7 @@ def page(session: Session, filters: Filters, *, now: datetime, size: int, stuck_
         query = query.where(tuple_(ErasureRequest.due_at, ErasureRequest.request_id) > tuple_(due, request_id))
     found = session.execute(query.order_by(ErasureRequest.due_at, ErasureRequest.request_id).limit(size + 1)).all()
     shown = found[:size]
-    missing = _missing(session, [r.request_id for r in shown if r.status == OPEN])
+    missing, failures = _missing(session, [r.request_id for r in shown if r.status == OPEN])
     held = held_users(session)
     rows = []
     for r in shown:
@@ -130,7 +145,7 @@ def page(session: Session, filters: Filters, *, now: datetime, size: int, stuck_
         rows.append(Row(r.request_id, r.status, r.reason, r.opened_at, r.due_at, r.completed_at,
                         missing.get(r.request_id, ()), overdue=r.status == OPEN and not is_held and r.due_at < now,
                         stuck=r.status == OPEN and not is_held and r.opened_at < now - stuck_after, held=is_held,
-                        extended=bool(r.extension_months)))
+                        extended=bool(r.extension_months), failures=failures.get(r.request_id, ())))
     more = len(found) > size
     return Page(rows, encode_cursor(rows[-1].due_at, rows[-1].request_id) if more and rows else None)
 

@@ -12,6 +12,7 @@ from schemas import Customer, PurchaseCompleted, UserDeregistered
 from services.installer_sharing.directory import Installers
 from services.installer_sharing.models import Notice, Share
 from shared.erasure import is_erased, slice_report, tombstone
+from shared.hold import with_legal_hold
 from shared.service import Context, Handlers
 
 SERVICE = "installer_sharing"
@@ -93,7 +94,7 @@ def tell_installers_to_erase(event: UserDeregistered, ctx: Context[Installers]) 
                  replay=event.replay)
 
 
-HANDLERS: Handlers[Installers] = {
+HANDLERS: Handlers[Installers] = with_legal_hold({
     PurchaseCompleted: forward_contact_to_installer,
     UserDeregistered: tell_installers_to_erase,
-}
+})

@@ -19,14 +19,26 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload
 
-from schemas import SLICE_SERVICES, ErasureCompleted, ErasureSliceReported, RetainedCategory, UserDeregistered
+from schemas import (
+    SLICE_SERVICES,
+    AccessRequested,
+    AccessSliceAnswered,
+    ErasureCompleted,
+    ErasureSliceReported,
+    ErasureSliceRetrying,
+    RetainedCategory,
+    UserDeregistered,
+)
 from services.ledger import batch
+from services.ledger.access import erase_user_exports, open_access_request, record_access_answer
+from services.ledger.failures import record_slice_failure
 from services.ledger.models import (
     BY_DEREGISTRATION,
     BY_REPORT,
     COMPLETE,
     OPEN,
     ErasureRequest,
+    LegalHold,
     ReceiptEntry,
     SliceReport,
 )
@@ -128,6 +140,20 @@ def append_link(session: Session, request_id: str, chain: Chain, service: str, p
     chain.seq, chain.head = made.seq, made.entry_hash
 
 
+def _chain_hold_in_force(session: Session, request: ErasureRequest, chain: Chain, now: datetime) -> None:
+    """A request opened while its user is under a legal hold starts its receipt with that hold."""
+    held = session.scalars(select(LegalHold).where(LegalHold.user_id == request.user_id,
+                                                   LegalHold.released_at.is_(None))
+                           .order_by(LegalHold.id.desc())).first()
+    if held is None:
+        return
+    assert request.reason is not None and request.requested_at is not None
+    if chain.head is None:
+        chain.head = opening_hash(request.request_id, request.user_id, request.reason, request.requested_at)
+    append_link(session, request.request_id, chain, f"hold {held.id}", {
+        "service": f"hold {held.id}", "reason": held.reason, "placed_at": held.placed_at.isoformat()}, now=now)
+
+
 def _retained_union(request: ErasureRequest) -> list[RetainedCategory]:
     kept: dict[RetainedCategory, None] = {}
     for row in request.slices:
@@ -195,6 +221,8 @@ def open_erasure_request(event: UserDeregistered, ctx: Context[LedgerSettings]) 
     request.due_at = due
     request.replay = event.replay
     request.original_request_id = str(event.original_request_id) if event.original_request_id else None
+    _chain_hold_in_force(session, request, chain, now)
+    erase_user_exports(session, event.user_id, now)  # an access export holds the user's data: it goes too
     early = [row for row in request.slices if row.outcome is not None]
     if early:
         _chain(session, request, chain, early, now)
@@ -240,4 +268,7 @@ def record_slice_report(event: ErasureSliceReported, ctx: Context[LedgerSettings
 HANDLERS: Handlers[LedgerSettings] = {
     UserDeregistered: open_erasure_request,
     ErasureSliceReported: record_slice_report,
+    ErasureSliceRetrying: record_slice_failure,
+    AccessRequested: open_access_request,
+    AccessSliceAnswered: record_access_answer,
 }

@@ -15,11 +15,14 @@ from typing import Protocol, TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from schemas import LegalHoldChanged
 from services.common.deadline import MAX_EXTENSION_MONTHS
 from services.ledger.handlers import Chain, append_link, locked_request
-from services.ledger.models import OPEN, ErasureRequest, LegalHold
+from services.ledger.models import OPEN, ErasureRequest, LegalHold, metadata
 from services.ledger.receipt import opening_hash
 from services.ledger.settings import LedgerSettings
+from shared.outbox import stage
+from shared.settings import RuntimeSettings
 
 EXTENSION = "extension"
 MAILED, NO_ADDRESS, MAIL_FAILED = "mailed", "no_address", "mail_failed"
@@ -132,8 +135,20 @@ def _chain_on_open_requests(session: Session, user_id: str, service: str, payloa
     return list(ids)
 
 
-def hold(session: Session, user_id: str, reason: str, now: datetime) -> tuple[int, list[str]]:
-    """Place a hold on a user's erasure; the hold's number and the open requests it was chained onto."""
+def _announce(session: Session, user_id: str, hold_id: int, now: datetime, runtime: RuntimeSettings | None, *,
+              held: bool) -> None:
+    """Tell the slices of a hold (they defer the user's erasure) or its release (they resume it), via the outbox."""
+    runtime = runtime if runtime is not None else RuntimeSettings()
+    stage(session, metadata.tables["outbox"],
+          LegalHoldChanged(user_id=user_id, hold_id=hold_id, held=held, changed_at=now),
+          source=runtime.source, keyring=runtime.keyring, key_id=runtime.signing_key_id)
+
+
+def hold(session: Session, user_id: str, reason: str, now: datetime,
+         runtime: RuntimeSettings | None = None) -> tuple[int, list[str]]:
+    """Place a hold on a user's erasure; the hold's number and the open requests it was chained onto.
+
+    The slices hear of it through the ledger's outbox and defer the user's erasure until the release."""
     reason = _reason(reason)
     if active_hold(session, user_id) is not None:
         raise Refused(f"user {user_id} is already under a legal hold; release it first to change the reason")
@@ -142,15 +157,20 @@ def hold(session: Session, user_id: str, reason: str, now: datetime) -> tuple[in
     session.flush()
     chained = _chain_on_open_requests(session, user_id, f"hold {placed.id}",
                                       {"reason": reason, "placed_at": now.isoformat()}, now)
+    _announce(session, user_id, placed.id, now, runtime, held=True)
     return placed.id, chained
 
 
-def release(session: Session, user_id: str, now: datetime) -> tuple[int, list[str]]:
-    """Release the user's hold; the hold's number and the open requests the release was chained onto."""
+def release(session: Session, user_id: str, now: datetime,
+            runtime: RuntimeSettings | None = None) -> tuple[int, list[str]]:
+    """Release the user's hold; the hold's number and the open requests the release was chained onto.
+
+    The slices hear of it through the ledger's outbox and erase what they deferred."""
     placed = active_hold(session, user_id)
     if placed is None:
         raise Refused(f"user {user_id} is under no legal hold")
     placed.released_at = now
     chained = _chain_on_open_requests(session, user_id, f"release {placed.id}",
                                       {"released_at": now.isoformat()}, now)
+    _announce(session, user_id, placed.id, now, runtime, held=False)
     return placed.id, chained

@@ -107,6 +107,13 @@ class SliceReport(Base):
     reported_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
     recorded_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    # The slice's last failure while it has not reported (ErasureSliceRetrying): how often, where, why, and when
+    # the next automatic try is due (NULL with a failure recorded: dead-lettered, an operator must act).
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    failing_system: Mapped[str | None] = mapped_column(String(200))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    last_failed_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
+    next_retry_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
 
     request: Mapped[ErasureRequest] = relationship(back_populates="slices")
 
@@ -158,3 +165,51 @@ class ConsoleAction(Base):
     action: Mapped[str] = mapped_column(String(40))
     target: Mapped[str] = mapped_column(String(200), default="")
     detail: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+
+
+class AccessRequest(Base):
+    """One access request (GDPR Art. 15): open until every slice has answered, then its export until it expires.
+
+    The export holds personal data: it lives only in `export_json` and `export_html`, which are erased (set to
+    NULL, `export_erased_at` set) when it expires or the user is erased. The manifest holds only hashes.
+    """
+
+    __tablename__ = "access_requests"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'complete')", name="ck_access_requests_status"),
+        Index("ix_access_requests_status_due_at", "status", "due_at"),
+    )
+
+    request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    requested_at: Mapped[datetime] = mapped_column(UtcTimestamp)
+    opened_at: Mapped[datetime] = mapped_column(UtcTimestamp)
+    due_at: Mapped[datetime] = mapped_column(UtcTimestamp)
+    status: Mapped[str] = mapped_column(String(10), default=OPEN)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
+    expires_at: Mapped[datetime | None] = mapped_column(UtcTimestamp, index=True)
+    manifest: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    manifest_hash: Mapped[str | None] = mapped_column(String(64))
+    export_json: Mapped[str | None] = mapped_column(Text)
+    export_html: Mapped[str | None] = mapped_column(Text)
+    export_erased_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
+    export_erased_why: Mapped[str | None] = mapped_column(String(20))
+
+    parts: Mapped[list[AccessPart]] = relationship(
+        back_populates="request", order_by="AccessPart.position", cascade="all, delete-orphan")
+
+
+class AccessPart(Base):
+    """One slice's answer to an access request; `items` (personal data) only until the export is assembled."""
+
+    __tablename__ = "access_parts"
+
+    request_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("access_requests.request_id", ondelete="CASCADE"), primary_key=True)
+    service: Mapped[str] = mapped_column(String(40), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    answered_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
+    items: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON)
+    sha256: Mapped[str | None] = mapped_column(String(64))
+
+    request: Mapped[AccessRequest] = relationship(back_populates="parts")

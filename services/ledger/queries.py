@@ -17,6 +17,29 @@ from services.ledger.settings import DEFAULT_STUCK_AFTER
 
 
 @dataclass(frozen=True)
+class SliceFailure:
+    """The last failure of a slice that has not reported: where, why, how often, and when it is tried next."""
+
+    attempts: int
+    system: str | None
+    error: str
+    failed_at: datetime
+    next_retry_at: datetime | None
+    """None: dead-lettered; it waits for an operator (`erasure dlq replay` or `erasure retry --slice`)."""
+
+    @property
+    def dead_lettered(self) -> bool:
+        return self.next_retry_at is None
+
+    def summary(self) -> str:
+        """One line: the system, the attempt, and what happens next."""
+        where = self.system or "the slice itself"
+        nxt = (f"next retry {self.next_retry_at.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}" if self.next_retry_at
+               else "dead-lettered, no automatic retry")
+        return f"{where} failed, attempt {self.attempts}, {nxt}"
+
+
+@dataclass(frozen=True)
 class SliceState:
     """One expected slice of a request: its outcome and report, or None while it has not reported."""
 
@@ -24,6 +47,8 @@ class SliceState:
     outcome: str | None
     reported_at: datetime | None
     report: dict[str, Any] | None
+    failure: SliceFailure | None = None
+    """The last failure while it has not reported, if any."""
 
     @property
     def retained(self) -> list[dict[str, Any]]:
@@ -82,6 +107,8 @@ class OverdueRequest:
     opened_at: datetime
     missing: tuple[str, ...]
     awaiting_deregistration: bool
+    failures: tuple[tuple[str, SliceFailure], ...] = ()
+    """The last failure of each missing slice that has failed, by slice."""
 
 
 @dataclass(frozen=True)
@@ -100,13 +127,20 @@ def _utc(value: datetime) -> datetime:
     return value.astimezone(UTC)
 
 
+def _failure(row: SliceReport) -> SliceFailure | None:
+    if row.outcome is not None or row.last_failed_at is None:
+        return None
+    return SliceFailure(row.attempts or 0, row.failing_system, row.last_error or "", row.last_failed_at,
+                        row.next_retry_at)
+
+
 def _status(request: ErasureRequest, hold: str | None = None) -> RequestStatus:
     return RequestStatus(
         request_id=request.request_id, user_id=request.user_id, status=request.status, reason=request.reason,
         requested_at=request.requested_at, opened_at=request.opened_at, opened_by=request.opened_by,
         due_at=request.due_at, replay=request.replay, original_request_id=request.original_request_id,
         completed_at=request.completed_at, receipt_hash=request.receipt_hash,
-        slices=tuple(SliceState(s.service, s.outcome, s.reported_at, s.report) for s in request.slices),
+        slices=tuple(SliceState(s.service, s.outcome, s.reported_at, s.report, _failure(s)) for s in request.slices),
         extension_months=request.extension_months or 0, extension_reason=request.extension_reason,
         extended_at=request.extended_at, extension_notice=request.extension_notice, hold_reason=hold,
         internal_due_at=ErasureDeadline().internal_due_at(_received(request)),
@@ -197,6 +231,7 @@ def _listed(session: Session, condition: Any, now: datetime, stuck_after: timede
             why=_WHY.get(request_state(request, now, stuck_after, internal_due, held), "open"),
             due_at=state.due_at, opened_at=state.opened_at, missing=state.missing,
             awaiting_deregistration=state.awaiting_deregistration,
+            failures=tuple((s.service, s.failure) for s in state.slices if s.failure is not None),
         ))
     return found
 

@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
-from services.ledger.queries import OverdueRequest, RequestStatus, SliceState
+from services.ledger.queries import OverdueRequest, RequestStatus, SliceFailure, SliceState
 from services.ledger.receipt import Entry, VerifyResult
 
 Cell = str | list[str]
@@ -65,8 +65,20 @@ def status_text(status: RequestStatus) -> str:
     rows = [[s.service, s.outcome or NOT_REPORTED, _retained_lines(s), s.recipients, _when(s.reported_at)]
             for s in status.slices]
     body = table(["slice", "outcome", "retained (basis, retain until)", "recipients", "reported at"], rows)
+    failing = [f"  {s.service}: {s.failure.summary()}\n    last error at {_when(s.failure.failed_at)}: "
+               f"{s.failure.error}" for s in status.slices if s.failure is not None]
+    if failing:
+        failing = ["Failing slices (erasure retry ID --slice NAME re-runs one):", *failing, ""]
     tail = f"Receipt hash: {status.receipt_hash or '(none until every slice has reported)'}"
-    return "\n".join([*head, "", body, "", tail])
+    return "\n".join([*head, "", body, "", *failing, tail])
+
+
+def _failure_dict(failure: SliceFailure | None) -> dict[str, Any] | None:
+    if failure is None:
+        return None
+    return {"system": failure.system, "attempts": failure.attempts, "error": failure.error,
+            "failed_at": _iso(failure.failed_at), "next_retry_at": _iso(failure.next_retry_at),
+            "dead_lettered": failure.dead_lettered}
 
 
 def status_dict(status: RequestStatus) -> dict[str, Any]:
@@ -98,6 +110,7 @@ def status_dict(status: RequestStatus) -> dict[str, Any]:
                 "erased": list((s.report or {}).get("erased", [])),
                 "retained": s.retained,
                 "recipients_notified": s.recipients,
+                "failure": _failure_dict(s.failure),
             }
             for s in status.slices
         ],
@@ -108,12 +121,18 @@ NONE_OVERDUE = "No overdue or stuck erasure requests."
 NONE_DUE_SOON = "No open erasure requests past their internal due date."
 
 
+def _waiting_for(item: OverdueRequest) -> list[str]:
+    """Each missing slice, with its failing system and next retry when it has failed."""
+    failures = dict(item.failures)
+    return [f"{name}: {failures[name].summary()}" if name in failures else name for name in item.missing]
+
+
 def overdue_text(items: Sequence[OverdueRequest], none: str = NONE_OVERDUE) -> str:
     """Overdue, stuck or due-soon requests with the slices each still waits for; `none` when there are none."""
     if not items:
         return none
     rows = [[o.request_id, o.user_id, o.why, _when(o.due_at),
-             [*o.missing, *(["(deregistration event)"] if o.awaiting_deregistration else [])]]
+             [*_waiting_for(o), *(["(deregistration event)"] if o.awaiting_deregistration else [])]]
             for o in items]
     return table(["request", "user", "why", "due at", "waiting for"], rows)
 
@@ -123,7 +142,8 @@ def overdue_dict(items: Sequence[OverdueRequest]) -> list[dict[str, Any]]:
     return [
         {"request_id": o.request_id, "user_id": o.user_id, "why": o.why, "due_at": _iso(o.due_at),
          "opened_at": _iso(o.opened_at), "missing": list(o.missing),
-         "awaiting_deregistration": o.awaiting_deregistration}
+         "awaiting_deregistration": o.awaiting_deregistration,
+         "failures": {name: _failure_dict(failure) for name, failure in o.failures}}
         for o in items
     ]
 

@@ -11,6 +11,7 @@ from services.newsletter.audiences import Audiences
 from services.newsletter.models import Subscriber
 from shared.erasure import is_erased, slice_report, tombstone
 from shared.keys import blind_index
+from shared.hold import with_legal_hold
 from shared.service import Context, Handlers
 
 SERVICE = "newsletter"
@@ -97,8 +98,8 @@ def erase_subscriber(event: UserDeregistered, ctx: Context[Audiences]) -> None:
                  replay=event.replay)
 
 
-HANDLERS: Handlers[Audiences] = {
+HANDLERS: Handlers[Audiences] = with_legal_hold({
     PurchaseCompleted: subscribe_buyer,
     NewsletterConsentChanged: apply_consent_change,
     UserDeregistered: erase_subscriber,
-}
+})

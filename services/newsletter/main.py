@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from schemas import AccessRequested
+from services.newsletter.access import answer_access
 from services.newsletter.audiences import Audiences
 from services.newsletter.handlers import HANDLERS, SERVICE
 from services.newsletter.models import metadata
@@ -16,7 +18,7 @@ def build() -> Service:
     settings = NewsletterSettings()
     return Service(
         name=SERVICE,
-        handlers=HANDLERS,
+        handlers={**HANDLERS, AccessRequested: answer_access},
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         build_deps=lambda _engine: Audiences(

@@ -22,6 +22,7 @@ from services.payment.models import PaymentRecord, PayPalCustomer, VaultToken
 from services.vendors.paypal import PayPalClient
 from services.vendors.rules import paypal_customer_id
 from shared.erasure import is_erased, slice_report, tombstone
+from shared.hold import with_legal_hold
 from shared.service import Context, Handlers
 
 SERVICE = "payment"
@@ -140,4 +141,5 @@ def _retained(kept: Sequence[PaymentRecord]) -> list[RetainedCategory]:
     ]
 
 
-HANDLERS: Handlers[Gateways] = {PurchaseCompleted: record_payment_references, UserDeregistered: erase_payer_data}
+HANDLERS: Handlers[Gateways] = with_legal_hold(
+    {PurchaseCompleted: record_payment_references, UserDeregistered: erase_payer_data})

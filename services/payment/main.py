@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from schemas import AccessRequested
+from services.payment.access import answer_access
 from services.payment.handlers import HANDLERS, SERVICE, Gateways
 from services.payment.models import MIGRATIONS, metadata
 from services.payment.settings import PaymentSettings
@@ -24,7 +26,7 @@ def build() -> Service:
     settings = PaymentSettings()
     return Service(
         name=SERVICE,
-        handlers=HANDLERS,
+        handlers={**HANDLERS, AccessRequested: answer_access},
         metadata=metadata,
         migrations=MIGRATIONS,
         build_deps=lambda _engine: _gateways(settings),

@@ -102,17 +102,29 @@ def _refusal(sb: SandboxState, req: Request, installer_id: str, resource: str) -
         return error(404, "not_found", f"no installer {installer_id!r}")
     if req.bearer() != token:
         return error(401, "unauthorized", "missing or wrong bearer token")
-    if resource not in RECEIVERS or req.method != "POST":
+    if resource not in RECEIVERS or (req.method != "POST" and (req.method, resource) != ("GET", "contacts")):
         return error(404, "not_found", f"no resource {req.method} {resource!r}")
     return None
 
 
+def _contacts_of(sb: SandboxState, installer_id: str, req: Request) -> Reply:
+    """What the installer holds for one purchase (GET contacts?purchase_id=…): read back for an access request."""
+    purchase_id = req.query.get("purchase_id") or ""
+    if not purchase_id:
+        return error(400, "purchase_id_missing", "say which purchase: ?purchase_id=…")
+    found = [c for c in sb.installers.contacts if c["installer_id"] == installer_id and c["purchase_id"] == purchase_id]
+    return Reply(200, {"contacts": found})
+
+
 def handle(sb: SandboxState, req: Request) -> Reply:
-    """Answer one request as an installer endpoint should: `/{installer_id}/contacts|erasure-notices`."""
+    """Answer one request as an installer endpoint should: `/{installer_id}/contacts|erasure-notices`, and a
+    read of the contacts it holds for a purchase."""
     installer_id, _, resource = req.path.strip("/").partition("/")
     refusal = _refusal(sb, req, installer_id, resource)
     if refusal is not None:
         return refusal
+    if req.method == "GET":
+        return _contacts_of(sb, installer_id, req)
     key = req.headers.get("idempotency-key", "")
     if not key:
         return error(400, "idempotency_key_missing", "every POST needs an Idempotency-Key header")

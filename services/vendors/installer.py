@@ -37,6 +37,17 @@ class InstallerClient(VendorClient):
         """Hand over the contact details for one purchase's installation; repeats with the key are no-ops."""
         self._post("contacts", {"purchase_id": purchase_id, "contact": contact}, idempotency_key)
 
+    def contacts_for(self, purchase_id: str) -> list[dict[str, Any]]:
+        """What the installer holds for one purchase (read back for an access request)."""
+
+        def get() -> list[dict[str, Any]]:
+            resp = self._http.get("contacts", params={"purchase_id": purchase_id})
+            classify_response(resp, vendor=self.vendor)
+            body = resp.json()
+            return list(body.get("contacts", [])) if isinstance(body, dict) else []
+
+        return self._retry(get)
+
     def send_erasure_notice(self, user_ref: str, purchase_ids: list[str], *, idempotency_key: str) -> None:
         """Ask the installer to erase what it received for these purchases (references only, no personal data)."""
         body = {"type": ERASURE_NOTICE, "user_ref": user_ref, "purchase_ids": list(purchase_ids)}

@@ -1,4 +1,4 @@
-"""Mailchimp Marketing API v3: subscribe a consenting address, permanently erase a member."""
+"""Mailchimp Marketing API v3: subscribe a consenting address, read a member back, permanently erase a member."""
 
 from __future__ import annotations
 
@@ -91,6 +91,20 @@ class MailchimpClient(VendorClient):
         if resp.status_code == 404:
             raise PermanentError(f"mailchimp list {self.list_id} does not exist: check the configured list id")
         classify_response(resp, vendor=self.vendor)
+
+    def get_member(self, email: str) -> dict[str, Any] | None:
+        """The member as Mailchimp holds it (address, status, merge fields, dates), or None if there is none."""
+
+        def get() -> dict[str, Any] | None:
+            resp = self._http.get(self._member_path(email))
+            if resp.status_code == 404:
+                self._check_list_exists()
+                return None
+            classify_response(resp, vendor=self.vendor)
+            body = resp.json()
+            return body if isinstance(body, dict) else None
+
+        return self._retry(get)
 
     def delete_member_permanently(self, email: str) -> bool:
         """Erase the member and its history; True if erased now, False if it was already gone."""

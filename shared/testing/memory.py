@@ -37,6 +37,7 @@ from shared.codec import Outbound
 from shared.consumer import default_middlewares, full_topology
 from shared.db import ensure_schema, make_engine, session_factory
 from shared.outbox import OutboxRelay
+from shared.retrying import slice_retry_reports
 from shared.runtime.delivery import Delivery
 from shared.runtime.headers import ATTEMPTS
 from shared.runtime.outcome import Outcome
@@ -163,7 +164,8 @@ class MemoryService:
         self.sessions = session_factory(self.engine, service.metadata)
         self.inbox = service.metadata.tables["inbox"]
         self.outbox = service.metadata.tables["outbox"]
-        middlewares = default_middlewares(service, self.engine)
+        middlewares = [*default_middlewares(service, self.engine),
+                       *slice_retry_reports(service.name, self.sessions, self.outbox, settings)]
         self.pipeline = BatchPipeline(service, settings, self.sessions, middlewares)
         self.pipeline.deps = service.build_deps(self.engine) if deps is None else deps
         self.settler = Settler(service.name, self.names, RetryPolicy(settings.retry_delays), middlewares)

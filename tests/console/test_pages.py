@@ -175,3 +175,25 @@ def test_held_extended_and_internal_due_are_shown(serve, ledger_url, db_backend)
     page = client.get(f"/requests/{running_id}").text
     assert '<span class="flag extended">extended</span>' in page and "many installers to trace" in page
     assert "Internal due" in page
+
+
+def test_a_failing_slice_is_named_with_its_system_and_next_retry(serve, ledger_url, db_backend) -> None:
+    from services.ledger.models import SliceReport
+
+    engine = _migrated(ledger_url)
+    now = datetime.now(UTC)
+    fill_ledger(engine, 20, now=now)
+    with session_factory(engine).begin() as session:
+        row = session.scalars(select(SliceReport).join(ErasureRequest).where(
+            ErasureRequest.status == "open", SliceReport.outcome.is_(None)).order_by(SliceReport.request_id)).first()
+        row.attempts, row.failing_system, row.last_error = 3, "Mailchimp", "mailchimp DELETE answered 503"
+        row.last_failed_at, row.next_retry_at = now, now + timedelta(minutes=10)
+        request_id, service = row.request_id, row.service
+    console = serve(ledger_url, page_size=500)
+    client = console.login("vera")
+    listing = client.get("/requests?state=open").text
+    retry_at = f"{now + timedelta(minutes=10):%Y-%m-%dT%H:%M:%SZ}"
+    assert f"{service} (Mailchimp failed, attempt 3, next retry {retry_at})" in listing
+    page = client.get(f"/requests/{request_id}").text
+    assert "mailchimp DELETE answered 503" in page
+    assert f"erasure retry {request_id} --slice {service}" in page

@@ -32,7 +32,7 @@ def _runtime_head(service: Service) -> str:
     from alembic.script import ScriptDirectory
 
     script = ScriptDirectory.from_config(alembic_config(service.migrations))
-    [head] = [r.revision for r in script.walk_revisions() if RUNTIME_BRANCH in r.branch_labels]
+    [head] = [r.revision for r in script.walk_revisions() if RUNTIME_BRANCH in r.branch_labels and r.is_head]
     return head
 
 
