@@ -16,10 +16,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schemas import EventData
-from services.ledger.models import ErasureRequest
+from schemas import AccessRequested, EventData, UserDeregistered
+from services.ledger.models import AccessRequest, ErasureRequest, LegalHold
 
 BATCH = "ledger.batch"  # session.info key: request id -> (request or None, its Chain)
+USERS = "ledger.batch.users"  # session.info key: (user id -> hold in force, users who may hold an export)
 
 
 def prepare(session: Session, events: Sequence[EventData]) -> None:
@@ -34,6 +35,17 @@ def prepare(session: Session, events: Sequence[EventData]) -> None:
     for request, seq, head in session.execute(LOAD.where(ErasureRequest.request_id.in_(ids))).unique():
         found[request.request_id] = (request, Chain(seq or 0, head))
     session.info[BATCH] = {rid: (req, chain if req is not None else Chain()) for rid, (req, chain) in found.items()}
+    erased = sorted({event.user_id for event in events if isinstance(event, UserDeregistered)})
+    holds: dict[str, LegalHold] = {}
+    exports: set[str] = set()
+    if erased:  # what opening an erasure checks per user: a hold in force, an access export to erase
+        for hold in session.scalars(select(LegalHold).where(LegalHold.user_id.in_(erased),
+                                                            LegalHold.released_at.is_(None)).order_by(LegalHold.id)):
+            holds[hold.user_id] = hold  # the newest hold in force wins
+        exports = set(session.scalars(select(AccessRequest.user_id).where(
+            AccessRequest.user_id.in_(erased), AccessRequest.export_erased_at.is_(None))))
+        exports |= {event.user_id for event in events if isinstance(event, AccessRequested)}  # opened in this batch
+    session.info[USERS] = (holds, exports)
 
 
 def prepared(session: Session, request_id: str) -> tuple[ErasureRequest | None, Any] | None:
@@ -47,3 +59,18 @@ def remember(session: Session, request: ErasureRequest, chain: Any) -> None:
     loaded = session.info.get(BATCH)
     if loaded is not None:
         loaded[request.request_id] = (request, chain)
+
+
+def hold_in_force(session: Session, user_id: str) -> LegalHold | None:
+    """The user's newest legal hold in force: from the prepared batch, else read now."""
+    loaded = session.info.get(USERS)
+    if loaded is not None:
+        return loaded[0].get(user_id)
+    return session.scalars(select(LegalHold).where(LegalHold.user_id == user_id, LegalHold.released_at.is_(None))
+                           .order_by(LegalHold.id.desc())).first()
+
+
+def may_hold_exports(session: Session, user_id: str) -> bool:
+    """False only when the prepared batch knows the user has no access export left to erase."""
+    loaded = session.info.get(USERS)
+    return loaded is None or user_id in loaded[1]

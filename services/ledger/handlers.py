@@ -38,7 +38,6 @@ from services.ledger.models import (
     COMPLETE,
     OPEN,
     ErasureRequest,
-    LegalHold,
     ReceiptEntry,
     SliceReport,
 )
@@ -142,9 +141,7 @@ def append_link(session: Session, request_id: str, chain: Chain, service: str, p
 
 def _chain_hold_in_force(session: Session, request: ErasureRequest, chain: Chain, now: datetime) -> None:
     """A request opened while its user is under a legal hold starts its receipt with that hold."""
-    held = session.scalars(select(LegalHold).where(LegalHold.user_id == request.user_id,
-                                                   LegalHold.released_at.is_(None))
-                           .order_by(LegalHold.id.desc())).first()
+    held = batch.hold_in_force(session, request.user_id)
     if held is None:
         return
     assert request.reason is not None and request.requested_at is not None
@@ -222,7 +219,8 @@ def open_erasure_request(event: UserDeregistered, ctx: Context[LedgerSettings]) 
     request.replay = event.replay
     request.original_request_id = str(event.original_request_id) if event.original_request_id else None
     _chain_hold_in_force(session, request, chain, now)
-    erase_user_exports(session, event.user_id, now)  # an access export holds the user's data: it goes too
+    if batch.may_hold_exports(session, event.user_id):  # an access export holds the user's data: it goes too
+        erase_user_exports(session, event.user_id, now)
     early = [row for row in request.slices if row.outcome is not None]
     if early:
         _chain(session, request, chain, early, now)
