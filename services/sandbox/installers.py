@@ -112,7 +112,7 @@ def _contacts_of(sb: SandboxState, installer_id: str, req: Request) -> Reply:
     purchase_id = req.query.get("purchase_id") or ""
     if not purchase_id:
         return error(400, "purchase_id_missing", "say which purchase: ?purchase_id=…")
-    found = [c for c in sb.installers.contacts if c["installer_id"] == installer_id and c["purchase_id"] == purchase_id]
+    found = list(sb.installers.contacts.get((installer_id, purchase_id), ()))
     return Reply(200, {"contacts": found})
 
 
