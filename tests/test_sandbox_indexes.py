@@ -59,3 +59,14 @@ def test_an_erasure_notice_erases_only_its_purchases_contacts() -> None:
                                                           "idempotency-key": "k-n"}, notice)
     assert installers.handle(state, req).status == 202
     assert [c["purchase_id"] for c in state.installers.snapshot()["contacts"]] == ["p2"]
+
+
+def test_a_token_vaulted_again_for_another_customer_moves_with_its_index() -> None:
+    from services.sandbox.paypal import PayPalState
+
+    state = PayPalState()
+    for customer in ("cust-a", "cust-b"):
+        state.add_token({"id": "8kk8451t", "customer": {"id": customer}})
+    assert state.tokens_of("cust-a") == []
+    assert [t["customer"]["id"] for t in state.tokens_of("cust-b")] == ["cust-b"]
+    assert state.remove_token("8kk8451t") is not None and state.tokens_of("cust-b") == []

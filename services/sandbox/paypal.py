@@ -28,7 +28,8 @@ class PayPalState:
     by_customer: dict[str, dict[str, None]] = field(default_factory=dict)
 
     def add_token(self, token: dict[str, Any]) -> None:
-        """Vault one payment token."""
+        """Vault one payment token (a token id is unique: vaulting it again moves it to the new customer)."""
+        self.remove_token(token["id"])
         self.payment_tokens[token["id"]] = token
         self.by_customer.setdefault(token["customer"]["id"], {})[token["id"]] = None
 
