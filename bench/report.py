@@ -87,6 +87,12 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, Any]]:
         rows.append((f"5 account {backend}", f"ms/erasure at {_fmt(small.get('users'))} vs {_fmt(large.get('users'))}",
                      f"{_fmt(small.get('ms_per_erasure'))} vs {_fmt(large.get('ms_per_erasure'))} "
                      f"(x{_fmt(entry.get('cost_ratio'))}; CPU x{_fmt(entry.get('cpu_cost_ratio'))})"))
+        for users, sweep in (entry.get("sweep") or {}).items():
+            memory = sweep.get("memory") or {}
+            said = (f"{_fmt(sweep.get('seconds'))} s, {_fmt(sweep.get('deregistered'))}, {_fmt(memory.get('peak_mb'))}"
+                    f" (first fifth {_fmt(memory.get('early_mb'))})")
+            rows.append((f"5 sweep {backend}", f"sweep inactive over {_fmt(users)} accounts: s, swept, peak RSS MB",
+                         sweep.get("error") or said))
     for kind in ("faststream", "celery"):
         entry = s.get("peers", {}).get(kind, {})
         if "skipped" in entry:

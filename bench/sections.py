@@ -21,6 +21,7 @@ from bench.pipeline import Deployment
 from bench.procs import Child
 from bench.scales import Scale
 from bench.stats import percentiles
+from bench.sweep import sweep_cost
 from services.account.main import build as build_account
 from services.account.models import metadata as account_metadata
 from services.account.seed import seed_users
@@ -244,7 +245,9 @@ def account_scaling(run: Run, rounds: int = 2) -> dict[str, Any]:
         out[backend] = {"small": small, "large": large, "cost_ratio": round(ratio, 3),
                         "cpu_cost_ratio": round(cpu_ratio, 3),
                         "attempts_ms_per_erasure": {size: [a["ms_per_erasure"] for a in runs]
-                                                    for size, runs in attempts.items()}}
+                                                    for size, runs in attempts.items()},
+                        # after the erasures, so the account service never relays the sweep's outbox
+                        "sweep": {t.size: sweep_cost(t.url, run.scale.scale_cap_s * 5) for t in tables}}
     return out
 
 
