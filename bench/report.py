@@ -93,6 +93,12 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, Any]]:
                     f" (first fifth {_fmt(memory.get('early_mb'))})")
             rows.append((f"5 sweep {backend}", f"sweep inactive over {_fmt(users)} accounts: s, swept, peak RSS MB",
                          sweep.get("error") or said))
+    for backend, entry in (scale.get("ledger") or {}).items():
+        small, large = entry.get("small", {}), entry.get("large", {})
+        rows.append((f"5 ledger {backend}", f"CPU ms/erasure at {_fmt(small.get('requests'))} vs "
+                                            f"{_fmt(large.get('requests'))} requests",
+                     f"{_fmt(small.get('cpu_ms_per_erasure'))} vs {_fmt(large.get('cpu_ms_per_erasure'))} "
+                     f"(x{_fmt(entry.get('cpu_cost_ratio'))})"))
     for kind in ("faststream", "celery"):
         entry = s.get("peers", {}).get(kind, {})
         if "skipped" in entry:

@@ -17,6 +17,7 @@ from bench import events as ev
 from bench import publishing
 from bench.drain import Drain
 from bench.env import BenchEnv
+from bench.ledger_scale import ledger_cost
 from bench.pipeline import Deployment
 from bench.procs import Child
 from bench.scales import Scale
@@ -248,6 +249,18 @@ def account_scaling(run: Run, rounds: int = 2) -> dict[str, Any]:
                                                     for size, runs in attempts.items()},
                         # after the erasures, so the account service never relays the sweep's outbox
                         "sweep": {t.size: sweep_cost(t.url, run.scale.scale_cap_s * 5) for t in tables}}
+    return out
+
+
+def ledger_scaling(run: Run) -> dict[str, Any]:
+    """5d per backend: the ledger's cost per erasure behind a small and a large ledger (scale.account_sizes)."""
+    out: dict[str, Any] = {}
+    erasures = min(500, run.scale.account_erasures)
+    for backend in run.scale.backends:
+        small, large = (ledger_cost(run.env.database_url(backend, f"ledger{size}"), size, erasures)
+                        for size in run.scale.account_sizes)
+        ratio = large["cpu_ms_per_erasure"] / small["cpu_ms_per_erasure"] if small["cpu_ms_per_erasure"] else 0.0
+        out[backend] = {"small": small, "large": large, "cpu_cost_ratio": round(ratio, 3)}
     return out
 
 

@@ -86,6 +86,9 @@ def test_scale_reports_backlog_memory_and_account_cost(results: dict[str, Any]) 
         sweeps = entry["sweep"]  # after the erasures above: what they left of each table's inactive tenth
         assert all(s["deregistered"] == s["selected"] and _positive(s["memory"]["peak_mb"]) for s in sweeps.values())
         assert _positive(sweeps[str(max(SCALES["tiny"].account_sizes))]["deregistered"])
+        ledger = scale["ledger"][backend]
+        assert ledger["small"]["last_erasure_handled"] and ledger["large"]["last_erasure_handled"]
+        assert _positive(ledger["cpu_cost_ratio"])
 
 
 def test_peers_run_or_say_why_not(results: dict[str, Any]) -> None:
