@@ -68,6 +68,11 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, Any]]:
             rows.append((f"4 pipeline {backend}", "fraction of the broker-bound limit (floor ÷ deliveries/erasure)",
                          f"{_fmt(bound['fraction'])} of {_fmt(bound['limit_erasures_per_s'])}/s "
                          f"({_fmt(bound['floor_deliveries_per_s'])} ÷ {bound['deliveries_per_erasure']})"))
+        replicas = entry.get("replicas") or {}
+        if "service" in replicas:
+            rows.append((f"4 pipeline {backend}", f"complete erasures/s with 2 processes of {replicas['service']}",
+                         f"{_fmt(replicas.get('erasures_per_s'))} "
+                         f"(one: {_fmt(replicas.get('one_process_erasures_per_s'))})"))
         curve = entry.get("latency_curve") or []
         if curve:
             rows.append((f"4 pipeline {backend}", "latency curve: offered/s → p50 / p99 ms",

@@ -121,7 +121,7 @@ def pipeline(run: Run, backend: str, *, with_backlog: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"backend": backend, "buyer_fraction": scale.buyer_fraction}
     try:
         started = time.monotonic()
-        deployment.start(light_n + latency_n + scale.pipeline_backlog + big + profiled_n + sum(curve_n))
+        deployment.start(light_n + latency_n + 2 * scale.pipeline_backlog + big + profiled_n + sum(curve_n))
         result["start_seconds"] = round(time.monotonic() - started, 1)
         groups = [deployment.take_users(n) for n in (latency_n, scale.pipeline_backlog, big, light_n, profiled_n)]
         every = max(1, round(1 / scale.buyer_fraction)) if scale.buyer_fraction else 0
@@ -140,12 +140,26 @@ def pipeline(run: Run, backend: str, *, with_backlog: bool) -> dict[str, Any]:
             profiled = deployment.erase_backlog(groups[4], scale.pipeline_cap_s, profile_dir=run.profile_dir)
             result["throughput"]["profiles"] = profiled.get("profiles", {})
             result["throughput"]["profiled_run_erasures_per_s"] = profiled["erasures_per_s"]
+        result["replicas"] = hottest_replicated(deployment, result["throughput"], scale)
         if big:
             result["backlog"] = deployment.erase_backlog(groups[2], scale.scale_cap_s, sample_memory=True)
         result["sandbox_requests"] = len(deployment.sandbox.requests())
     finally:
         result["exit_codes"] = deployment.stop()
     return result
+
+
+def hottest_replicated(deployment: Deployment, single: dict[str, Any], scale: Scale) -> dict[str, Any]:
+    """The same backlog again with a second process of the service that used the most CPU per erasure."""
+    per = {n: ms for n, ms in (single.get("cpu_ms_per_erasure") or {}).items() if n in deployment.children}
+    if not per:
+        return {"skipped": "no CPU figures from the backlog"}
+    hottest = max(per, key=per.__getitem__)
+    deployment.add_replica(hottest)
+    again = deployment.erase_backlog(deployment.take_users(scale.pipeline_backlog), scale.pipeline_cap_s)
+    return {"service": hottest, "processes": 2, "erasures_per_s": again["erasures_per_s"],
+            "one_process_erasures_per_s": single.get("erasures_per_s"), "complete": again["complete"],
+            "cpu_ms_per_erasure": again["cpu_ms_per_erasure"]}
 
 
 def latency_curve(deployment: Deployment, scale: Scale, sizes: list[int]) -> list[dict[str, Any]]:
