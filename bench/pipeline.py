@@ -129,6 +129,21 @@ class Deployment:
                                         log_dir=self.log_dir, env=self._service_env(name))
         self._wait_consuming(timeout=90)
 
+    def add_replica(self, name: str) -> str:
+        """Start one more process of a service on the same database and queue; the name it is counted under."""
+        replica = f"{name}#{sum(1 for n in self.children if n.split('#')[0] == name) + 1}"
+        self.children[replica] = Child(f"{self.namespace}-{replica}", ["-m", "services.cli", "run", name],
+                                       log_dir=self.log_dir, env=self._service_env(name))
+        names = Names(self.namespace)
+        wanted = sum(1 for n in self.children if n.split("#")[0] == name)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            with kombu.Connection(self.env.amqp_url) as conn:
+                if conn.channel().queue_declare(names.queue(name), passive=True).consumer_count >= wanted:
+                    return replica
+            time.sleep(0.2)
+        raise RuntimeError(f"{replica} did not start consuming within 90s")
+
     def _seed_accounts(self, count: int) -> list[str]:
         engine = make_engine(self.urls["account"])
         try:

@@ -68,6 +68,11 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, Any]]:
             rows.append((f"4 pipeline {backend}", "fraction of the broker-bound limit (floor ÷ deliveries/erasure)",
                          f"{_fmt(bound['fraction'])} of {_fmt(bound['limit_erasures_per_s'])}/s "
                          f"({_fmt(bound['floor_deliveries_per_s'])} ÷ {bound['deliveries_per_erasure']})"))
+        replicas = entry.get("replicas") or {}
+        if "service" in replicas:
+            rows.append((f"4 pipeline {backend}", f"complete erasures/s with 2 processes of {replicas['service']}",
+                         f"{_fmt(replicas.get('erasures_per_s'))} "
+                         f"(one: {_fmt(replicas.get('one_process_erasures_per_s'))})"))
         curve = entry.get("latency_curve") or []
         if curve:
             rows.append((f"4 pipeline {backend}", "latency curve: offered/s → p50 / p99 ms",
@@ -87,6 +92,18 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, Any]]:
         rows.append((f"5 account {backend}", f"ms/erasure at {_fmt(small.get('users'))} vs {_fmt(large.get('users'))}",
                      f"{_fmt(small.get('ms_per_erasure'))} vs {_fmt(large.get('ms_per_erasure'))} "
                      f"(x{_fmt(entry.get('cost_ratio'))}; CPU x{_fmt(entry.get('cpu_cost_ratio'))})"))
+        for users, sweep in (entry.get("sweep") or {}).items():
+            memory = sweep.get("memory") or {}
+            said = (f"{_fmt(sweep.get('seconds'))} s, {_fmt(sweep.get('deregistered'))}, {_fmt(memory.get('peak_mb'))}"
+                    f" (first fifth {_fmt(memory.get('early_mb'))})")
+            rows.append((f"5 sweep {backend}", f"sweep inactive over {_fmt(users)} accounts: s, swept, peak RSS MB",
+                         sweep.get("error") or said))
+    for backend, entry in (scale.get("ledger") or {}).items():
+        small, large = entry.get("small", {}), entry.get("large", {})
+        rows.append((f"5 ledger {backend}", f"CPU ms/erasure at {_fmt(small.get('requests'))} vs "
+                                            f"{_fmt(large.get('requests'))} requests",
+                     f"{_fmt(small.get('cpu_ms_per_erasure'))} vs {_fmt(large.get('cpu_ms_per_erasure'))} "
+                     f"(x{_fmt(entry.get('cpu_cost_ratio'))})"))
     for kind in ("faststream", "celery"):
         entry = s.get("peers", {}).get(kind, {})
         if "skipped" in entry:

@@ -166,7 +166,8 @@ def _pipeline_and_scale(results: dict[str, Any], run: sections.Run, only: tuple[
         if isinstance(outcome, dict) and "backlog" in outcome:
             scale["backlog"][backend] = outcome.pop("backlog")
     if "scale" in only:
-        accounts = _timed(results, "scale", lambda: {"account": sections.account_scaling(run)})
+        accounts = _timed(results, "scale", lambda: {"account": sections.account_scaling(run),
+                                                     "ledger": sections.ledger_scaling(run)})
         accounts.update(scale)
     else:
         results["sections"]["scale"] = scale
@@ -206,6 +207,9 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     for backend, entry in (scale.get("account") or {}).items():
         ratio = entry.get("cost_ratio")
         add(f"account cost large/small table ({backend})", "<= 1.2", ratio, _le(ratio, 1.2))
+    for backend, entry in (scale.get("ledger") or {}).items():
+        ratio = entry.get("cpu_cost_ratio")
+        add(f"ledger CPU cost large/small ledger ({backend})", "<= 1.2", ratio, _le(ratio, 1.2))
     shown = (s.get("masking", {}).get("dlq_show_ms") or {}).get("1 MiB")
     if shown is not None:
         add("erasure dlq show of a 1 MiB dead letter", "< 1000 ms", shown, shown < 1000)

@@ -17,10 +17,12 @@ from bench import events as ev
 from bench import publishing
 from bench.drain import Drain
 from bench.env import BenchEnv
+from bench.ledger_scale import ledger_cost
 from bench.pipeline import Deployment
 from bench.procs import Child
 from bench.scales import Scale
 from bench.stats import percentiles
+from bench.sweep import sweep_cost
 from services.account.main import build as build_account
 from services.account.models import metadata as account_metadata
 from services.account.seed import seed_users
@@ -119,7 +121,7 @@ def pipeline(run: Run, backend: str, *, with_backlog: bool) -> dict[str, Any]:
     result: dict[str, Any] = {"backend": backend, "buyer_fraction": scale.buyer_fraction}
     try:
         started = time.monotonic()
-        deployment.start(light_n + latency_n + scale.pipeline_backlog + big + profiled_n + sum(curve_n))
+        deployment.start(light_n + latency_n + 2 * scale.pipeline_backlog + big + profiled_n + sum(curve_n))
         result["start_seconds"] = round(time.monotonic() - started, 1)
         groups = [deployment.take_users(n) for n in (latency_n, scale.pipeline_backlog, big, light_n, profiled_n)]
         every = max(1, round(1 / scale.buyer_fraction)) if scale.buyer_fraction else 0
@@ -138,12 +140,26 @@ def pipeline(run: Run, backend: str, *, with_backlog: bool) -> dict[str, Any]:
             profiled = deployment.erase_backlog(groups[4], scale.pipeline_cap_s, profile_dir=run.profile_dir)
             result["throughput"]["profiles"] = profiled.get("profiles", {})
             result["throughput"]["profiled_run_erasures_per_s"] = profiled["erasures_per_s"]
+        result["replicas"] = hottest_replicated(deployment, result["throughput"], scale)
         if big:
             result["backlog"] = deployment.erase_backlog(groups[2], scale.scale_cap_s, sample_memory=True)
         result["sandbox_requests"] = len(deployment.sandbox.requests())
     finally:
         result["exit_codes"] = deployment.stop()
     return result
+
+
+def hottest_replicated(deployment: Deployment, single: dict[str, Any], scale: Scale) -> dict[str, Any]:
+    """The same backlog again with a second process of the service that used the most CPU per erasure."""
+    per = {n: ms for n, ms in (single.get("cpu_ms_per_erasure") or {}).items() if n in deployment.children}
+    if not per:
+        return {"skipped": "no CPU figures from the backlog"}
+    hottest = max(per, key=per.__getitem__)
+    deployment.add_replica(hottest)
+    again = deployment.erase_backlog(deployment.take_users(scale.pipeline_backlog), scale.pipeline_cap_s)
+    return {"service": hottest, "processes": 2, "erasures_per_s": again["erasures_per_s"],
+            "one_process_erasures_per_s": single.get("erasures_per_s"), "complete": again["complete"],
+            "cpu_ms_per_erasure": again["cpu_ms_per_erasure"]}
 
 
 def latency_curve(deployment: Deployment, scale: Scale, sizes: list[int]) -> list[dict[str, Any]]:
@@ -244,7 +260,21 @@ def account_scaling(run: Run, rounds: int = 2) -> dict[str, Any]:
         out[backend] = {"small": small, "large": large, "cost_ratio": round(ratio, 3),
                         "cpu_cost_ratio": round(cpu_ratio, 3),
                         "attempts_ms_per_erasure": {size: [a["ms_per_erasure"] for a in runs]
-                                                    for size, runs in attempts.items()}}
+                                                    for size, runs in attempts.items()},
+                        # after the erasures, so the account service never relays the sweep's outbox
+                        "sweep": {t.size: sweep_cost(t.url, run.scale.scale_cap_s * 5) for t in tables}}
+    return out
+
+
+def ledger_scaling(run: Run) -> dict[str, Any]:
+    """5d per backend: the ledger's cost per erasure behind a small and a large ledger (scale.account_sizes)."""
+    out: dict[str, Any] = {}
+    erasures = min(500, run.scale.account_erasures)
+    for backend in run.scale.backends:
+        small, large = (ledger_cost(run.env.database_url(backend, f"ledger{size}"), size, erasures)
+                        for size in run.scale.account_sizes)
+        ratio = large["cpu_ms_per_erasure"] / small["cpu_ms_per_erasure"] if small["cpu_ms_per_erasure"] else 0.0
+        out[backend] = {"small": small, "large": large, "cpu_cost_ratio": round(ratio, 3)}
     return out
 
 

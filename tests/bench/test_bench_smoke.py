@@ -60,6 +60,17 @@ def test_pipeline_completes_every_erasure_and_measures_latency(results: dict[str
         assert entry["latency"]["complete"] and _positive(entry["latency"]["p99_ms"])
         assert entry["throughput"]["complete"] and _positive(entry["throughput"]["erasures_per_s"])
         assert entry["sandbox_requests"] > 0
+        assert [p["rate"] for p in entry["latency_curve"]] == list(SCALES["tiny"].curve_rates)
+        assert all(p["complete"] and _positive(p["p99_ms"]) for p in entry["latency_curve"])
+        assert entry["replicas"]["complete"] and _positive(entry["replicas"]["erasures_per_s"])
+        bound = entry["broker_bound"]
+        assert bound["deliveries_per_erasure"] == 13 and _positive(bound["fraction"])
+
+
+def test_the_broker_headroom_is_recorded_before_and_after(results: dict[str, Any]) -> None:
+    meta = results["json"]["meta"]
+    for when in ("broker_before", "broker_after"):
+        assert "error" in meta[when] or _positive(meta[when]["fd_limit"])
 
 
 def test_scale_reports_backlog_memory_and_account_cost(results: dict[str, Any]) -> None:
@@ -68,11 +79,17 @@ def test_scale_reports_backlog_memory_and_account_cost(results: dict[str, Any]) 
         backlog = scale["backlog"][backend]
         assert backlog["complete"] and _positive(backlog["erasures_per_s"])
         assert all(_positive(m["peak_mb"]) for m in backlog["memory"].values())
-        assert len(backlog["memory"]) == 6
+        assert len({name.split("#")[0] for name in backlog["memory"]}) == 6  # and the replica of the hottest
     for backend in SCALES["tiny"].backends:
         entry = scale["account"][backend]
         assert _positive(entry["small"]["ms_per_erasure"]) and _positive(entry["large"]["ms_per_erasure"])
         assert _positive(entry["cost_ratio"])
+        sweeps = entry["sweep"]  # after the erasures above: what they left of each table's inactive tenth
+        assert all(s["deregistered"] == s["selected"] and _positive(s["memory"]["peak_mb"]) for s in sweeps.values())
+        assert _positive(sweeps[str(max(SCALES["tiny"].account_sizes))]["deregistered"])
+        ledger = scale["ledger"][backend]
+        assert ledger["small"]["last_erasure_handled"] and ledger["large"]["last_erasure_handled"]
+        assert _positive(ledger["cpu_cost_ratio"])
 
 
 def test_peers_run_or_say_why_not(results: dict[str, Any]) -> None:
@@ -101,3 +118,4 @@ def test_report_and_targets_are_written(results: dict[str, Any]) -> None:
     pytest.importorskip("matplotlib")
     assert (out / "latency.png").stat().st_size > 0
     assert (out / "throughput.png").stat().st_size > 0
+    assert (out / "latency_curve.png").stat().st_size > 0
