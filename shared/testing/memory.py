@@ -36,6 +36,7 @@ from schemas import EventData
 from shared.codec import Outbound
 from shared.consumer import default_middlewares, full_topology
 from shared.db import ensure_schema, make_engine, session_factory
+from shared.keys.wire import DeadLetterSealer
 from shared.outbox import OutboxRelay
 from shared.runtime.delivery import Delivery
 from shared.runtime.headers import ATTEMPTS
@@ -166,7 +167,8 @@ class MemoryService:
         middlewares = default_middlewares(service, self.engine)
         self.pipeline = BatchPipeline(service, settings, self.sessions, middlewares)
         self.pipeline.deps = service.build_deps(self.engine) if deps is None else deps
-        self.settler = Settler(service.name, self.names, RetryPolicy(settings.retry_delays), middlewares)
+        self.settler = Settler(service.name, self.names, RetryPolicy(settings.retry_delays), middlewares,
+                               park=DeadLetterSealer(settings.keyring, settings.signing_key_id))
         target = _RelayTarget(broker, self.names.events_exchange)
         self.relay = OutboxRelay(self.engine, self.outbox, target)  # type: ignore[arg-type]
         self._broker = broker
