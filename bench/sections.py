@@ -263,13 +263,14 @@ def _purge(amqp_url: str, queues: list[str]) -> None:
 
 def sealing(run: Run) -> dict[str, Any]:
     """Erasures/s and CPU per erasure with personal data sealed and, in the same run, written in clear
-    (ERASURE_KEYS_SEALING=false, for this measurement only): what crypto-shredding costs. Two rounds in the
-    order sealed, clear, clear, sealed, so that a machine getting busier or quieter affects both alike."""
+    (ERASURE_KEYS_SEALING=false, for this measurement only): what crypto-shredding costs. Rounds alternate the
+    order (sealed, clear, clear, sealed, ...), so that a machine getting busier or quieter affects both alike."""
     scale = run.scale
     backend = scale.pipeline_backends[-1]
     count = scale.pipeline_backlog
     rounds: dict[str, list[dict[str, Any]]] = {"sealed": [], "clear": []}
-    for i, mode in enumerate(("sealed", "clear", "clear", "sealed")):
+    order = [("sealed", "clear") if i % 2 == 0 else ("clear", "sealed") for i in range(scale.sealing_rounds)]
+    for i, mode in enumerate(mode for pair in order for mode in pair):
         rounds[mode].append(_erase_backlog_once(run, backend, count, sealed=mode == "sealed", tag=f"{mode[:2]}{i}"))
     result: dict[str, Any] = {"backend": backend, "erasures": count, "rounds": rounds}
     for mode, measured in rounds.items():

@@ -64,7 +64,7 @@ def default_middlewares(service: Service[Any], engine: Engine | None = None) -> 
     if engine is not None and engine.dialect.name == "sqlite" and ERASING_TYPES & set(service.event_types):
         chosen.append(JournalWipe(lambda: wipe_sqlite_journal(engine), ERASING_TYPES))
     if SHREDDING_TYPES & set(service.event_types):
-        chosen.append(JournalWipe(lambda: wipe_sqlite_journal(key_store().engine), SHREDDING_TYPES))
+        chosen.append(JournalWipe(lambda: key_store().wipe_journal(), SHREDDING_TYPES))
     return chosen
 
 
