@@ -306,6 +306,8 @@ def _erase_backlog_once(run: Run, backend: str, count: int, *, sealed: bool, tag
         cpu = sum(backlog["cpu_seconds"].get(name, 0.0) for name in deployment.children)
         return {"erasures_per_s": backlog["erasures_per_s"], "completed": done, "complete": backlog["complete"],
                 "service_cpu_seconds": round(cpu, 2),
+                "cpu_ms_per_erasure_by_service": {name: backlog["cpu_ms_per_erasure"].get(name)
+                                                  for name in deployment.children},
                 "cpu_ms_per_erasure": round(1000 * cpu / done, 2) if done else None}
     finally:
         set_sealing(previous)

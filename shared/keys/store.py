@@ -97,10 +97,20 @@ class KeyStore:
     # -- schema and checks -------------------------------------------------------------------------------------
 
     def ensure_schema(self) -> None:
-        """Bring the key database to the newest schema (its own Alembic migrations)."""
+        """Bring the key database to the newest schema (its own Alembic migrations). Six services starting at
+        once on a new key database race to create it: the losers find it made when they look again."""
+        from sqlalchemy.exc import DBAPIError
+
         from shared.migrations import upgrade
 
-        upgrade(self.engine, MIGRATIONS, with_runtime=False)
+        for attempt in range(3):
+            try:
+                upgrade(self.engine, MIGRATIONS, with_runtime=False)
+                return
+            except DBAPIError:
+                if attempt == 2:
+                    raise
+                time.sleep(0.5 + attempt)
 
     def check(self) -> dict[str, int]:
         """Prove the configured key-encryption keys open the stored data keys: one live key per KEK id is
