@@ -50,9 +50,11 @@ def cli() -> None:
     """
     import os
 
+    from shared.keys import use_key_store
     from shared.logging import configure
 
     configure(os.environ.get("ERASURE_LOG_LEVEL", "WARNING"))  # each command may raise the level it needs
+    use_key_store(None)  # the key store of this invocation's settings, built when a command first needs it
 
 
 @cli.command()
