@@ -82,6 +82,9 @@ def run(name: str, no_sandbox: bool, host: str, start_broker: bool) -> None:
 
         from services.cli.local_broker import ensure_broker
         from services.cli.supervisor import run_all
+        from shared.keys import key_store
+
+        key_store().check()  # once here, rather than six services failing and restarting for the same reason
 
         with ensure_broker(RuntimeSettings()) if start_broker else nullcontext():
             code = run_all(with_sandbox=not no_sandbox)
