@@ -254,6 +254,12 @@ class KeyStore:
             self.destroyed_since_wipe = self.destroyed_since_wipe or bool(destroyed)
         return int(destroyed or 0)
 
+    def destroyed_keys(self, subject: str) -> int:
+        """How many data keys of the subject are destroyed, in all."""
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(data_keys).where(
+                data_keys.c.subject == subject, data_keys.c.wrapped.is_(None))).scalar_one())
+
     def wipe_journal(self) -> None:
         """Truncate the key database's SQLite journal if a key was destroyed since the last time."""
         from shared.db import wipe_sqlite_journal
