@@ -40,6 +40,8 @@ class Scale:
     # 2, 5, 6: the databases the one-row runs, the account-size runs and the peers use.
     backends: tuple[str, ...]
     pipeline_backends: tuple[str, ...]
+    # 9: the sealing section's backlogs, sealed and in clear, each this many times (in alternating order).
+    sealing_rounds: int = 2
 
 
 SCALES = {
@@ -50,7 +52,7 @@ SCALES = {
         curve_rates=(10, 50), curve_seconds=0.5,
         pipeline_cap_s=40, buyer_fraction=0.25,
         scale_backlog=40, scale_cap_s=40, account_sizes=(200, 2000), account_erasures=100,
-        backends=("sqlite",), pipeline_backends=("postgresql",),
+        backends=("sqlite",), pipeline_backends=("postgresql",), sealing_rounds=1,
     ),
     "small": Scale(
         name="small", drain_events=1500, queues=5, drain_cap_s=90, repeats=2,

@@ -304,35 +304,52 @@ def _purge(amqp_url: str, queues: list[str]) -> None:
 
 def sealing(run: Run) -> dict[str, Any]:
     """Erasures/s and CPU per erasure with personal data sealed and, in the same run, written in clear
-    (ERASURE_KEYS_SEALING=false, for this measurement only): what crypto-shredding costs."""
-    from shared.keys import set_sealing
-
+    (ERASURE_KEYS_SEALING=false, for this measurement only): what crypto-shredding costs. Rounds alternate the
+    order (sealed, clear, clear, sealed, ...), so that a machine getting busier or quieter affects both alike."""
     scale = run.scale
     backend = scale.pipeline_backends[-1]
     count = scale.pipeline_backlog
-    result: dict[str, Any] = {"backend": backend, "erasures": count}
-    for mode, on in (("sealed", True), ("clear", False)):
-        deployment = Deployment(run.env, backend, run.log_dir, tag=mode[:2],
-                                extra_env={"ERASURE_KEYS_SEALING": "true" if on else "false"})
-        previous = set_sealing(on)  # the account seed is written here, in this process
-        try:
-            deployment.start(count)
-            users = deployment.take_users(count)
-            every = max(1, round(1 / scale.buyer_fraction)) if scale.buyer_fraction else 0
-            deployment.give_purchases([u for i, u in enumerate(users) if every and i % every == 0],
-                                      timeout=scale.pipeline_cap_s)
-            backlog = deployment.erase_backlog(users, scale.pipeline_cap_s)
-            done = backlog["completed"]
-            cpu = sum(backlog["cpu_seconds"].get(name, 0.0) for name in deployment.children)
-            result[mode] = {"erasures_per_s": backlog["erasures_per_s"], "completed": done,
-                            "complete": backlog["complete"], "service_cpu_seconds": round(cpu, 2),
-                            "cpu_ms_per_erasure": round(1000 * cpu / done, 2) if done else None}
-        finally:
-            set_sealing(previous)
-            deployment.stop()
+    rounds: dict[str, list[dict[str, Any]]] = {"sealed": [], "clear": []}
+    order = [("sealed", "clear") if i % 2 == 0 else ("clear", "sealed") for i in range(scale.sealing_rounds)]
+    for i, mode in enumerate(mode for pair in order for mode in pair):
+        rounds[mode].append(_erase_backlog_once(run, backend, count, sealed=mode == "sealed", tag=f"{mode[:2]}{i}"))
+    result: dict[str, Any] = {"backend": backend, "erasures": count, "rounds": rounds}
+    for mode, measured in rounds.items():
+        rates = [m["erasures_per_s"] for m in measured]
+        cpu = [m["cpu_ms_per_erasure"] for m in measured if m["cpu_ms_per_erasure"] is not None]
+        result[mode] = {"erasures_per_s": round(sum(rates) / len(rates), 1),
+                        "cpu_ms_per_erasure": round(sum(cpu) / len(cpu), 2) if cpu else None,
+                        "complete": all(m["complete"] for m in measured)}
     sealed, clear = result["sealed"], result["clear"]
     if sealed["erasures_per_s"] and clear["erasures_per_s"]:
         result["throughput_overhead_pct"] = round(100 * (1 - sealed["erasures_per_s"] / clear["erasures_per_s"]), 1)
     if sealed["cpu_ms_per_erasure"] and clear["cpu_ms_per_erasure"]:
         result["cpu_overhead_pct"] = round(100 * (sealed["cpu_ms_per_erasure"] / clear["cpu_ms_per_erasure"] - 1), 1)
     return result
+
+
+def _erase_backlog_once(run: Run, backend: str, count: int, *, sealed: bool, tag: str) -> dict[str, Any]:
+    """One deployment, its users (a share of them buyers first), one backlog of `count` erasures."""
+    from shared.keys import set_sealing
+
+    scale = run.scale
+    deployment = Deployment(run.env, backend, run.log_dir, tag=tag,
+                            extra_env={"ERASURE_KEYS_SEALING": "true" if sealed else "false"})
+    previous = set_sealing(sealed)  # the account seed is written here, in this process
+    try:
+        deployment.start(count)
+        users = deployment.take_users(count)
+        every = max(1, round(1 / scale.buyer_fraction)) if scale.buyer_fraction else 0
+        deployment.give_purchases([u for i, u in enumerate(users) if every and i % every == 0],
+                                  timeout=scale.pipeline_cap_s)
+        backlog = deployment.erase_backlog(users, scale.pipeline_cap_s)
+        done = backlog["completed"]
+        cpu = sum(backlog["cpu_seconds"].get(name, 0.0) for name in deployment.children)
+        return {"erasures_per_s": backlog["erasures_per_s"], "completed": done, "complete": backlog["complete"],
+                "service_cpu_seconds": round(cpu, 2),
+                "cpu_ms_per_erasure_by_service": {name: backlog["cpu_ms_per_erasure"].get(name)
+                                                  for name in deployment.children},
+                "cpu_ms_per_erasure": round(1000 * cpu / done, 2) if done else None}
+    finally:
+        set_sealing(previous)
+        deployment.stop()

@@ -35,14 +35,19 @@ def database_name(service: str) -> str:
     return f"{NAMESPACE}_{service}"
 
 
+KEY_STORE = "keys"
+
+
 def postgres_init_sql() -> str:
-    """A first-start script for the postgres image: one role and one database per service, nothing shared."""
+    """A first-start script for the postgres image: one role and one database per service, nothing shared, and
+    the key store's."""
     lines = [
         "-- Written by `python -m deploy.generate` from services.registry.SERVICES; edit the generator instead.",
         "-- Development only: each role's password is dev-<role>. Production roles get real passwords.",
         "-- A service's role owns its database (migrations run at start) and no other role may connect to it.",
     ]
-    for service in SERVICES:
+    # The key store's database (docs/PRIVACY.md) is the one every service enters, with the key store's own role.
+    for service in (*SERVICES, KEY_STORE):
         name = database_name(service)
         lines += [
             "",

@@ -64,6 +64,17 @@ RETURN_WAIT_S = 5.0
 Advance = Callable[[int], None]
 
 
+def _opened(event_type: str, data: dict[str, Any]) -> Any:
+    """A revealed dead letter's data with its sealed contact field opened, or marked unreadable once its key is
+    destroyed (the user was erased)."""
+    from shared.keys.wire import SealedFieldError, open_sealed_field
+
+    try:
+        return open_sealed_field(event_type, data)
+    except SealedFieldError as exc:
+        return {**data, "sealed": f"unreadable: {exc}"}
+
+
 class DeadLetterError(Exception):
     """An operator-facing failure: the message says what is wrong and what to do."""
 
@@ -167,6 +178,8 @@ class DeadLetter:
         headers = {k: v for k, v in headers.items() if k != "x-delivery-count"}
         if not reveal:
             headers, body = mask_value(headers), mask_personal(body)
+        elif isinstance(body, dict) and isinstance(body.get("data"), dict):
+            body = {**body, "data": _opened(str(body.get("type", "")), body["data"])}
         return {"service": self.service, "id": self.id, "kind": self.kind, "properties": props,
                 "headers": headers, "body": body, "revealed": reveal}
 

@@ -31,6 +31,7 @@ from shared.broker import kombu_connection
 from shared.broker import producer as make_producer
 from shared.db import ensure_schema, make_engine, session_factory, wipe_sqlite_journal
 from shared.keys import key_store
+from shared.keys.wire import DeadLetterSealer
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay
 from shared.retrying import slice_retry_reports
@@ -50,23 +51,22 @@ __all__ = ["ATTEMPTS_HEADER", "ServiceRunner", "full_topology"]
 log = get_logger(__name__)
 
 
-ERASING_TYPES = frozenset({UserDeregistered.event_type, ErasureSliceReported.event_type,
-                           ErasureCompleted.event_type, NewsletterConsentChanged.event_type})
+# Event types whose handlers delete personal data from a slice's own database, and the one on which the ledger
+# destroys data keys in the key store's.
+ERASING_TYPES = frozenset({UserDeregistered.event_type, ErasureCompleted.event_type,
+                           NewsletterConsentChanged.event_type})
+SHREDDING_TYPES = frozenset({ErasureSliceReported.event_type})
 
 
 def default_middlewares(service: Service[Any], engine: Engine | None = None) -> list[Middleware]:
     """What every running service plugs in: the logging context and the Prometheus metrics; on SQLite, the
-    journal wipe after erasing batches."""
+    journal wipes after batches that erased rows or destroyed keys."""
     chosen: list[Middleware] = [LogContext(), Metrics(service.event_types)]
-    if engine is not None and engine.dialect.name == "sqlite":
-        chosen.append(JournalWipe(lambda: wipe_journals(engine), ERASING_TYPES))
+    if engine is not None and engine.dialect.name == "sqlite" and ERASING_TYPES & set(service.event_types):
+        chosen.append(JournalWipe(lambda: wipe_sqlite_journal(engine), ERASING_TYPES))
+    if SHREDDING_TYPES & set(service.event_types):
+        chosen.append(JournalWipe(lambda: key_store().wipe_journal(), SHREDDING_TYPES))
     return chosen
-
-
-def wipe_journals(engine: Engine) -> None:
-    """Truncate the service's SQLite WAL and the key store's (each a no-op elsewhere than SQLite)."""
-    wipe_sqlite_journal(engine)
-    wipe_sqlite_journal(key_store().engine)
 
 
 def full_topology(settings: RuntimeSettings, extra: Service[Any] | None = None) -> Topology:
@@ -105,7 +105,7 @@ class ServiceRunner:
             default_middlewares(service, self.engine) if middlewares is None else middlewares)
         self.pipeline = BatchPipeline(service, settings, self.sessions, self.middlewares, stopping=self._stopping)
         self.settler = Settler(service.name, self.names, retry_policy or RetryPolicy(settings.retry_delays),
-                               self.middlewares)
+                               self.middlewares, park=DeadLetterSealer(settings.keyring, settings.signing_key_id))
         self._todo: queue.Queue[list[Delivery] | None] = queue.Queue()
         self._done: queue.Queue[tuple[list[Delivery], list[Outcome]]] = queue.Queue()
         self._buffer: deque[Delivery] = deque()

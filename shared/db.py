@@ -25,6 +25,7 @@ from shared.settings import DatabaseSettings
 from shared.tls import database_tls_args
 
 SQLITE_BUSY_TIMEOUT_MS = 30_000
+WIPE_BUSY_TIMEOUT_MS = 200
 
 
 def runtime_metadata() -> MetaData:
@@ -125,7 +126,12 @@ def wipe_sqlite_journal(engine: Engine) -> None:
     raw = engine.raw_connection()  # outside any transaction: a checkpoint cannot run inside one
     try:
         cursor = raw.cursor()
-        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # Wait briefly for readers of other processes, never a whole busy timeout: the next wipe finishes the job.
+        cursor.execute(f"PRAGMA busy_timeout={WIPE_BUSY_TIMEOUT_MS}")
+        try:
+            cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.close()
     finally:
         raw.close()

@@ -25,3 +25,7 @@ REVOKE ALL ON DATABASE erasure_newsletter FROM PUBLIC;
 CREATE ROLE erasure_ledger LOGIN PASSWORD 'dev-erasure_ledger';
 CREATE DATABASE erasure_ledger OWNER erasure_ledger;
 REVOKE ALL ON DATABASE erasure_ledger FROM PUBLIC;
+
+CREATE ROLE erasure_keys LOGIN PASSWORD 'dev-erasure_keys';
+CREATE DATABASE erasure_keys OWNER erasure_keys;
+REVOKE ALL ON DATABASE erasure_keys FROM PUBLIC;

@@ -59,7 +59,7 @@ def rotate(new_id: str | None, retire_id: str | None, as_json: bool) -> None:
     from shared.keys.config import KEY_BYTES
 
     settings = KeySettings()
-    if settings.kek is not None:
+    if settings.kek is not None and settings.kek.get_secret_value().strip():
         raise click.ClickException("the keys come from ERASURE_KEYS_KEK: rotate them where that variable is set "
                                    "(add `new:<base64>`, point ERASURE_KEYS_KEK_ID at it, then run `erasure keys "
                                    "rotate` to re-wrap)")

@@ -51,9 +51,11 @@ def cli() -> None:
     """
     import os
 
+    from shared.keys import use_key_store
     from shared.logging import configure
 
     configure(os.environ.get("ERASURE_LOG_LEVEL", "WARNING"))  # each command may raise the level it needs
+    use_key_store(None)  # the key store of this invocation's settings, built when a command first needs it
 
 
 @cli.command()
@@ -81,6 +83,9 @@ def run(name: str, no_sandbox: bool, host: str, start_broker: bool) -> None:
 
         from services.cli.local_broker import ensure_broker
         from services.cli.supervisor import run_all
+        from shared.keys import key_store
+
+        key_store().check()  # once here, rather than six services failing and restarting for the same reason
 
         with ensure_broker(RuntimeSettings()) if start_broker else nullcontext():
             code = run_all(with_sandbox=not no_sandbox)

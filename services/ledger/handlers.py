@@ -188,7 +188,10 @@ def shred_user_keys(session: Session, request: ErasureRequest, chain: Chain, now
     From then on every sealed copy of the user's data (journals, dead tuples, backups, dead letters) is
     unreadable. Destroying is idempotent, so a redelivery after a failed commit records it again, harmlessly.
     """
-    destroyed = key_store().destroy(user_subject(request.user_id))
+    store, subject = key_store(), user_subject(request.user_id)
+    store.destroy(subject)
+    # Counted after destroying, so that a redelivery after a failed commit records the same number.
+    destroyed = store.destroyed_keys(subject)
     append_link(session, request.request_id, chain, KEYS_LINK,
                 {"service": KEYS_LINK, "step": "data keys destroyed", "keys_destroyed": destroyed,
                  "destroyed_at": now.isoformat()},

@@ -81,7 +81,7 @@ def load_material(settings: KeySettings | None = None) -> KeyMaterial:
     Raises KeyConfigError, with what to do, when neither gives a usable key-encryption key.
     """
     settings = settings or KeySettings()
-    if settings.kek is not None:
+    if settings.kek is not None and settings.kek.get_secret_value().strip():  # set and not empty
         keks: dict[str, bytes] = {}
         for item in settings.kek.get_secret_value().split(","):
             key_id, sep, text = item.strip().partition(":")

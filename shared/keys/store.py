@@ -35,6 +35,7 @@ from shared.keys.config import KEY_BYTES, KeyConfigError, KeyMaterial
 MIGRATIONS = Path(__file__).with_name("migrations")
 NONCE_BYTES = 12
 KEY_ID_BYTES = 16
+CACHE_ENTRIES = 10_000  # unwrapped keys a process keeps at most (the oldest go first): memory stays flat
 
 metadata = MetaData()
 data_keys = Table(
@@ -86,19 +87,35 @@ class KeyStore:
         self._by_id: dict[str, _Cached] = {}
         self._active: dict[str, str] = {}  # subject -> key id of its newest live key
         self._lock = threading.Lock()
+        self.destroyed_since_wipe = False  # whether the journal may still hold a destroyed key's wrapped form
+
+    def _read(self) -> Any:
+        """A connection for reading: on SQLite a DEFERRED transaction, so that readers in six processes never
+        queue for the write lock."""
+        return self.engine.connect().execution_options(sqlite_begin="DEFERRED")
 
     # -- schema and checks -------------------------------------------------------------------------------------
 
     def ensure_schema(self) -> None:
-        """Bring the key database to the newest schema (its own Alembic migrations)."""
+        """Bring the key database to the newest schema (its own Alembic migrations). Six services starting at
+        once on a new key database race to create it: the losers find it made when they look again."""
+        from sqlalchemy.exc import DBAPIError
+
         from shared.migrations import upgrade
 
-        upgrade(self.engine, MIGRATIONS, with_runtime=False)
+        for attempt in range(3):
+            try:
+                upgrade(self.engine, MIGRATIONS, with_runtime=False)
+                return
+            except DBAPIError:
+                if attempt == 2:
+                    raise
+                time.sleep(0.5 + attempt)
 
     def check(self) -> dict[str, int]:
         """Prove the configured key-encryption keys open the stored data keys: one live key per KEK id is
         unwrapped. Raises KeyConfigError naming the KEK that is missing or wrong; returns live keys per KEK id."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             counts = dict(conn.execute(
                 select(data_keys.c.kek_id, func.count()).where(data_keys.c.wrapped.is_not(None))
                 .group_by(data_keys.c.kek_id)).all())
@@ -151,17 +168,18 @@ class KeyStore:
             entry = self._fresh(self._by_id.get(key_id)) if key_id else None
         if entry is not None:
             return entry.key_id, entry.aead
-        with self.engine.begin() as conn:
+        with self._read() as conn:
             row = conn.execute(
                 select(data_keys.c.key_id, data_keys.c.kek_id, data_keys.c.wrapped)
                 .where(data_keys.c.subject == subject, data_keys.c.wrapped.is_not(None))
                 .order_by(data_keys.c.created_at.desc()).limit(1)).first()
-            if row is not None:
-                raw = self._unwrap(row.kek_id, row.key_id, subject, row.wrapped)
-                key_id = row.key_id
-            else:
-                key_id, raw = secrets.token_hex(KEY_ID_BYTES), AESGCM.generate_key(bit_length=KEY_BYTES * 8)
-                kek_id, wrapped = self._wrap(key_id, subject, raw)
+        if row is not None:
+            raw = self._unwrap(row.kek_id, row.key_id, subject, row.wrapped)
+            key_id = row.key_id
+        else:
+            key_id, raw = secrets.token_hex(KEY_ID_BYTES), AESGCM.generate_key(bit_length=KEY_BYTES * 8)
+            kek_id, wrapped = self._wrap(key_id, subject, raw)
+            with self.engine.begin() as conn:
                 conn.execute(insert(data_keys).values(
                     key_id=key_id, subject=subject, kek_id=kek_id, wrapped=wrapped, created_at=datetime.now(UTC)))
         return self._remember(key_id, subject, raw, active=True).key_id, self._by_id[key_id].aead
@@ -189,6 +207,10 @@ class KeyStore:
     def _remember(self, key_id: str, subject: str, raw: bytes, *, active: bool) -> _Cached:
         entry = _Cached(key_id, subject, AESGCM(raw), time.monotonic())
         with self._lock:
+            while len(self._by_id) >= CACHE_ENTRIES:
+                oldest = self._by_id.pop(next(iter(self._by_id)))
+                if self._active.get(oldest.subject) == oldest.key_id:
+                    del self._active[oldest.subject]
             self._by_id[key_id] = entry
             if active:
                 self._active[subject] = key_id
@@ -197,7 +219,7 @@ class KeyStore:
     def issue(self, subject: str) -> tuple[str, bytes]:
         """The subject's live data key itself (id and raw bytes), for a publisher that seals events for it."""
         key_id, _aead = self.active_key(subject)
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(select(data_keys.c.kek_id, data_keys.c.wrapped)
                                .where(data_keys.c.key_id == key_id)).one()
         if row.wrapped is None:
@@ -210,7 +232,7 @@ class KeyStore:
             entry = self._fresh(self._by_id.get(key_id))
         if entry is not None:
             return entry.subject, entry.aead
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             row = conn.execute(select(data_keys.c.subject, data_keys.c.kek_id, data_keys.c.wrapped)
                                .where(data_keys.c.key_id == key_id)).first()
         if row is None or row.wrapped is None:
@@ -229,7 +251,22 @@ class KeyStore:
             self._active.pop(subject, None)
             for key_id in [k for k, e in self._by_id.items() if e.subject == subject]:
                 del self._by_id[key_id]
+            self.destroyed_since_wipe = self.destroyed_since_wipe or bool(destroyed)
         return int(destroyed or 0)
+
+    def destroyed_keys(self, subject: str) -> int:
+        """How many data keys of the subject are destroyed, in all."""
+        with self._read() as conn:
+            return int(conn.execute(select(func.count()).select_from(data_keys).where(
+                data_keys.c.subject == subject, data_keys.c.wrapped.is_(None))).scalar_one())
+
+    def wipe_journal(self) -> None:
+        """Truncate the key database's SQLite journal if a key was destroyed since the last time."""
+        from shared.db import wipe_sqlite_journal
+
+        if self.destroyed_since_wipe:
+            self.destroyed_since_wipe = False
+            wipe_sqlite_journal(self.engine)
 
     def forget_cache(self) -> None:
         """Drop every unwrapped key held in memory (tests; after a rotation)."""
@@ -261,7 +298,7 @@ class KeyStore:
 
     def status(self) -> dict[str, Any]:
         """Counts of live and destroyed data keys, live keys per key-encryption key, and the configured KEKs."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             per_kek = dict(conn.execute(
                 select(data_keys.c.kek_id, func.count()).where(data_keys.c.wrapped.is_not(None))
                 .group_by(data_keys.c.kek_id)).all())
@@ -276,7 +313,7 @@ class KeyStore:
 
     def subjects_destroyed(self, subjects: list[str]) -> Iterator[str]:
         """Those of `subjects` whose every data key is destroyed (and that had one)."""
-        with self.engine.connect() as conn:
+        with self._read() as conn:
             rows = conn.execute(select(data_keys.c.subject, func.count(data_keys.c.wrapped))
                                 .where(data_keys.c.subject.in_(subjects)).group_by(data_keys.c.subject)).all()
         return (row[0] for row in rows if row[1] == 0)

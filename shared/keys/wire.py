@@ -54,4 +54,37 @@ def sealed_body(data: EventData, *, source: str) -> tuple[Any, bytes]:
     return envelope, json.dumps(dumped, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-__all__ = ["SEALABLE", "SealedFieldError", "open_sealed_field", "sealed_body"]
+__all__ = ["SEALABLE", "DeadLetterSealer", "SealedFieldError", "open_sealed_field", "sealed_body"]
+
+
+# Dead-letter kinds raised before the signature was checked, or by it: such a body was never verified, so it is
+# not signed again by us (a forged message must stay refused when replayed).
+UNVERIFIED_KINDS = frozenset({"oversized", "content_type", "signature", "undecodable"})
+
+
+class DeadLetterSealer:
+    """What a dead letter becomes before a service parks it: its contact field sealed under the user's data key
+    (so that the user's erasure reaches the dead-letter queue too), signed again when its signature had been
+    verified. Bodies that hold no clear contact field, or cannot be read as an event, are parked as they came."""
+
+    def __init__(self, keyring: Mapping[str, bytes], key_id: str) -> None:
+        self.keyring = keyring
+        self.key_id = key_id
+
+    def __call__(self, delivery: Any, kind: str) -> tuple[bytes, str | None]:
+        from shared.signing import sign
+
+        body = bytes(delivery.message.body)
+        try:
+            event = json.loads(body)
+            data = event["data"]
+            field = SEALABLE.get(event["type"])
+            user_id = data["user_id"]
+        except (ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError):
+            return body, None
+        if field is None or data.get(field) is None or is_compact_jwe(data[field]) or not isinstance(user_id, str):
+            return body, None
+        key_id, key = key_store().issue(user_subject(user_id))
+        data[field] = seal_value(key_id, key, data[field])
+        sealed = json.dumps(event, separators=(",", ":"), ensure_ascii=False).encode()
+        return sealed, None if kind in UNVERIFIED_KINDS else sign(sealed, self.key_id, self.keyring)

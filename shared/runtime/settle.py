@@ -7,7 +7,7 @@ a test can plug another in.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -20,6 +20,7 @@ from shared.runtime import headers as h
 from shared.runtime.delivery import Delivery
 from shared.runtime.middleware import Middleware
 from shared.runtime.outcome import Action, Outcome
+from shared.signing import HEADER as SIGNATURE_HEADER
 from shared.topology import Names
 
 
@@ -52,11 +53,14 @@ class RetryPolicy:
 class Settler:
     """Settles a committed batch's deliveries on one connection's channels."""
 
-    def __init__(self, service: str, names: Names, policy: RetryPolicy, middlewares: Sequence[Middleware]) -> None:
+    def __init__(self, service: str, names: Names, policy: RetryPolicy, middlewares: Sequence[Middleware], *,
+                 park: Callable[[Delivery, str], tuple[bytes, str | None]] | None = None) -> None:
         self.service = service
         self.names = names
         self.policy = policy
         self.middlewares = middlewares
+        # What a dead letter's body becomes before it is parked, and its new signature (None: keep the old one).
+        self.park = park
 
     def settle(self, channel: Channel, publisher: Channel, batch: Sequence[Delivery],
                outcomes: Sequence[Outcome]) -> None:
@@ -100,7 +104,12 @@ class Settler:
             h.ATTEMPTS: delivery.attempts + 1,
             h.SERVICE: self.service,
         })
-        _republish(publisher, delivery, self.names.dead_exchange, self.service, headers)
+        body = None
+        if self.park is not None:
+            body, signature = self.park(delivery, kind)
+            if signature is not None:
+                headers[SIGNATURE_HEADER] = signature
+        _republish(publisher, delivery, self.names.dead_exchange, self.service, headers, body=body)
         for middleware in self.middlewares:
             middleware.after_dead(self.service, delivery, kind, error)
 
@@ -111,9 +120,10 @@ class Settler:
         return headers
 
 
-def _republish(publisher: Channel, delivery: Delivery, exchange: str, key: str, headers: dict[str, Any]) -> None:
-    """The same body and properties (persistent), with new headers, confirmed and mandatory."""
+def _republish(publisher: Channel, delivery: Delivery, exchange: str, key: str, headers: dict[str, Any], *,
+               body: bytes | None = None) -> None:
+    """The same body (or `body`) and properties (persistent), with new headers, confirmed and mandatory."""
     props = {k: v for k, v in delivery.message.properties.items() if k not in ("application_headers", "headers")}
     props["delivery_mode"] = 2
-    message = AmqpMessage(delivery.message.body, application_headers=headers, **props)
+    message = AmqpMessage(delivery.message.body if body is None else body, application_headers=headers, **props)
     publisher.basic_publish(message, exchange=exchange, routing_key=key, mandatory=True)

@@ -38,6 +38,19 @@ SERVICE_NAMES = tuple(HTTP_PORTS)
 _PG_USER = _PG_PASSWORD = "erasure"  # noqa: S105 - a throwaway database on a private network
 
 
+
+def _fresh_keys() -> dict[str, str]:
+    """Key-encryption and blind-index keys of this pipeline's own, as settings (the services refuse to start
+    without them)."""
+    import base64
+
+    from shared.keys import new_material
+
+    material = new_material()
+    encode = lambda raw: base64.b64encode(raw).decode()  # noqa: E731
+    return {"ERASURE_KEYS_KEK": ",".join(f"{k}:{encode(v)}" for k, v in material.keks.items()),
+            "ERASURE_KEYS_KEK_ID": material.kek_id, "ERASURE_KEYS_INDEX_KEY": encode(material.index_key)}
+
 class ErasurePipelineContainer:
     """Broker, databases, services and sandbox from the project's image; events in, receipts out."""
 
@@ -89,11 +102,12 @@ class ErasurePipelineContainer:
             admin = database.get_connection_url()
             env = {"ERASURE_AMQP_URL": "amqp://guest:guest@rabbitmq:5672/%2F", "ERASURE_NAMESPACE": self.namespace,
                    "ERASURE_LOG_FORMAT": "json"}
-            for service in SERVICE_NAMES:
+            for service in (*SERVICE_NAMES, "keys"):
                 name = f"erasure_{service}"
                 create_database(admin, name)
                 env[f"ERASURE_{service.upper()}_DATABASE_URL"] = (
                     f"postgresql+psycopg://{_PG_USER}:{_PG_PASSWORD}@postgres:5432/{name}")
+            env.update(_fresh_keys())
             env.update(self.env)
             app = DockerContainer(self.image).with_network(self._network).with_network_aliases("erasure")
             app = app.with_command(["run", "all"]).with_envs(**env).with_exposed_ports(*HTTP_PORTS.values())

@@ -36,6 +36,7 @@ from schemas import EventData
 from shared.codec import Outbound
 from shared.consumer import default_middlewares, full_topology
 from shared.db import ensure_schema, make_engine, session_factory
+from shared.keys.wire import DeadLetterSealer
 from shared.outbox import OutboxRelay
 from shared.retrying import slice_retry_reports
 from shared.runtime.delivery import Delivery
@@ -168,7 +169,8 @@ class MemoryService:
                        *slice_retry_reports(service.name, self.sessions, self.outbox, settings)]
         self.pipeline = BatchPipeline(service, settings, self.sessions, middlewares)
         self.pipeline.deps = service.build_deps(self.engine) if deps is None else deps
-        self.settler = Settler(service.name, self.names, RetryPolicy(settings.retry_delays), middlewares)
+        self.settler = Settler(service.name, self.names, RetryPolicy(settings.retry_delays), middlewares,
+                               park=DeadLetterSealer(settings.keyring, settings.signing_key_id))
         target = _RelayTarget(broker, self.names.events_exchange)
         self.relay = OutboxRelay(self.engine, self.outbox, target)  # type: ignore[arg-type]
         self._broker = broker

@@ -13,7 +13,7 @@ from pydantic_settings import BaseSettings
 from services.registry import SERVICES
 
 ROOT = Path(__file__).resolve().parents[2]
-SETTINGS_MODULES = ("shared.settings", *(f"services.{name}.settings" for name in SERVICES))
+SETTINGS_MODULES = ("shared.settings", "shared.keys.config", *(f"services.{name}.settings" for name in SERVICES))
 SOURCE_DIRS = ("shared", "services", "schemas")
 TABLE_MARKER = "<!-- settings table:"
 NAME = re.compile(r"`((?:ERASURE_|AMQP_URL)[A-Z0-9_<>]*)`")

@@ -247,7 +247,9 @@ def _known_env_names() -> set[str]:
     for service in SERVICES:
         importlib.import_module(f"services.{service}.settings")
     importlib.import_module("shared.settings")
-    names = {"ERASURE_DATABASE_URL", "ERASURE_VAR_DIR", "ERASURE_LOG_FORMAT", "ERASURE_FAILPOINTS"}
+    importlib.import_module("shared.keys.config")
+    names = {"ERASURE_DATABASE_URL", "ERASURE_VAR_DIR", "ERASURE_LOG_FORMAT", "ERASURE_FAILPOINTS",
+             "ERASURE_KEYS_DATABASE_URL"}
     names |= {f"ERASURE_{s.upper()}_{suffix}" for s in SERVICES for suffix in ("DATABASE_URL", "HTTP_PORT")}
     pending = list(BaseSettings.__subclasses__())
     while pending:

@@ -255,3 +255,34 @@ def test_a_backup_restored_after_erasure_reveals_nothing_of_the_erased_and_repla
         assert again.replay
         found = _contact(running, gone.user_id)
         assert found["account"] is None and found["bookkeeping"] in (None, (None, None, None))
+
+
+def test_retention_purge_leaves_no_byte_of_the_purged_sales_in_the_sqlite_files(tmp_path: Path) -> None:
+    """Retained sales are kept in clear by law; the purge at the end of retention must reach the disk too."""
+    from datetime import date
+    from decimal import Decimal
+
+    from sqlalchemy import insert
+
+    from services.bookkeeping.models import MIGRATIONS, Sale, metadata
+    from services.bookkeeping.purge import run_purge
+    from shared.db import ensure_schema, make_engine
+
+    url = f"sqlite:///{tmp_path / 'bookkeeping.db'}"
+    engine = make_engine(url)
+    ensure_schema(engine, metadata, MIGRATIONS)
+    marker, kept = f"P-PURGED-{_letters(12)}", f"P-KEPT-{_letters(12)}"
+    common = {"user_id": "u-purged", "sale_date": date(2026, 3, 2), "fiscal_year_end": date(2026, 12, 31),
+              "currency": "SEK", "total_excl_vat": Decimal("100.00"), "vat_amount": Decimal("25.00"),
+              "total_incl_vat": Decimal("125.00"), "visma_invoice_id": None}
+    with engine.begin() as conn:
+        conn.execute(insert(Sale), [
+            {**common, "purchase_id": marker, "lines": [{"note": marker}], "retain_until": date(2033, 12, 31)},
+            {**common, "purchase_id": kept, "lines": [], "retain_until": date(2034, 12, 31)},
+        ])
+    engine.dispose()
+    files = lambda: list(file_blobs(files_under(tmp_path)))  # noqa: E731 - read again after the purge
+    assert byte_hits(files(), {"sale": [marker.encode()]}), "the retained sale is on disk before its purge"
+    assert run_purge(url, today=date(2034, 1, 1)) == 1
+    assert byte_hits(files(), {"sale": [marker.encode()]}) == []
+    assert byte_hits(files(), {"kept": [kept.encode()]}), "the sale still within retention stays readable"

@@ -49,6 +49,7 @@ def test_a_sealed_value_reads_back_until_its_key_is_destroyed(store: KeyStore) -
     assert unseal(CONTEXT, sealed) is None
     assert unseal(CONTEXT, other) == "Per Persson"
     assert store.destroy("user:u-1") == 0  # idempotent
+    assert store.destroyed_keys("user:u-1") == 1
     with store.engine.connect() as conn:
         wrapped = conn.execute(select(data_keys.c.wrapped).where(data_keys.c.subject == "user:u-1")).scalar_one()
     assert wrapped is None

@@ -57,6 +57,7 @@ def _broken_env(tmp_path: Path) -> dict[str, str]:
     """A broker port nothing listens on and a database URL no driver accepts."""
     return {"ERASURE_AMQP_URL": f"amqp://guest:guest@127.0.0.1:{free_port()}/%2F",
             "ERASURE_DATABASE_URL": "nosuchdb://nowhere/{service}", "ERASURE_VAR_DIR": str(tmp_path / "var"),
+            "ERASURE_KEYS_DATABASE_URL": "nosuchdb://nowhere/keys",
             "ERASURE_NAMESPACE": "clitest"}
 
 

@@ -162,7 +162,9 @@ def test_show_masks_email_and_phone_and_reveal_shows_them_with_an_audit_record(e
     consent_id, poison_id = ids
     email = example_consent_change("permanent-mail").email
     masked = _dlq(erasure_pipeline, tmp_path, "show", consent_id, "--service", "probe").stdout
-    assert email not in masked and "[email]" in masked
+    assert email not in masked and '"email": "[redacted]"' in masked
+    parked = erasure_pipeline.take(_queues(erasure_pipeline)[1], ack=False)
+    assert all(email.encode() not in bytes(m.body) for m in parked), "the parked dead letter holds it sealed only"
     assert "x-error-kind: permanent" in masked
     poison = json.loads(_dlq(erasure_pipeline, tmp_path, "show", poison_id, "--service", "probe", "--json").stdout)
     assert PHONE not in json.dumps(poison) and "[phone]" in poison[0]["body"]
