@@ -11,6 +11,7 @@ import click
 
 from services.cli.access import access
 from services.cli.console import console
+from services.cli.correction import correction
 from services.cli.demo import demo
 from services.cli.dlq import dlq
 from services.cli.errors import OperatorGroup, settings_problem
@@ -222,7 +223,7 @@ def schemas_generate(check: bool) -> None:
 
 
 for command in (publish, dlq, status, receipt, extend, hold, release, retry, retention, demo, intake, sweep, replay,
-                console, access):
+                console, access, correction):
     cli.add_command(command)
 
 
