@@ -61,7 +61,8 @@ def _progress_times(request: Any) -> list[datetime]:
     return times
 
 
-def _missing(request: Any) -> tuple[str, ...]:
+def missing_slices(request: Any) -> tuple[str, ...]:
+    """The slices an access or correction request still waits for."""
     return tuple(p.service for p in request.parts
                  if (getattr(p, "answered_at", None) or getattr(p, "reported_at", None)) is None)
 
@@ -103,7 +104,7 @@ def rights_listed(session: Session, now: datetime, stuck_after: timedelta, inter
         state = rights_state(request, now, stuck_after, internal_due)
         if state in states:
             listed.append(OverdueRequest(request.request_id, request.user_id, why[state], request.due_at,
-                                         request.opened_at, _missing(request), False, kind=kind))
+                                         request.opened_at, missing_slices(request), False, kind=kind))
     return listed
 
 
