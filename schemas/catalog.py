@@ -50,9 +50,10 @@ SUBSCRIPTIONS: dict[str, tuple[type[EventData], ...]] = {
 }
 
 # Producer name -> events it sends. "upstream" stands for the web shop and portal outside this repository;
-# account sends UserDeregistered itself for the intake mailbox and the inactivity sweep.
+# account sends UserDeregistered itself for the intake mailbox and the inactivity sweep, and AccessRequested for
+# access requests by mail; the ledger sends AccessRequested and PersonalDataCorrected for operators' requests.
 PUBLICATIONS: dict[str, tuple[type[EventData], ...]] = {
-    "account": (UserDeregistered, ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered,
+    "account": (UserDeregistered, ErasureSliceReported, ErasureSliceRetrying, AccessRequested, AccessSliceAnswered,
                 CorrectionSliceReported),
     "installer_sharing": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered, CorrectionSliceReported),
     "payment": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered, CorrectionSliceReported),
