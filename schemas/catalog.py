@@ -9,12 +9,14 @@ from schemas.envelope import CloudEvent
 from schemas.events import (
     AccessRequested,
     AccessSliceAnswered,
+    CorrectionSliceReported,
     ErasureCompleted,
     ErasureSliceReported,
     ErasureSliceRetrying,
     EventData,
     LegalHoldChanged,
     NewsletterConsentChanged,
+    PersonalDataCorrected,
     PurchaseCompleted,
     UserDeregistered,
 )
@@ -29,28 +31,35 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
     ErasureSliceRetrying,
     AccessRequested,
     AccessSliceAnswered,
+    PersonalDataCorrected,
+    CorrectionSliceReported,
 )
 EVENT_TYPES: dict[str, type[EventData]] = {model.event_type: model for model in EVENT_MODELS}
 
 # Service name -> events it consumes. The broker bindings of each service queue are derived from this.
 SUBSCRIPTIONS: dict[str, tuple[type[EventData], ...]] = {
-    "account": (UserDeregistered, ErasureCompleted, LegalHoldChanged, AccessRequested),
-    "installer_sharing": (PurchaseCompleted, UserDeregistered, LegalHoldChanged, AccessRequested),
-    "payment": (PurchaseCompleted, UserDeregistered, LegalHoldChanged, AccessRequested),
-    "bookkeeping": (PurchaseCompleted, UserDeregistered, LegalHoldChanged, AccessRequested),
-    "newsletter": (PurchaseCompleted, NewsletterConsentChanged, UserDeregistered, LegalHoldChanged, AccessRequested),
-    "ledger": (UserDeregistered, ErasureSliceReported, ErasureSliceRetrying, AccessRequested, AccessSliceAnswered),
+    "account": (UserDeregistered, ErasureCompleted, LegalHoldChanged, AccessRequested, PersonalDataCorrected),
+    "installer_sharing": (PurchaseCompleted, UserDeregistered, LegalHoldChanged, AccessRequested,
+                          PersonalDataCorrected),
+    "payment": (PurchaseCompleted, UserDeregistered, LegalHoldChanged, AccessRequested, PersonalDataCorrected),
+    "bookkeeping": (PurchaseCompleted, UserDeregistered, LegalHoldChanged, AccessRequested, PersonalDataCorrected),
+    "newsletter": (PurchaseCompleted, NewsletterConsentChanged, UserDeregistered, LegalHoldChanged, AccessRequested,
+                   PersonalDataCorrected),
+    "ledger": (UserDeregistered, ErasureSliceReported, ErasureSliceRetrying, AccessRequested, AccessSliceAnswered,
+               PersonalDataCorrected, CorrectionSliceReported),
 }
 
 # Producer name -> events it sends. "upstream" stands for the web shop and portal outside this repository;
-# account sends UserDeregistered itself for the intake mailbox and the inactivity sweep.
+# account sends UserDeregistered itself for the intake mailbox and the inactivity sweep, and AccessRequested for
+# access requests by mail; the ledger sends AccessRequested and PersonalDataCorrected for operators' requests.
 PUBLICATIONS: dict[str, tuple[type[EventData], ...]] = {
-    "account": (UserDeregistered, ErasureSliceReported, ErasureSliceRetrying, AccessRequested, AccessSliceAnswered),
-    "installer_sharing": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered),
-    "payment": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered),
-    "bookkeeping": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered),
-    "newsletter": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered),
-    "ledger": (ErasureCompleted, LegalHoldChanged, AccessRequested),
+    "account": (UserDeregistered, ErasureSliceReported, ErasureSliceRetrying, AccessRequested, AccessSliceAnswered,
+                CorrectionSliceReported),
+    "installer_sharing": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered, CorrectionSliceReported),
+    "payment": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered, CorrectionSliceReported),
+    "bookkeeping": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered, CorrectionSliceReported),
+    "newsletter": (ErasureSliceReported, ErasureSliceRetrying, AccessSliceAnswered, CorrectionSliceReported),
+    "ledger": (ErasureCompleted, LegalHoldChanged, AccessRequested, PersonalDataCorrected),
     "upstream": (UserDeregistered, PurchaseCompleted, NewsletterConsentChanged),
 }
 

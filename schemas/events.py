@@ -500,3 +500,69 @@ class AccessSliceAnswered(EventData):
                     "retention": "until consent is withdrawn", "legal_basis": "consent, GDPR Art. 6(1)(a)"}]],
     )
     answered_at: UtcDateTime = Field(description="When the slice answered.", examples=["2026-04-14T08:00:05Z"])
+
+
+class CorrectedFields(_Part):
+    """The corrected values of a user's personal data (GDPR Art. 16); only the fields that change are given."""
+
+    model_config = ConfigDict(json_schema_extra={"anyOf": [
+        {"required": [name], "properties": {name: {"type": kind}}}
+        for name, kind in (("name", "string"), ("email", "string"), ("phone", "string"), ("address", "object"))
+    ]})
+
+    name: Text | None = Field(default=None, description="The corrected full name.", examples=["Anna Lindqvist"])
+    email: Email | None = Field(default=None, description="The corrected e-mail address.",
+                                examples=["anna.lindqvist@kund.loggamera.se"])
+    phone: Phone | None = Field(default=None, description="The corrected phone number, E.164.",
+                                examples=["+46701740606"])
+    address: Address | None = Field(
+        default=None, description="The corrected postal address (all of it).",
+        examples=[{"street": "Storgatan 14", "postal_code": "114 55", "city": "Stockholm", "country": "SE"}],
+    )
+
+    @model_validator(mode="after")
+    def _something_corrected(self) -> Self:
+        if not self.names():
+            raise ValueError("a correction names at least one corrected field")
+        return self
+
+    def names(self) -> list[str]:
+        """The names of the corrected fields (no values: safe for logs and the ledger)."""
+        return [name for name in type(self).model_fields if getattr(self, name) is not None]
+
+
+class PersonalDataCorrected(EventData):
+    """A user's personal data was corrected: every slice updates what it holds and tells its recipients (Art. 19)."""
+
+    event_type: ClassVar[str] = "se.loggamera.personal_data.corrected.v1"
+
+    user_id: UserId = _user_id_field()
+    request_id: WireUUID = Field(description="Id of the correction request; every slice's report refers to it.",
+                                 examples=["5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a"])
+    corrected: CorrectedFields = Field(
+        description="The corrected values.", examples=[{"email": "anna.lindqvist@kund.loggamera.se"}])
+    requested_at: UtcDateTime = Field(
+        description="When the correction was asked for; the one-month deadline runs from here.",
+        examples=["2026-04-14T08:00:00Z"],
+    )
+
+
+class CorrectionSliceReported(EventData):
+    """One slice reports what it corrected and which recipients it told; `erased` for a user it has erased."""
+
+    event_type: ClassVar[str] = "se.loggamera.correction.slice_reported.v1"
+
+    request_id: WireUUID = Field(description="Id of the correction request.",
+                                 examples=["5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a"])
+    user_id: UserId = _user_id_field()
+    service: SliceService = Field(description="The service reporting its slice.", examples=["newsletter"])
+    outcome: Literal["corrected", "nothing_held", "erased"] = Field(
+        description="corrected: updated; nothing_held: it holds none of the fields; erased: the user was erased "
+                    "here and is not re-created.",
+        examples=["corrected"],
+    )
+    corrected: list[ShortText] = Field(default_factory=list, description="Names of the fields updated here.",
+                                       examples=[["email"]])
+    recipients_notified: list[Text] = Field(default_factory=list, description="Outside recipients told (Art. 19).",
+                                            examples=[["Mailchimp"]])
+    reported_at: UtcDateTime = Field(description="When the slice finished.", examples=["2026-04-14T08:00:07Z"])

@@ -19,12 +19,14 @@ from schemas.events import (
     SLICE_SERVICES,
     AccessRequested,
     AccessSliceAnswered,
+    CorrectionSliceReported,
     ErasureCompleted,
     ErasureSliceReported,
     ErasureSliceRetrying,
     EventData,
     LegalHoldChanged,
     NewsletterConsentChanged,
+    PersonalDataCorrected,
     PurchaseCompleted,
     PurchaseLine,
     UserDeregistered,
@@ -248,6 +250,24 @@ def example_access_answer(user_id: str = "u-1001", **overrides: Any) -> AccessSl
     return AccessSliceAnswered.model_validate({**fields, **overrides})
 
 
+_CORRECTION_ID = UUID("5d4c3b2a-1f0e-4d9c-8b7a-6f5e4d3c2b1a")
+
+
+def example_correction(user_id: str = "u-1001", **overrides: Any) -> PersonalDataCorrected:
+    """The example user corrects their e-mail address and phone number."""
+    fields = {"user_id": user_id, "request_id": str(_CORRECTION_ID), "requested_at": "2026-04-14T08:00:00Z",
+              "corrected": {"email": f"{user_id}.new@kund.loggamera.se", "phone": "+46701740606"}}
+    return PersonalDataCorrected.model_validate({**fields, **overrides})
+
+
+def example_correction_report(user_id: str = "u-1001", **overrides: Any) -> CorrectionSliceReported:
+    """The newsletter slice changed the member's address at Mailchimp."""
+    fields = {"request_id": str(_CORRECTION_ID), "user_id": user_id, "service": "newsletter",
+              "outcome": "corrected", "corrected": ["email"], "recipients_notified": ["Mailchimp"],
+              "reported_at": "2026-04-14T08:00:07Z"}
+    return CorrectionSliceReported.model_validate({**fields, **overrides})
+
+
 def example_for(model: type[EventData], user_id: str = "u-1001") -> EventData:
     """The example event of a given event model."""
     factories = {
@@ -260,5 +280,7 @@ def example_for(model: type[EventData], user_id: str = "u-1001") -> EventData:
         ErasureSliceRetrying: example_slice_retrying,
         AccessRequested: example_access_request,
         AccessSliceAnswered: example_access_answer,
+        PersonalDataCorrected: example_correction,
+        CorrectionSliceReported: example_correction_report,
     }
     return factories[model](user_id)

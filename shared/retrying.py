@@ -3,8 +3,10 @@
 When a slice's `UserDeregistered` fails and the settler has published it to a delay tier (or the dead-letter
 queue), this middleware writes an `ErasureSliceRetrying` to the slice's outbox in a transaction of its own:
 the slice, the outside system the error names, the masked error, the attempt and when the next try is due.
-The handler's own transaction was rolled back, so this is the only trace of the failure the ledger gets; a
-failure to write it is logged and never disturbs settling.
+The handler's own transaction was rolled back, so this is the only trace of the failure the ledger gets. The
+settle hooks run on the connection's thread, which must never wait for the database (heartbeats), so the write
+goes to a writer thread of its own; a failure to write it is logged and never disturbs settling (the next
+failure reports again).
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -63,6 +66,7 @@ class SliceRetryReports(Middleware):
         self.outbox = outbox
         self.settings = settings
         self.notify = notify
+        self._writer = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{service}-failure-reports")
 
     def after_retry(self, service: str, delivery: Delivery, outcome: Outcome, tier: int, delay: float) -> None:
         self._report(delivery, outcome.error, tier + 1, delay)

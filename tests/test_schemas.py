@@ -81,6 +81,8 @@ def test_catalogue_knows_every_event_by_type() -> None:
         "se.loggamera.erasure.slice_retrying.v1",
         "se.loggamera.access.requested.v1",
         "se.loggamera.access.slice_answered.v1",
+        "se.loggamera.personal_data.corrected.v1",
+        "se.loggamera.correction.slice_reported.v1",
     }
     assert all(EVENT_TYPES[model.event_type] is model for model in EVENT_MODELS)
 

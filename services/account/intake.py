@@ -1,4 +1,5 @@
-"""Erasure requests by e-mail, as the privacy policy offers: subject "Unregister account: <address>".
+"""Erasure requests by e-mail, as the privacy policy offers: subject "Unregister account: <address>"; and access
+requests (GDPR Art. 15) the same way: subject "Access request: <address>", confirmed alike, staging AccessRequested.
 
 A request is acted on only if the subject is exactly that, the address belongs to an account, and the
 sender (From) is that same address. A From header alone proves nothing: anyone can write any From. Two
@@ -24,7 +25,7 @@ from email.utils import getaddresses
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
-from schemas import UserDeregistered
+from schemas import AccessRequested, UserDeregistered
 from services.account.accounts import (
     AccountError,
     canonical_email,
@@ -32,7 +33,7 @@ from services.account.accounts import (
     hash_token,
     new_session_token,
 )
-from services.account.mails import CONFIRM_SUBJECT, confirmation_body, send
+from services.account.mails import ACCESS_CONFIRM_SUBJECT, CONFIRM_SUBJECT, confirmation_body, send
 from services.account.models import IntakeRequest, User
 from services.account.publishing import stage_event
 from services.account.settings import AccountSettings
@@ -42,13 +43,14 @@ from shared.settings import RuntimeSettings
 
 log = get_logger(__name__)
 
-SUBJECT = re.compile(r"^\s*unregister\s+account\s*:\s*<?\s*(?P<address>[^\s<>]+)\s*>?\s*$", re.IGNORECASE)
+SUBJECT = re.compile(r"^\s*(?:(?P<erasure>unregister\s+account)|(?P<access>access\s+request))\s*:\s*<?\s*"
+                     r"(?P<address>[^\s<>]+)\s*>?\s*$", re.IGNORECASE)
 TOKEN = re.compile(r"^[A-Za-z0-9_-]{20,100}$")
 COMMENT = re.compile(r"\([^()]*\)")
 
 REFUSALS = {
     "malformed": "the message cannot be read as an e-mail",
-    "not_a_request": 'the subject is not "Unregister account: <address>"',
+    "not_a_request": 'the subject is not "Unregister account: <address>" or "Access request: <address>"',
     "invalid_address": "the address in the subject is not a valid e-mail address",
     "sender_mismatch": "the sender (From) is not the address named in the subject",
     "dmarc_failed": "our mail server did not record dmarc=pass for the sender",
@@ -87,6 +89,8 @@ class Accepted:
     email: str
     token: str
     expires_at: datetime
+    kind: str = "erasure"
+    """erasure ("Unregister account: …") or access ("Access request: …")."""
 
 
 @dataclass(frozen=True)
@@ -125,12 +129,19 @@ def parse_message(raw: bytes) -> Message:
 
 
 def requested_address(message: Message) -> str:
-    """The canonical address named in "Unregister account: <address>"; IntakeRejected otherwise."""
+    """The canonical address named in "Unregister account: <address>" (or "Access request: <address>");
+    IntakeRejected otherwise."""
+    return requested(message)[1]
+
+
+def requested(message: Message) -> tuple[str, str]:
+    """What the subject asks for ("erasure" or "access") and the canonical address it names; IntakeRejected
+    otherwise."""
     match = SUBJECT.match(_only(message, "Subject"))
     if match is None:
         raise IntakeRejected("not_a_request")
     try:
-        return canonical_email(match.group("address"))
+        return ("access" if match.group("access") else "erasure"), canonical_email(match.group("address"))
     except AccountError:
         raise IntakeRejected("invalid_address") from None
 
@@ -175,7 +186,7 @@ def accept_request(session: Session, raw: bytes, settings: AccountSettings, *, n
     """
     now = _utc(now)
     message = parse_message(raw)
-    address = requested_address(message)
+    kind, address = requested(message)
     sender = sender_address(message)
     if settings.intake_require_dmarc and not dmarc_passed(
             message, settings.intake_authserv_id, sender.rpartition("@")[2]):
@@ -187,10 +198,10 @@ def accept_request(session: Session, raw: bytes, settings: AccountSettings, *, n
         raise IntakeRejected("unknown_account")
     token = new_session_token()
     request = IntakeRequest(request_id=str(uuid.uuid4()), user_id=user.user_id, token_sha256=hash_token(token),
-                            received_at=now, expires_at=now + settings.token_lifetime, confirmed_at=None)
+                            received_at=now, expires_at=now + settings.token_lifetime, confirmed_at=None, kind=kind)
     session.add(request)
     session.flush()
-    return Accepted(request.request_id, user.user_id, user.email, token, request.expires_at)
+    return Accepted(request.request_id, user.user_id, user.email, token, request.expires_at, kind)
 
 
 def receive_by_email(
@@ -208,9 +219,10 @@ def receive_by_email(
         log.info("e-mail erasure request refused", reason=exc.reason)
         raise
     body = confirmation_body(settings, token=accepted.token, request_id=accepted.request_id,
-                             expires_at=accepted.expires_at)
+                             expires_at=accepted.expires_at, kind=accepted.kind)
     try:
-        send(settings, accepted.email, CONFIRM_SUBJECT, body)
+        send(settings, accepted.email, ACCESS_CONFIRM_SUBJECT if accepted.kind == "access" else CONFIRM_SUBJECT,
+             body)
     except (TransientError, PermanentError) as exc:
         with sessions() as session, session.begin():
             session.execute(delete(IntakeRequest).where(IntakeRequest.request_id == accepted.request_id))
@@ -243,7 +255,8 @@ def pending_request(session: Session, token: str, *, now: datetime | None = None
 def confirm_request(
     session: Session, token: str, runtime: RuntimeSettings, *, now: datetime | None = None
 ) -> Confirmed:
-    """Spend the code and stage UserDeregistered (reason user_request) in the same transaction."""
+    """Spend the code and stage UserDeregistered (reason user_request), or AccessRequested for an access request,
+    in the same transaction."""
     now = _utc(now)
     request = pending_request(session, token, now=now)
     # The conditional update is what makes the code single-use when two confirmations race.
@@ -255,10 +268,15 @@ def confirm_request(
     )
     if spent.rowcount != 1:
         raise ConfirmRefused("token_used")
-    event = UserDeregistered(user_id=request.user_id, request_id=uuid.UUID(request.request_id),
-                             reason="user_request", requested_at=_utc(request.received_at))
+    event: UserDeregistered | AccessRequested
+    if request.kind == "access":
+        event = AccessRequested(user_id=request.user_id, request_id=uuid.UUID(request.request_id),
+                                requested_at=_utc(request.received_at))
+    else:
+        event = UserDeregistered(user_id=request.user_id, request_id=uuid.UUID(request.request_id),
+                                 reason="user_request", requested_at=_utc(request.received_at))
     staged = stage_event(session, event, runtime)
-    log.info("e-mail erasure request confirmed", request_id=request.request_id, user_id=request.user_id,
+    log.info("e-mail request confirmed", kind=request.kind, request_id=request.request_id, user_id=request.user_id,
              event_id=staged.event_id)
     return Confirmed(request.request_id, request.user_id, staged.event_id)
 

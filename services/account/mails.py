@@ -13,6 +13,7 @@ from services.vendors.smtp import send_mail
 NOTICE_CATEGORY = "e-mail address for the completion notice"
 NOTICE_BASIS = "GDPR Art. 12(3) — informing the data subject of the action taken"
 CONFIRM_SUBJECT = "Confirm: unregister your Loggamera account"
+ACCESS_CONFIRM_SUBJECT = "Confirm: a copy of your personal data at Loggamera"
 DONE_SUBJECT = "Your Loggamera account has been deleted"
 
 
@@ -26,17 +27,28 @@ def _when(at: datetime) -> str:
     return at.strftime("%Y-%m-%d %H:%M UTC")
 
 
-def confirmation_body(settings: AccountSettings, *, token: str, request_id: str, expires_at: datetime) -> str:
-    """The confirmation mail: the link (and the bare code), when it expires, and what happens if ignored."""
+# What each kind of intake request asks for, and what happens if the confirmation mail is ignored.
+ASKED = {
+    "erasure": ("to unregister the Loggamera account of this e-mail address and to delete\n"
+                "the personal data associated with it", "nothing will be deleted"),
+    "access": ("for a copy of the personal data Loggamera and the companies it shares it with\n"
+               "hold about the account of this e-mail address (GDPR Art. 15)", "nothing will be sent"),
+}
+
+
+def confirmation_body(settings: AccountSettings, *, token: str, request_id: str, expires_at: datetime,
+                      kind: str = "erasure") -> str:
+    """The confirmation mail: what was asked, the link (and the bare code), when it expires, and what happens if
+    ignored."""
     link = f"{settings.intake_confirm_url}?{urlencode({'token': token})}"
+    asked, ignored = ASKED[kind]
     return (
         "Hello,\n\n"
-        "We have received a request to unregister the Loggamera account of this e-mail address and to delete\n"
-        "the personal data associated with it.\n\n"
+        f"We have received a request {asked}.\n\n"
         f"To confirm, open this link and press \"Confirm\" (valid until {_when(expires_at)}):\n"
         f"{link}\n\n"
         f"Confirmation code: {token}\n\n"
-        "If you did not ask for this, ignore this e-mail: nothing will be deleted, and the link expires.\n\n"
+        f"If you did not ask for this, ignore this e-mail: {ignored}, and the link expires.\n\n"
         f"Request id: {request_id}\n\n"
         "Loggamera\n"
     )

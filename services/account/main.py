@@ -5,8 +5,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from schemas import AccessRequested
+from schemas import AccessRequested, PersonalDataCorrected
 from services.account.access import answer_access
+from services.account.correction import apply_correction
 from services.account.handlers import HANDLERS
 from services.account.models import metadata
 from services.account.notices import CleanupTimer
@@ -29,7 +30,7 @@ def build() -> Service:
     settings = AccountSettings()
     return Service(
         name="account",
-        handlers={**HANDLERS, AccessRequested: answer_access},
+        handlers={**HANDLERS, AccessRequested: answer_access, PersonalDataCorrected: apply_correction},
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         build_deps=lambda _engine: AccountDeps(settings),

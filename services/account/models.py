@@ -129,6 +129,8 @@ class IntakeRequest(Base):
     received_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
     confirmed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    # What was asked: "erasure" ("Unregister account: …") or "access" ("Access request: …", GDPR Art. 15).
+    kind: Mapped[str] = mapped_column(String(10), default="erasure", server_default="erasure")
 
 
 class CompletionNotice(Base):

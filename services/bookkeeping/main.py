@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from schemas import AccessRequested
+from schemas import AccessRequested, PersonalDataCorrected
 from services.bookkeeping.access import answer_access
+from services.bookkeeping.correction import correct_customer
 from services.bookkeeping.handlers import HANDLERS, SERVICE, Gateways
 from services.bookkeeping.models import MIGRATIONS, metadata
 from services.bookkeeping.settings import BookkeepingSettings, secret_or_none
@@ -40,7 +41,7 @@ def build() -> Service:
     settings = BookkeepingSettings()
     return Service(
         name=SERVICE,
-        handlers={**HANDLERS, AccessRequested: answer_access},
+        handlers={**HANDLERS, AccessRequested: answer_access, PersonalDataCorrected: correct_customer},
         metadata=metadata,
         migrations=MIGRATIONS,
         build_deps=lambda engine: _gateways(settings, engine),

@@ -17,9 +17,9 @@ from typing import Any
 
 import click
 
-from services.cli.legal import ledger_write
+from services.cli.legal import open_request, read_request
 
-OK, NO_EXPORT, REFUSED = 0, 1, 2
+OK, NO_EXPORT = 0, 1
 
 
 def _when(value: datetime | None) -> str | None:
@@ -42,25 +42,10 @@ def request_access(user_id: str) -> None:
     """
     from schemas import AccessRequested
     from services.ledger.access import new_request
-    from services.ledger.models import metadata
-    from services.ledger.settings import LedgerSettings
-    from shared.outbox import stage
-    from shared.settings import RuntimeSettings
 
     now = datetime.now(UTC)
     event = AccessRequested(user_id=user_id, request_id=uuid.uuid4(), requested_at=now)
-    runtime = RuntimeSettings()
-
-    def write(session: Any) -> str:
-        session.add(new_request(event, LedgerSettings(), now))
-        stage(session, metadata.tables["outbox"], event, source=runtime.source, keyring=runtime.keyring,
-              key_id=runtime.signing_key_id)
-        return str(event.request_id)
-
-    request_id = ledger_write(write)
-    if request_id is None:
-        click.echo("erasure: refused: the ledger has no database yet; start the pipeline first", err=True)
-        sys.exit(REFUSED)
+    request_id = open_request(new_request, event, now)
     click.echo(request_id)
 
 
@@ -84,13 +69,8 @@ def access_status(request_id: str, as_json: bool) -> None:
       erasure access status 8b0e7f2a-1c3d-4e5f-9a6b-7c8d9e0f1a2b
     """
     from services.ledger.access import access_status as read
-    from services.ledger.commands import ledger_session
 
-    with ledger_session(None) as session:
-        found = read(session, request_id) if session is not None else None
-    if found is None:
-        click.echo(f"erasure: no access request {request_id}", err=True)
-        sys.exit(REFUSED)
+    found = read_request(read, request_id, "access request")
     data = _status_dict(found)
     if as_json:
         click.echo(json.dumps(data, indent=2))
@@ -119,16 +99,13 @@ def export(request_id: str, fmt: str, out: Path | None) -> None:
     Example:
       erasure access export 8b0e7f2a-1c3d-4e5f-9a6b-7c8d9e0f1a2b --format html --out export.html
     """
-    from services.ledger.access import access_status as read
-    from services.ledger.access import export_of
-    from services.ledger.commands import ledger_session
+    from services.ledger.access import access_status, export_of
 
-    with ledger_session(None) as session:
-        found = read(session, request_id) if session is not None else None
-        text = export_of(session, request_id, fmt, datetime.now(UTC)) if found is not None else None
-    if found is None:
-        click.echo(f"erasure: no access request {request_id}", err=True)
-        sys.exit(REFUSED)
+    def read(session: Any, wanted: str) -> tuple[Any, str | None] | None:
+        found = access_status(session, wanted)
+        return (found, export_of(session, wanted, fmt, datetime.now(UTC))) if found is not None else None
+
+    found, text = read_request(read, request_id, "access request")
     if text is None:
         why = {"expired": "it expired", "user_erased": "it was erased with the user"}.get(
             found.export_erased_why or "", "not every slice has answered yet" if found.status == "open"

@@ -43,6 +43,41 @@ def ledger_write(action: Callable[[Any], Any]) -> Any:
             return action(session)
 
 
+def open_request(make_row: Callable[[Any, Any, datetime], Any], event: Any, now: datetime) -> str:
+    """Open a request in the ledger (`make_row(event, settings, now)`) and stage its signed event in the ledger's
+    outbox, in one transaction, so the running ledger relays it to every slice; the request id. Refused (exit 2)
+    while the ledger has no database."""
+    from services.ledger.models import metadata
+    from services.ledger.settings import LedgerSettings
+    from shared.outbox import stage
+    from shared.settings import RuntimeSettings
+
+    runtime = RuntimeSettings()
+
+    def write(session: Any) -> str:
+        session.add(make_row(event, LedgerSettings(), now))
+        stage(session, metadata.tables["outbox"], event, source=runtime.source, keyring=runtime.keyring,
+              key_id=runtime.signing_key_id)
+        return str(event.request_id)
+
+    request_id = ledger_write(write)
+    if request_id is None:
+        _refused("the ledger has no database yet; start the pipeline first")
+    return str(request_id)
+
+
+def read_request(read: Callable[[Any, str], Any], request_id: str, what: str) -> Any:
+    """`read(session, request_id)` on the ledger: what it returns, or refused (exit 2) when that is None (no such
+    request, or no ledger database yet)."""
+    from services.ledger.commands import ledger_session
+
+    with ledger_session(None) as session:
+        found = read(session, request_id) if session is not None else None
+    if found is None:
+        _refused(f"no {what} {request_id}")
+    return found
+
+
 def known_address(user_id: str, request_id: str) -> str | None:
     """The address the account service knows for this user or request, if any."""
     from sqlalchemy.orm import Session

@@ -11,6 +11,7 @@ import click
 
 from services.cli.access import access
 from services.cli.console import console
+from services.cli.correction import correction
 from services.cli.demo import demo
 from services.cli.dlq import dlq
 from services.cli.errors import OperatorGroup, settings_problem
@@ -264,7 +265,7 @@ def schemas_generate(check: bool) -> None:
 
 
 for command in (publish, dlq, status, receipt, extend, hold, release, retry, retention, demo, intake, sweep, replay,
-                console, keys, access):
+                console, keys, access, correction):
     cli.add_command(command)
 
 

@@ -256,17 +256,18 @@ async def request_list(request: Request) -> Response:
         return error_page(request, 400, "Cannot show that list", str(exc))
     now = _now()
 
-    def load() -> listing.Page:
+    def load() -> tuple[listing.Page, list[listing.RightsRow]]:
+        due_soon = timedelta(days=console.settings.due_soon_days)
         with console.ledger() as session:
-            return listing.page(session, filters, now=now, size=console.settings.page_size,
-                                stuck_after=console.stuck_after,
-                                due_soon=timedelta(days=console.settings.due_soon_days))
+            return (listing.page(session, filters, now=now, size=console.settings.page_size,
+                                 stuck_after=console.stuck_after, due_soon=due_soon),
+                    listing.open_rights(session, now=now, stuck_after=console.stuck_after, due_soon=due_soon))
 
     try:
-        found = await run_in_threadpool(load)
+        found, rights = await run_in_threadpool(load)
     except listing.BadFilter as exc:
         return error_page(request, 400, "Cannot show that list", str(exc))
-    return render(request, "requests.html", filters=filters, page=found, states=listing.STATES)
+    return render(request, "requests.html", filters=filters, page=found, states=listing.STATES, rights=rights)
 
 
 @page()

@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 
 from services.ledger.models import COMPLETE, OPEN, ErasureRequest, SliceReport
 from services.ledger.queries import RequestStatus, SliceFailure, held_users, request_status, requests_for_user
+from services.ledger.rights import missing_slices, open_rights_requests, rights_state
 
 STATES = ("open", "complete", "all")
 FLAGS = ("", "overdue", "due_soon", "stuck")
@@ -148,6 +149,26 @@ def page(session: Session, filters: Filters, *, now: datetime, size: int, stuck_
                         extended=bool(r.extension_months), failures=failures.get(r.request_id, ())))
     more = len(found) > size
     return Page(rows, encode_cursor(rows[-1].due_at, rows[-1].request_id) if more and rows else None)
+
+
+@dataclass(frozen=True)
+class RightsRow:
+    """One open access or correction request: its kind, state and the slices it still waits for."""
+
+    kind: str
+    request_id: str
+    state: str
+    opened_at: datetime
+    due_at: datetime
+    missing: tuple[str, ...]
+
+
+def open_rights(session: Session, *, now: datetime, stuck_after: timedelta, due_soon: timedelta) -> list[RightsRow]:
+    """The open access and correction requests in due order, each with its state (as `status --overdue` counts)."""
+    rows = [RightsRow(kind, r.request_id, rights_state(r, now, stuck_after, due_soon), r.opened_at, r.due_at,
+                      missing_slices(r))
+            for kind, r in open_rights_requests(session)]
+    return sorted(rows, key=lambda row: (row.due_at, row.request_id))
 
 
 def for_user(session: Session, user_id: str) -> list[RequestStatus]:

@@ -58,7 +58,7 @@ def forward_contact_to_installer(event: PurchaseCompleted, ctx: Context[Installe
                  installer_id=event.installer.id)
 
 
-def _purchases_by_installer(ctx: Context[Installers], user_id: str) -> dict[str, list[str]]:
+def purchases_by_installer(ctx: Context[Installers], user_id: str) -> dict[str, list[str]]:
     shares = ctx.session.scalars(select(Share).where(Share.user_id == user_id)).all()
     purchases: dict[str, set[str]] = defaultdict(set)
     for share in shares:
@@ -74,7 +74,7 @@ def _record_notice(ctx: Context[Installers], request_id: str, installer_id: str)
 def tell_installers_to_erase(event: UserDeregistered, ctx: Context[Installers]) -> None:
     """Send an Art. 19 notice to every installer that got the user's data, drop the share log, tombstone, report."""
     installers: Installers = ctx.deps
-    purchases = _purchases_by_installer(ctx, event.user_id)
+    purchases = purchases_by_installer(ctx, event.user_id)
     # Resolve every installer first: an unlisted one dead-letters before any notice goes out.
     clients = {installer_id: installers.client(installer_id) for installer_id in purchases}
     for installer_id, purchase_ids in purchases.items():

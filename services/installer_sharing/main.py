@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from schemas import AccessRequested
+from schemas import AccessRequested, PersonalDataCorrected
 from services.installer_sharing.access import answer_access
+from services.installer_sharing.correction import tell_installers_of_correction
 from services.installer_sharing.directory import Installers, parse_directory, sandbox_directory
 from services.installer_sharing.handlers import HANDLERS, SERVICE
 from services.installer_sharing.models import metadata
@@ -21,7 +22,7 @@ def build() -> Service:
         else sandbox_directory(settings.sandbox_url, allowed)
     return Service(
         name=SERVICE,
-        handlers={**HANDLERS, AccessRequested: answer_access},
+        handlers={**HANDLERS, AccessRequested: answer_access, PersonalDataCorrected: tell_installers_of_correction},
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         build_deps=lambda _engine: Installers(directory, attempts=settings.http_attempts,

@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from schemas import SLICE_SERVICES, AccessRequested, AccessSliceAnswered
 from services.ledger.models import COMPLETE, OPEN, AccessPart, AccessRequest
+from services.ledger.rights import known, locked_with_parts
 from services.ledger.settings import LedgerSettings
-from shared.errors import PermanentError, TransientError
 from shared.service import Context
 
 EXPIRED, USER_ERASED = "expired", "user_erased"
@@ -65,11 +65,7 @@ def sha256(data: bytes) -> str:
 def open_access_request(event: AccessRequested, ctx: Context[LedgerSettings]) -> None:
     """Open the request (once) with its deadline, expecting a part from each of the five slices."""
     request_id = str(event.request_id)
-    found = ctx.session.get(AccessRequest, request_id)
-    if found is not None:
-        if found.user_id != event.user_id:
-            raise PermanentError(f"access request {request_id} belongs to another user than event "
-                                 f"{ctx.event_id} names; check the producer of the event")
+    if known(ctx.session, AccessRequest, request_id, event.user_id, ctx.event_id):
         return
     ctx.session.add(new_request(event, ctx.deps, datetime.now(UTC)))
     ctx.log.info("access request opened", request_id=request_id)
@@ -87,13 +83,7 @@ def new_request(event: AccessRequested, settings: LedgerSettings, now: datetime)
 def record_access_answer(event: AccessSliceAnswered, ctx: Context[LedgerSettings]) -> None:
     """Keep a slice's part (first answer wins); assemble the export once every slice has answered."""
     session, now, request_id = ctx.session, datetime.now(UTC), str(event.request_id)
-    request = session.scalars(select(AccessRequest).where(AccessRequest.request_id == request_id)
-                              .options(selectinload(AccessRequest.parts)).with_for_update()
-                              .execution_options(populate_existing=True)).first()
-    if request is None:
-        raise TransientError(f"access request {request_id} is not open in the ledger yet")
-    if request.user_id != event.user_id:
-        raise PermanentError(f"access request {request_id} belongs to another user than event {ctx.event_id} names")
+    request = locked_with_parts(session, AccessRequest, request_id, event.user_id, ctx.event_id)
     part = next(p for p in request.parts if p.service == event.service)
     if part.answered_at is not None or request.status != OPEN:
         ctx.log.info("repeated access answer ignored", request_id=request_id, service=event.service)

@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from services.ledger import queries, report
 from services.ledger.models import ErasureRequest
+from services.ledger.rights import rights_listed
 from services.ledger.settings import LedgerSettings
 from shared.db import make_engine
 from shared.settings import database_url_for
@@ -77,9 +78,12 @@ def status_command(
             if session is None:
                 items = []
             elif overdue:
-                items = queries.overdue(session, now, settings.stuck_after)
+                items = [*queries.overdue(session, now, settings.stuck_after), *rights_listed(
+                    session, now, settings.stuck_after, None, frozenset({queries.OVERDUE, queries.STUCK}))]
             else:
-                items = queries.due_soon(session, now, settings.internal_due, settings.stuck_after)
+                items = [*queries.due_soon(session, now, settings.internal_due, settings.stuck_after), *rights_listed(
+                    session, now, settings.stuck_after, settings.internal_due,
+                    frozenset({queries.OVERDUE, queries.STUCK, queries.DUE_SOON}))]
             none = report.NONE_OVERDUE if overdue else report.NONE_DUE_SOON
             # Any listed request is something to alert on (cron, monitoring): exit 1. A held request is shown
             # as held: waiting on purpose, it alerts no one.

@@ -23,14 +23,17 @@ from schemas import (
     SLICE_SERVICES,
     AccessRequested,
     AccessSliceAnswered,
+    CorrectionSliceReported,
     ErasureCompleted,
     ErasureSliceReported,
     ErasureSliceRetrying,
+    PersonalDataCorrected,
     RetainedCategory,
     UserDeregistered,
 )
 from services.ledger import batch
 from services.ledger.access import erase_user_exports, open_access_request, record_access_answer
+from services.ledger.correction import open_correction, record_correction_report
 from services.ledger.failures import record_slice_failure
 from services.ledger.models import (
     BY_DEREGISTRATION,
@@ -272,4 +275,6 @@ HANDLERS: Handlers[LedgerSettings] = {
     ErasureSliceRetrying: record_slice_failure,
     AccessRequested: open_access_request,
     AccessSliceAnswered: record_access_answer,
+    PersonalDataCorrected: open_correction,
+    CorrectionSliceReported: record_correction_report,
 }

@@ -213,3 +213,44 @@ class AccessPart(Base):
     sha256: Mapped[str | None] = mapped_column(String(64))
 
     request: Mapped[AccessRequest] = relationship(back_populates="parts")
+
+
+class CorrectionRequest(Base):
+    """One correction request (GDPR Art. 16, 19): open until every slice has reported. Only the names of the
+    corrected fields are kept here, never their values."""
+
+    __tablename__ = "correction_requests"
+    __table_args__ = (
+        CheckConstraint("status IN ('open', 'complete')", name="ck_correction_requests_status"),
+        Index("ix_correction_requests_status_due_at", "status", "due_at"),
+    )
+
+    request_id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    user_id: Mapped[str] = mapped_column(String(64), index=True)
+    fields: Mapped[list[str]] = mapped_column(JSON)
+    requested_at: Mapped[datetime] = mapped_column(UtcTimestamp)
+    opened_at: Mapped[datetime] = mapped_column(UtcTimestamp)
+    due_at: Mapped[datetime] = mapped_column(UtcTimestamp)
+    status: Mapped[str] = mapped_column(String(10), default=OPEN)
+    completed_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
+    receipt_hash: Mapped[str | None] = mapped_column(String(64))
+
+    parts: Mapped[list[CorrectionPart]] = relationship(
+        back_populates="request", order_by="CorrectionPart.position", cascade="all, delete-orphan")
+
+
+class CorrectionPart(Base):
+    """What one slice reported for a correction: outcome, fields updated, recipients told."""
+
+    __tablename__ = "correction_parts"
+
+    request_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("correction_requests.request_id", ondelete="CASCADE"), primary_key=True)
+    service: Mapped[str] = mapped_column(String(40), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer)
+    outcome: Mapped[str | None] = mapped_column(String(20))
+    corrected: Mapped[list[str] | None] = mapped_column(JSON)
+    recipients: Mapped[list[str] | None] = mapped_column(JSON)
+    reported_at: Mapped[datetime | None] = mapped_column(UtcTimestamp)
+
+    request: Mapped[CorrectionRequest] = relationship(back_populates="parts")

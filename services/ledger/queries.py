@@ -109,6 +109,8 @@ class OverdueRequest:
     awaiting_deregistration: bool
     failures: tuple[tuple[str, SliceFailure], ...] = ()
     """The last failure of each missing slice that has failed, by slice."""
+    kind: str = "erasure"
+    """erasure, access or correction."""
 
 
 @dataclass(frozen=True)

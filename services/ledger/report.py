@@ -131,16 +131,16 @@ def overdue_text(items: Sequence[OverdueRequest], none: str = NONE_OVERDUE) -> s
     """Overdue, stuck or due-soon requests with the slices each still waits for; `none` when there are none."""
     if not items:
         return none
-    rows = [[o.request_id, o.user_id, o.why, _when(o.due_at),
+    rows = [[o.request_id, o.kind, o.user_id, o.why, _when(o.due_at),
              [*_waiting_for(o), *(["(deregistration event)"] if o.awaiting_deregistration else [])]]
             for o in items]
-    return table(["request", "user", "why", "due at", "waiting for"], rows)
+    return table(["request", "kind", "user", "why", "due at", "waiting for"], rows)
 
 
 def overdue_dict(items: Sequence[OverdueRequest]) -> list[dict[str, Any]]:
     """Overdue and stuck requests as JSON-ready data."""
     return [
-        {"request_id": o.request_id, "user_id": o.user_id, "why": o.why, "due_at": _iso(o.due_at),
+        {"request_id": o.request_id, "kind": o.kind, "user_id": o.user_id, "why": o.why, "due_at": _iso(o.due_at),
          "opened_at": _iso(o.opened_at), "missing": list(o.missing),
          "awaiting_deregistration": o.awaiting_deregistration,
          "failures": {name: _failure_dict(failure) for name, failure in o.failures}}

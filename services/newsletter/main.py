@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from schemas import AccessRequested
+from schemas import AccessRequested, PersonalDataCorrected
 from services.newsletter.access import answer_access
 from services.newsletter.audiences import Audiences
+from services.newsletter.correction import change_subscriber_address
 from services.newsletter.handlers import HANDLERS, SERVICE
 from services.newsletter.models import metadata
 from services.newsletter.settings import NewsletterSettings
@@ -18,7 +19,7 @@ def build() -> Service:
     settings = NewsletterSettings()
     return Service(
         name=SERVICE,
-        handlers={**HANDLERS, AccessRequested: answer_access},
+        handlers={**HANDLERS, AccessRequested: answer_access, PersonalDataCorrected: change_subscriber_address},
         metadata=metadata,
         migrations=Path(__file__).parent / "migrations",
         build_deps=lambda _engine: Audiences(

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from schemas import AccessRequested
+from schemas import AccessRequested, PersonalDataCorrected
 from services.payment.access import answer_access
+from services.payment.correction import report_correction
 from services.payment.handlers import HANDLERS, SERVICE, Gateways
 from services.payment.models import MIGRATIONS, metadata
 from services.payment.settings import PaymentSettings
@@ -26,7 +27,7 @@ def build() -> Service:
     settings = PaymentSettings()
     return Service(
         name=SERVICE,
-        handlers={**HANDLERS, AccessRequested: answer_access},
+        handlers={**HANDLERS, AccessRequested: answer_access, PersonalDataCorrected: report_correction},
         metadata=metadata,
         migrations=MIGRATIONS,
         build_deps=lambda _engine: _gateways(settings),

@@ -15,6 +15,7 @@ if TYPE_CHECKING:
 
 NOTICE_FIELDS = frozenset({"type", "user_ref", "purchase_ids"})
 NOTICE_TYPE = "gdpr-art-19-erasure"
+CONTACT_FIELDS = frozenset({"name", "address", "phone", "email"})
 
 
 @dataclass
@@ -93,7 +94,24 @@ def _receive_notice(sb: SandboxState, installer_id: str, key: str, body: Any) ->
     return Reply(202, {"id": record_id, "status": "accepted"})
 
 
-RECEIVERS = {"contacts": _receive_contact, "erasure-notices": _receive_notice}
+def _receive_correction(sb: SandboxState, installer_id: str, key: str, body: Any) -> Reply:
+    """An Art. 19 correction: the installer replaces the corrected contact fields of these purchases."""
+    valid = (isinstance(body, dict) and set(body) == {"purchase_ids", "contact"}
+             and isinstance(body["purchase_ids"], list) and all(isinstance(p, str) for p in body["purchase_ids"])
+             and isinstance(body["contact"], dict) and set(body["contact"]) <= CONTACT_FIELDS)
+    if not valid:
+        return error(400, "invalid_body", "a correction carries purchase_ids and the corrected contact fields")
+    purchases = set(body["purchase_ids"])
+    for record in sb.installers.contacts:
+        if record["installer_id"] == installer_id and record["purchase_id"] in purchases:
+            record["contact"] = {**record["contact"], **body["contact"]}
+    sb.effect("installers", "contact_corrected", installer_id=installer_id, purchase_ids=sorted(purchases),
+              fields=sorted(body["contact"]), idempotency_key=key)
+    return Reply(202, {"status": "accepted"})
+
+
+RECEIVERS = {"contacts": _receive_contact, "erasure-notices": _receive_notice,
+             "contact-corrections": _receive_correction}
 
 
 def _refusal(sb: SandboxState, req: Request, installer_id: str, resource: str) -> Reply | None:

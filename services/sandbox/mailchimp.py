@@ -86,14 +86,21 @@ def get_member(sb: SandboxState, req: Request, list_id: str, member_hash: str) -
     return Reply(200, member)
 
 
+def _json(req: Request) -> Any:
+    """The request's JSON body, or the error Mailchimp answers to one it cannot parse."""
+    try:
+        return req.json()
+    except ValueError:
+        return error(400, "JSON Parse Exception", "We encountered an unspecified JSON parsing error.")
+
+
 def _member_body(sb: SandboxState, req: Request, list_id: str, member_hash: str) -> dict[str, Any] | Reply:
     """The PUT body if Mailchimp would accept it, else the error it would answer."""
     if list_id != sb.config.mailchimp_list_id:
         return _not_found()
-    try:
-        body = req.json()
-    except ValueError:
-        return error(400, "JSON Parse Exception", "We encountered an unspecified JSON parsing error.")
+    body = _json(req)
+    if isinstance(body, Reply):
+        return body
     email = body.get("email_address") if isinstance(body, dict) else None
     if not isinstance(body, dict) or not isinstance(email, str) or "@" not in email:
         return _invalid("The resource submitted could not be validated: email_address is required.")
@@ -131,6 +138,34 @@ def put_member(sb: SandboxState, req: Request, list_id: str, member_hash: str) -
     return Reply(200, member)
 
 
+def patch_member(sb: SandboxState, req: Request, list_id: str, member_hash: str) -> Reply:
+    """Update a member; a new email_address moves it to the new address's subscriber hash, as Mailchimp does."""
+    state = sb.mailchimp
+    member = state.members.get(member_hash)
+    if list_id != sb.config.mailchimp_list_id or member is None:
+        return _not_found()
+    body = _json(req)
+    if isinstance(body, Reply):
+        return body
+    email = body.get("email_address") if isinstance(body, dict) else None
+    if not isinstance(body, dict) or (email is not None and (not isinstance(email, str) or "@" not in email)):
+        return _invalid("The resource submitted could not be validated: email_address must be an address.")
+    if email is None or _hash(email) == member_hash:
+        return Reply(200, member)
+    if mail_address_problem(email) is not None:
+        return _invalid(f"{email} looks fake or invalid, please enter a real email address.")
+    new_hash = _hash(email)
+    if new_hash in state.forgotten:
+        return error(400, "Forgotten Email Not Subscribed",
+                     f"{email} was permanently deleted and cannot be re-imported.")
+    if new_hash in state.members:
+        return error(400, "Member Exists", f"{email} is already a list member.")
+    moved = {**state.members.pop(member_hash), "id": new_hash, "email_address": email.strip()}
+    state.members[new_hash] = moved
+    sb.effect("mailchimp", "member_address_changed", subscriber_hash=member_hash, new_subscriber_hash=new_hash)
+    return Reply(200, moved)
+
+
 def delete_permanent(sb: SandboxState, req: Request, list_id: str, member_hash: str) -> Reply:
     state = sb.mailchimp
     if list_id != sb.config.mailchimp_list_id or state.members.pop(member_hash, None) is None:
@@ -145,6 +180,7 @@ ROUTES = [
     route("GET", r"/3\.0/lists/(?P<list_id>[^/]+)", get_list),
     route("GET", MEMBER, get_member),
     route("PUT", MEMBER, put_member),
+    route("PATCH", MEMBER, patch_member),
     route("POST", MEMBER + r"/actions/delete-permanent", delete_permanent),
 ]
 

@@ -48,6 +48,10 @@ class InstallerClient(VendorClient):
 
         return self._retry(get)
 
+    def send_correction(self, purchase_ids: list[str], contact: dict[str, Any], *, idempotency_key: str) -> None:
+        """Tell the installer the corrected contact fields for these purchases (Art. 19); repeats are no-ops."""
+        self._post("contact-corrections", {"purchase_ids": list(purchase_ids), "contact": contact}, idempotency_key)
+
     def send_erasure_notice(self, user_ref: str, purchase_ids: list[str], *, idempotency_key: str) -> None:
         """Ask the installer to erase what it received for these purchases (references only, no personal data)."""
         body = {"type": ERASURE_NOTICE, "user_ref": user_ref, "purchase_ids": list(purchase_ids)}

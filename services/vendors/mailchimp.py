@@ -1,4 +1,5 @@
-"""Mailchimp Marketing API v3: subscribe a consenting address, read a member back, permanently erase a member."""
+"""Mailchimp Marketing API v3: subscribe a consenting address, read a member back, correct its address,
+permanently erase a member."""
 
 from __future__ import annotations
 
@@ -105,6 +106,24 @@ class MailchimpClient(VendorClient):
             return body if isinstance(body, dict) else None
 
         return self._retry(get)
+
+    def change_member_address(self, email: str, new_email: str) -> bool:
+        """Move the member to a corrected address (its subscriber hash changes); False if there was no member.
+
+        VendorRuleError (permanent) before any call for an address Mailchimp refuses as fake or invalid."""
+        problem = mail_address_problem(new_email)
+        if problem is not None:
+            raise VendorRuleError(f"refused before sending: mailchimp would reject the address: {problem}")
+
+        def patch() -> bool:
+            resp = self._http.patch(self._member_path(email), json={"email_address": new_email.strip()})
+            if resp.status_code == 404:
+                self._check_list_exists()
+                return False
+            classify_response(resp, vendor=self.vendor)
+            return True
+
+        return self._retry(patch)
 
     def delete_member_permanently(self, email: str) -> bool:
         """Erase the member and its history; True if erased now, False if it was already gone."""

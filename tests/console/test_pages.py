@@ -197,3 +197,24 @@ def test_a_failing_slice_is_named_with_its_system_and_next_retry(serve, ledger_u
     page = client.get(f"/requests/{request_id}").text
     assert "mailchimp DELETE answered 503" in page
     assert f"erasure retry {request_id} --slice {service}" in page
+
+
+def test_open_access_and_correction_requests_are_listed_with_their_state(serve, ledger_url, db_backend) -> None:
+    from schemas.examples import example_access_request, example_correction
+    from services.ledger import access, correction
+    from services.ledger.settings import LedgerSettings
+
+    engine = _migrated(ledger_url)
+    now = datetime.now(UTC)
+    late = example_access_request("u-late", request_id=str(uuid.uuid4()), requested_at=now - timedelta(days=40))
+    fresh = example_correction("u-fresh", request_id=str(uuid.uuid4()), requested_at=now)
+    with session_factory(engine).begin() as session:
+        session.add(access.new_request(late, LedgerSettings(), now))
+        session.add(correction.new_request(fresh, LedgerSettings(), now))
+    client = serve(ledger_url, page_size=50).login("vera")
+    listing = client.get("/requests?state=open").text
+    late_row = re.search(rf'<tr class="overdue">\s*<td><code>{late.request_id}</code></td>\s*<td>access</td>', listing)
+    assert late_row is not None, "an access request past its deadline is flagged overdue"
+    assert re.search(rf"<code>{fresh.request_id}</code></td>\s*<td>correction</td>\s*<td><span class=\"flag open\">",
+                     listing)
+    assert "account, installer_sharing, payment, bookkeeping, newsletter" in listing

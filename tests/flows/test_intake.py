@@ -281,3 +281,33 @@ def test_notice_past_its_keep_until_is_deleted_unsent_and_replays_send_nothing(
         assert conn.execute(select(CompletionNotice.request_id)).scalars().all() == [replayed]
     cleaned = run_cli(erasure_pipeline, "intake", "cleanup", "--json", ERASURE_ACCOUNT_DATABASE_URL=url_of(running))
     assert cleaned.exit_code == 0 and '"notices": 0' in cleaned.stdout
+
+
+def test_emailed_access_request_is_confirmed_like_an_erasure_and_answered_with_an_export(
+    erasure_pipeline: Pipeline, db_backend: str, sandbox: Sandbox
+) -> None:
+    from services.account.mails import ACCESS_CONFIRM_SUBJECT
+    from services.ledger.access import access_status
+
+    running = start_all(erasure_pipeline)
+    purchase = example_purchase("u-access-mail")
+    buy(erasure_pipeline, sandbox, running, purchase)
+    email = purchase.customer.email
+    accepted = _mail_in(running["account"], raw_mail(f"Anna <{email}>", f"Access request: <{email}>"))
+    assert accepted.status_code == 202, accepted.text
+    request_id = accepted.json()["request_id"]
+    [mail] = wait_until(lambda: mails_to(sandbox, email, ACCESS_CONFIRM_SUBJECT), what="the confirmation mail")
+    assert "a copy of the personal data" in mail["body"] and "nothing will be sent" in mail["body"]
+    assert count_rows(running["account"].engine, "outbox") == 0, "nothing is asked of the slices before confirming"
+    assert _confirm(running["account"], code_in(mail)).json() == {"status": "confirmed", "request_id": request_id}
+
+    def assembled():
+        with Session(running["ledger"].engine) as session:
+            found = access_status(session, request_id)
+            return found if found is not None and found.export_available else None
+
+    status = wait_until(assembled, timeout=60, what="the access export")
+    assert status.user_id == "u-access-mail" and len(status.answered) == 5
+    assert deregistrations(erasure_pipeline) == [], "an access request erases nothing"
+    with Session(running["account"].engine) as session:
+        assert session.get(IntakeRequest, request_id).kind == "access"

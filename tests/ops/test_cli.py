@@ -19,6 +19,7 @@ ARGUMENTS: dict[str, list[str]] = {
     "replay": ["--since", "2026-01-01"],
     "schemas generate": ["--check"],  # without --check it writes files
     "status": ["--overdue"],
+    "correction request": ["--user", "u-1001", "--email", "anna.lindqvist@kund.loggamera.se"],
     "dlq replay": ["--all"],
     "dlq purge": ["--all", "--yes"],
 }

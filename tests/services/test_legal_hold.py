@@ -69,3 +69,16 @@ def test_a_release_that_overtakes_its_hold_is_not_undone(erasure_memory: MemoryP
     [sent] = erasure_memory.publish(example_deregistration("u-late", requested_at=now))
     running.wait_handled(sent.event_id)
     assert _reports(erasure_memory, "u-late") == []
+
+
+def test_access_still_works_for_a_held_user(erasure_memory: MemoryPipeline, db_backend: str) -> None:
+    from schemas import AccessSliceAnswered
+    from schemas.examples import example_access_request
+
+    running = erasure_memory.start(build())
+    _register(running, "u-held-access")
+    erasure_memory.publish(example_hold_change("u-held-access", hold_id=1, held=True, changed_at=datetime.now(UTC)))
+    erasure_memory.publish(example_access_request("u-held-access", requested_at=datetime.now(UTC)))
+    [answer] = erasure_memory.wait_events(AccessSliceAnswered, where=lambda a: a.user_id == "u-held-access")
+    [account] = [item for item in answer.items if item.category == "account and contact details"]
+    assert account.data["email"] == "anna.lindqvist@kund.loggamera.se"
