@@ -1,7 +1,7 @@
 """intake requests know what they ask for: erasure or access
 
 Revision ID: c81d2e4f6a07
-Revises: 33b6831414c9
+Revises: c7ea2f54a176
 Create Date: 2026-12-07 15:10:00.000000
 """
 from collections.abc import Sequence
@@ -11,7 +11,7 @@ from alembic import op
 
 
 revision: str = 'c81d2e4f6a07'
-down_revision: str | None = '33b6831414c9'
+down_revision: str | None = 'c7ea2f54a176'
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
