@@ -31,7 +31,8 @@ from shared.broker import kombu_connection
 from shared.broker import producer as make_producer
 from shared.db import ensure_schema, make_engine, session_factory, wipe_sqlite_journal
 from shared.keys import key_store
-from shared.keys.wire import DeadLetterSealer
+from shared.keys.sealing import declares_sealed_columns
+from shared.keys.wire import SEALABLE, DeadLetterSealer
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay
 from shared.retrying import slice_retry_reports
@@ -67,6 +68,13 @@ def default_middlewares(service: Service[Any], engine: Engine | None = None) -> 
     if SHREDDING_TYPES & set(service.event_types):
         chosen.append(JournalWipe(lambda: key_store().wipe_journal(), SHREDDING_TYPES))
     return chosen
+
+
+def needs_key_store(service: Service[Any]) -> bool:
+    """Whether a service reads or writes anything sealed: its own sealed columns, events whose contact field may
+    arrive sealed, or the destruction of data keys. Others never open the key store."""
+    return declares_sealed_columns(service.name) or bool(
+        (SEALABLE.keys() | SHREDDING_TYPES) & set(service.event_types))
 
 
 def full_topology(settings: RuntimeSettings, extra: Service[Any] | None = None) -> Topology:
@@ -130,7 +138,8 @@ class ServiceRunner:
                 signal.signal(sig, lambda *_: self.stop())
         structlog.contextvars.bind_contextvars(service=self.service.name)
         # Missing or wrong key-encryption keys stop the service here, before it could read or write anything.
-        key_store().check()
+        if needs_key_store(self.service):
+            key_store().check()
         self._wait_for_database()
         self.pipeline.deps = self.service.build_deps(self.engine)
         web = self._start_web()

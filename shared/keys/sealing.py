@@ -105,6 +105,11 @@ def unseal_found(table: str, column: str, text: str) -> str | None:
     return None
 
 
+def declares_sealed_columns(service: str) -> bool:
+    """Whether `service` declared sealed columns (its models are imported by the time it runs)."""
+    return service in _services
+
+
 def is_sealed(value: object) -> bool:
     """Whether a stored value is a sealed text."""
     return isinstance(value, str) and value.startswith(PREFIX)

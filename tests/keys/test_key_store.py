@@ -113,3 +113,16 @@ def test_the_blind_index_finds_an_address_however_it_is_written(store: KeyStore)
     assert store.blind_index("anna.berg@example.se") != store.blind_index("anna.berg@example.com")
     other = KeyStore(store.engine, new_material())
     assert other.blind_index("anna.berg@example.se") != store.blind_index("anna.berg@example.se")
+
+
+def test_only_services_that_touch_sealed_data_open_the_key_store() -> None:
+    from schemas import UserDeregistered
+    from services.registry import SERVICES, load
+    from shared.consumer import needs_key_store
+    from shared.db import runtime_metadata
+    from shared.service import Service
+
+    assert all(needs_key_store(load(name)) for name in SERVICES), "every slice and the ledger check their keys"
+    plain = Service(name="no-personal-data", handlers={UserDeregistered: lambda event, ctx: None},
+                    metadata=runtime_metadata(), build_deps=lambda _engine: None, database_only=True)
+    assert not needs_key_store(plain), "a service with no sealed column and no sealed event needs no keys"
