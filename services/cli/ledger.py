@@ -107,8 +107,7 @@ def retry(request_id: str, slice_name: str | None) -> None:
     """
     from services.ledger.commands import ledger_session
     from services.ledger.legal import Refused
-    from services.ledger.retry import plan_retry, publish_retry
-    from shared.broker import producer as make_producer
+    from services.ledger.retry import plan_retry, send_retry
     from shared.errors import PublishError
     from shared.settings import RuntimeSettings
 
@@ -123,8 +122,7 @@ def retry(request_id: str, slice_name: str | None) -> None:
             sys.exit(2)
     runtime = RuntimeSettings()
     try:
-        with make_producer(runtime, exchange="", name="erasure-retry") as producer:
-            sent = publish_retry(event, slices, runtime, producer)
+        sent = send_retry(event, slices, runtime)
     except PublishError as exc:
         click.echo(f"erasure: retry not sent: {exc}; run the same command again (a second run is harmless)",
                    err=True)

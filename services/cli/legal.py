@@ -1,8 +1,8 @@
 """`erasure extend`, `erasure hold` and `erasure release`: operators' decisions on legal time, and the extension mail.
 
 The decision is written to the ledger first (services/ledger/legal.py); then, for an extension, the data subject
-is told by mail when the account service knows an address (the user's account, or the address kept for the
-completion notice), and the ledger records whether the mail went, that no address was known, or that it failed.
+is told by mail when the account service knows an address, and the ledger records what became of the mail
+(services/ledger/notice.py).
 Exit codes: 0 done, 1 done but the mail failed, 2 refused (the message says why) or nothing found.
 """
 
@@ -11,25 +11,11 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, NoReturn
 
 import click
 
 OK, MAIL_FAILED_EXIT, REFUSED = 0, 1, 2
-EXTENSION_SUBJECT = "Your Loggamera erasure request: more time needed"
-
-
-def extension_body(request_id: str, due_at: datetime, months: int, reason: str) -> str:
-    """The mail telling the data subject of an extension, its reason and the new deadline (Art. 12(3))."""
-    return (
-        "Hello,\n\n"
-        f"We need {months} more month(s) to complete the deletion of your personal data, as the General Data\n"
-        "Protection Regulation (Art. 12(3)) allows for complex or numerous requests.\n\n"
-        f"Reason: {reason}\n\n"
-        f"Your request will be completed by {due_at:%Y-%m-%d %H:%M} UTC at the latest.\n\n"
-        f"Request id: {request_id}\n\n"
-        "Loggamera\n"
-    )
 
 
 def ledger_write(action: Callable[[Any], Any]) -> Any:
@@ -78,51 +64,7 @@ def read_request(read: Callable[[Any, str], Any], request_id: str, what: str) ->
     return found
 
 
-def known_address(user_id: str, request_id: str) -> str | None:
-    """The address the account service knows for this user or request, if any."""
-    from sqlalchemy.orm import Session
-
-    from services.account.models import CompletionNotice, User
-    from shared.db import make_engine
-    from shared.settings import database_url_for
-
-    engine = make_engine(database_url_for("account"))
-    try:
-        with Session(engine) as session:
-            user = session.get(User, user_id)
-            if user is not None:
-                return user.email
-            notice = session.get(CompletionNotice, request_id)
-            return notice.email if notice is not None else None
-    finally:
-        engine.dispose()
-
-
-def _notify(done: Any) -> tuple[str, str]:
-    """Mail the data subject of an extension; the outcome to record and a line for the operator."""
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from services.account.mails import send
-    from services.account.settings import AccountSettings
-    from services.ledger.legal import MAIL_FAILED, MAILED, NO_ADDRESS
-    from shared.errors import PermanentError, TransientError
-
-    try:
-        address = known_address(done.user_id, done.request_id)
-    except SQLAlchemyError as exc:
-        return MAIL_FAILED, (f"the account database did not answer ({type(exc).__name__}), so the data subject was "
-                             "not mailed; tell them another way")
-    if address is None:
-        return NO_ADDRESS, "no address known to the account service: the data subject was not mailed"
-    try:
-        send(AccountSettings(), address, EXTENSION_SUBJECT,
-             extension_body(done.request_id, done.due_at, done.months, done.reason))
-    except (TransientError, PermanentError) as exc:
-        return MAIL_FAILED, f"the mail to the data subject failed ({exc}); tell them another way"
-    return MAILED, "the data subject was mailed the reason and the new deadline"
-
-
-def _refused(message: str) -> None:
+def _refused(message: str) -> NoReturn:
     click.echo(f"erasure: refused: {message}", err=True)
     sys.exit(REFUSED)
 
@@ -155,22 +97,21 @@ def extend(request_id: str, reason: str, months: int) -> None:
     Example:
       erasure extend 3f0c2a9e-6d1b-4c57-9a51-0d7f3e8b9c10 --reason "records held by three installers"
     """
-    from services.ledger.legal import Refused, record_notice
-    from services.ledger.legal import extend as extend_request
+    from services.ledger.legal import Refused
+    from services.ledger.notice import extend_and_tell
     from services.ledger.settings import LedgerSettings
 
     try:
-        done = ledger_write(lambda s: extend_request(s, request_id, months, reason, now=datetime.now(UTC),
-                                                      settings=LedgerSettings()))
+        told = extend_and_tell(ledger_write, request_id, months, reason, now=datetime.now(UTC),
+                               settings=LedgerSettings())
     except Refused as exc:
         _refused(str(exc))
-    if done is None:
+    if told is None:
         _refused(f"no erasure request {request_id}: the ledger has no database yet")
-    outcome, line = _notify(done)
-    ledger_write(lambda s: record_notice(s, done.request_id, outcome))
+    done = told.extended
     click.echo(f"Request {done.request_id} extended by {done.months} month(s); due {done.due_at:%Y-%m-%d %H:%M} "
-               f"UTC.\n{line}")
-    sys.exit(MAIL_FAILED_EXIT if outcome == "mail_failed" else OK)
+               f"UTC.\n{told.line}")
+    sys.exit(MAIL_FAILED_EXIT if told.outcome == "mail_failed" else OK)
 
 
 @click.command()

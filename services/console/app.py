@@ -36,15 +36,19 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from schemas import SLICE_SERVICES
 from services.console import audit, broker, health
 from services.console import requests as listing
 from services.console.auth import Authenticator, RateLimited, role_allows
 from services.console.auth import Session as Login
 from services.console.settings import ConsoleSettings
+from services.ledger import legal, notice
 from services.ledger.queries import verify_receipt
+from services.ledger.retry import plan_retry, send_retry
 from services.ledger.settings import LedgerSettings
 from services.registry import SERVICES
 from shared.db import make_engine, session_factory
+from shared.errors import PublishError
 from shared.logging import get_logger
 from shared.settings import RuntimeSettings
 
@@ -302,7 +306,8 @@ async def request_detail(request: Request) -> Response:
     if state is None:
         return error_page(request, 404, "No such request", "The ledger has no erasure request with that id.")
     console: Console = request.app.state.console
-    return render(request, "request.html", r=state, stuck_after=console.stuck_after, verified=None)
+    return render(request, "request.html", r=state, stuck_after=console.stuck_after, verified=None,
+                  slices=SLICE_SERVICES)
 
 
 @page()
@@ -319,7 +324,8 @@ async def request_verify(request: Request) -> Response:
     if request.headers.get("hx-request"):
         return render(request, "_verify.html", verified=verified)
     console: Console = request.app.state.console
-    return render(request, "request.html", r=state, stuck_after=console.stuck_after, verified=verified)
+    return render(request, "request.html", r=state, stuck_after=console.stuck_after, verified=verified,
+                  slices=SLICE_SERVICES)
 
 
 @page()
@@ -343,6 +349,100 @@ def _request_of(letter: broker.DeadLetter) -> str | None:
         return None
     data = body.get("data") if isinstance(body, dict) else None
     return str(data.get("request_id")) if isinstance(data, dict) and data.get("request_id") else None
+
+
+# --- actions on a request ---------------------------------------------------------------------------------
+
+
+class BadAction(Exception):
+    """The action's form is incomplete or unreadable; the message says what to fix."""
+
+
+def _asked(action: str, form: FormData | None) -> dict[str, Any]:
+    """What the operator asked for, read from the form: reason and months, reason, nothing, or the slice."""
+    if form is None:
+        return {}
+    reason = str(form.get("reason") or "").strip()
+    if action in ("extend", "hold") and not reason:
+        raise BadAction("Give a reason: it is recorded in the receipt" +
+                        (" and told to the data subject." if action == "extend" else "."))
+    if action == "extend":
+        months = str(form.get("months") or "2").strip()
+        if months not in ("1", "2"):
+            raise BadAction("An extension adds 1 or 2 further months.")
+        return {"reason": reason, "months": int(months)}
+    if action == "hold":
+        return {"reason": reason}
+    if action == "retry":
+        wanted = str(form.get("slice") or "").strip()
+        if wanted and wanted not in SLICE_SERVICES:
+            raise BadAction(f"No slice {wanted!r}; the slices are {', '.join(SLICE_SERVICES)}.")
+        return {"slice": wanted or None}
+    return {}
+
+
+def _act(console: Console, action: str, state: Any, asked: dict[str, Any]) -> str:
+    """Carry out the action through the ledger's own functions (those `erasure` runs); the line to show."""
+    now = _now()
+
+    def write(change: Callable[[DbSession], Any]) -> Any:
+        with console.ledger.begin() as session:
+            return change(session)
+
+    if action == "extend":
+        told = notice.extend_and_tell(write, state.request_id, asked["months"], asked["reason"], now=now,
+                                      settings=LedgerSettings(), account=console.account)
+        assert told is not None
+        done = told.extended
+        return (f"Request extended by {done.months} month(s); due {done.due_at:%Y-%m-%d %H:%M} UTC. "
+                f"{told.line[0].upper()}{told.line[1:]}.")
+    if action in ("hold", "release"):
+        if action == "hold":
+            number, chained = write(lambda s: legal.hold(s, state.user_id, asked["reason"], now, console.runtime))
+            what = "placed on"
+        else:
+            number, chained = write(lambda s: legal.release(s, state.user_id, now, console.runtime))
+            what = "released for"
+        return (f"Legal hold {number} {what} user {state.user_id}; recorded in the receipt of {len(chained)} open "
+                "request(s).")
+    with console.ledger() as session:
+        event, slices = plan_retry(session, state.request_id, asked["slice"])
+    sent = send_retry(event, slices, console.runtime)
+    return f"Re-sent to {', '.join(slices)} ({sent} message(s)); their reports appear here as they arrive."
+
+
+def _request_action(action: str) -> Handler:
+    """Extend, hold, release or retry: GET (or an unconfirmed POST) shows what will happen; the confirmed POST
+    records the action in the audit log, then does it."""
+
+    async def handler(request: Request) -> Response:
+        console: Console = request.app.state.console
+        request_id = request.path_params["request_id"]
+        state = await run_in_threadpool(_status, request, request_id)
+        if state is None:
+            return error_page(request, 404, "No such request", "The ledger has no erasure request with that id.")
+        try:
+            asked = _asked(action, _form(request) if request.method == "POST" else None)
+        except BadAction as exc:
+            return error_page(request, 400, f"Cannot {action}", str(exc))
+        if request.method == "GET" or _form(request).get("confirm") != "yes":
+            return render(request, "confirm_request.html", r=state, action=action, asked=asked,
+                          slices=SLICE_SERVICES)
+        login = request.state.login
+        await run_in_threadpool(lambda: audit.record(
+            console.ledger, who=login.user, role=login.role, action=f"request_{action}", target=state.request_id,
+            detail={"user_id": state.user_id, **asked}))
+        try:
+            message = await run_in_threadpool(_act, console, action, state, asked)
+        except legal.Refused as exc:
+            return error_page(request, 409, f"{action.capitalize()} refused", f"{str(exc)[0].upper()}{str(exc)[1:]}.")
+        except PublishError as exc:
+            return error_page(request, 503, "Retry not sent",
+                              f"{exc}. Nothing changed in the ledger; do it again (a second run is harmless).")
+        log.info("console request action", action=action, who=login.user, what=state.request_id)
+        return render(request, "done.html", message=message, back=(f"/requests/{state.request_id}", "the request"))
+
+    return handler
 
 
 # --- dead letters -----------------------------------------------------------------------------------------
@@ -551,6 +651,8 @@ def create_app(settings: ConsoleSettings, runtime: RuntimeSettings, *, ledger_ur
         Route("/requests/{request_id}", request_detail, methods=["GET"]),
         Route("/requests/{request_id}/verify", request_verify, methods=["POST"]),
         Route("/requests/{request_id}/dead-letters", request_dead_letters, methods=["GET"]),
+        *(Route(f"/requests/{{request_id}}/{action}", page("operator")(_request_action(action)),
+                methods=replay_or_purge) for action in ("extend", "hold", "release", "retry")),
         Route("/dead-letters", dead_letter_list, methods=["GET"]),
         Route("/dead-letters/{service}/{event_id}", dead_letter_detail, methods=["GET"]),
         Route("/dead-letters/{service}/{event_id}/reveal", dead_letter_reveal, methods=["POST"]),

@@ -54,3 +54,12 @@ def retry_messages(event: UserDeregistered, slices: list[str], runtime: RuntimeS
 def publish_retry(event: UserDeregistered, slices: list[str], runtime: RuntimeSettings, producer: Producer) -> int:
     """Publish the retry with confirms on a producer of the default exchange; how many were confirmed."""
     return producer.publish_many(retry_messages(event, slices, runtime))
+
+
+def send_retry(event: UserDeregistered, slices: list[str], runtime: RuntimeSettings) -> int:
+    """Open a confirming producer on the default exchange and publish the retry; how many were confirmed.
+    Raises `shared.errors.PublishError` when the broker does not confirm (a second run is harmless)."""
+    from shared.broker import producer as make_producer
+
+    with make_producer(runtime, exchange="", name="erasure-retry") as producer:
+        return publish_retry(event, slices, runtime, producer)
