@@ -306,8 +306,7 @@ async def request_detail(request: Request) -> Response:
     if state is None:
         return error_page(request, 404, "No such request", "The ledger has no erasure request with that id.")
     console: Console = request.app.state.console
-    return render(request, "request.html", r=state, stuck_after=console.stuck_after, verified=None,
-                  slices=SLICE_SERVICES)
+    return render(request, "request.html", r=state, stuck_after=console.stuck_after, verified=None)
 
 
 @page()
@@ -324,8 +323,7 @@ async def request_verify(request: Request) -> Response:
     if request.headers.get("hx-request"):
         return render(request, "_verify.html", verified=verified)
     console: Console = request.app.state.console
-    return render(request, "request.html", r=state, stuck_after=console.stuck_after, verified=verified,
-                  slices=SLICE_SERVICES)
+    return render(request, "request.html", r=state, stuck_after=console.stuck_after, verified=verified)
 
 
 @page()
