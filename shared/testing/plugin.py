@@ -64,18 +64,24 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def _session_keys() -> None:
-    """A fresh key file and key database for this test process (and the processes it starts)."""
+    """A fresh key file for this test run (and the processes it starts), and a key database per test process:
+    pytest-xdist workers share the run's keys but never one SQLite key database, which two processes erasing
+    and truncating its journal at once could leave malformed."""
     import os
     import tempfile
 
     from shared.keys import new_material, write_key_file
 
-    if os.environ.get("ERASURE_KEYS_KEK") or os.environ.get("ERASURE_KEYS_FILE"):
-        return
-    where = Path(tempfile.mkdtemp(prefix="erasure-keys-"))
-    write_key_file(where / "keys.json", new_material())
-    os.environ["ERASURE_KEYS_FILE"] = str(where / "keys.json")
-    os.environ.setdefault("ERASURE_KEYS_DATABASE_URL", f"sqlite:///{where / 'keys.db'}")
+    made = os.environ.get("ERASURE_TEST_KEYS_DIR")
+    if made is None:
+        if os.environ.get("ERASURE_KEYS_KEK") or os.environ.get("ERASURE_KEYS_FILE"):
+            return  # the environment names its own keys
+        where = Path(tempfile.mkdtemp(prefix="erasure-keys-"))
+        write_key_file(where / "keys.json", new_material())
+        os.environ["ERASURE_KEYS_FILE"] = str(where / "keys.json")
+        os.environ["ERASURE_TEST_KEYS_DIR"] = made = str(where)
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "main")
+    os.environ["ERASURE_KEYS_DATABASE_URL"] = f"sqlite:///{Path(made) / f'keys-{worker}.db'}"
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
