@@ -102,8 +102,8 @@ def _receive_correction(sb: SandboxState, installer_id: str, key: str, body: Any
     if not valid:
         return error(400, "invalid_body", "a correction carries purchase_ids and the corrected contact fields")
     purchases = set(body["purchase_ids"])
-    for record in sb.installers.contacts:
-        if record["installer_id"] == installer_id and record["purchase_id"] in purchases:
+    for purchase_id in purchases:
+        for record in sb.installers.contacts.get((installer_id, purchase_id), ()):
             record["contact"] = {**record["contact"], **body["contact"]}
     sb.effect("installers", "contact_corrected", installer_id=installer_id, purchase_ids=sorted(purchases),
               fields=sorted(body["contact"]), idempotency_key=key)

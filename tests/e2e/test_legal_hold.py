@@ -10,6 +10,7 @@ from schemas import SLICE_SERVICES
 from schemas.examples import example_deregistration, example_purchase
 from services.ledger import legal
 from services.ledger.commands import receipt_command
+from services.ledger.handlers import KEYS_LINK
 from services.ledger.queries import receipt_entries, request_status, state_counts
 from services.vendors.rules import paypal_customer_id
 from shared.db import session_factory
@@ -85,7 +86,8 @@ def test_a_held_users_erasure_waits_in_every_slice_until_the_release(stack) -> N
     assert state["mailchimp"]["members"] == {} and state["paypal"]["payment_tokens"] == {}
     with Session(stack.services["ledger"].engine) as session:
         services = [e.service for e in receipt_entries(session, request_id)]
-    assert services[:2] == ["hold 1", "release 1"] and sorted(services[2:]) == sorted(SLICE_SERVICES)
+    assert services[:2] == ["hold 1", "release 1"] and sorted(services[2:-1]) == sorted(SLICE_SERVICES)
+    assert services[-1] == KEYS_LINK, "the user's data keys are destroyed after the last slice, as the last link"
     ledger_url = stack.services["ledger"].engine.url.render_as_string(hide_password=False)
     text, code = receipt_command(ledger_url, request_id, verify=True)
     assert code == 0, text
