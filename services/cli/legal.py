@@ -2,7 +2,7 @@
 
 The decision is written to the ledger first (services/ledger/legal.py); then, for an extension, the data subject
 is told by mail when the account service knows an address, and the ledger records what became of the mail
-(services/ledger/notice.py).
+(services/cli/notice.py).
 Exit codes: 0 done, 1 done but the mail failed, 2 refused (the message says why) or nothing found.
 """
 
@@ -97,8 +97,8 @@ def extend(request_id: str, reason: str, months: int) -> None:
     Example:
       erasure extend 3f0c2a9e-6d1b-4c57-9a51-0d7f3e8b9c10 --reason "records held by three installers"
     """
+    from services.cli.notice import extend_and_tell
     from services.ledger.legal import Refused
-    from services.ledger.notice import extend_and_tell
     from services.ledger.settings import LedgerSettings
 
     try:

@@ -37,12 +37,13 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from schemas import SLICE_SERVICES
+from services.cli import notice
 from services.console import audit, broker, health
 from services.console import requests as listing
 from services.console.auth import Authenticator, RateLimited, role_allows
 from services.console.auth import Session as Login
 from services.console.settings import ConsoleSettings
-from services.ledger import legal, notice
+from services.ledger import legal
 from services.ledger.queries import verify_receipt
 from services.ledger.retry import plan_retry, send_retry
 from services.ledger.settings import LedgerSettings

@@ -53,8 +53,9 @@ def test_the_real_node_is_read(amqp_url: str, erasure_pipeline) -> None:
 def test_doctor_shows_the_headroom(amqp_url: str, tmp_path: Path) -> None:
     env = {"ERASURE_AMQP_URL": amqp_url, "ERASURE_VAR_DIR": str(tmp_path / "var")}
     result = CliRunner().invoke(cli, ["doctor", "--no-database", "--json"], env=env)
-    assert result.exit_code == 0, result.output
-    (broker,) = json.loads(result.stdout)["checks"]
+    assert result.exit_code in (0, 1), result.output  # 1: the keys check may fail here; the broker's is asked
+    [broker] = [check for check in json.loads(result.stdout)["checks"] if "headroom" in check]
+    assert broker["ok"], broker
     if broker["headroom"].startswith("not read"):
         pytest.skip(broker["headroom"])
     assert broker["headroom_figures"]["fd_limit"] > 0 and "descriptors" in broker["headroom"]
