@@ -13,6 +13,8 @@ import pytest
 
 from schemas import NewsletterConsentChanged
 from schemas.examples import example_consent_change
+from shared.keys.jwe import is_compact_jwe
+from shared.keys.wire import SEALABLE
 from shared.signing import sign
 from tests.chaos.harness import poll, record_results
 from tests.chaos.load import Upstream
@@ -113,7 +115,23 @@ def test_every_kind_of_poison_is_dead_lettered_with_its_reason_while_good_traffi
     assert kinds == expected
     for case, message in by_case.items():
         sent = conflicting if case == "duplicate_id_other_body" else bodies[case][0]
-        assert hashlib.sha256(message.body).digest() == hashlib.sha256(sent).digest(), f"{case}: bytes changed"
+        assert _kept_as_sent(message.body, sent), f"{case}: bytes changed beyond sealing the contact field"
+
+
+def _kept_as_sent(parked: bytes, sent: bytes) -> bool:
+    """A parked dead letter is the body as sent, byte for byte, except that a contact field sent in clear is
+    sealed (dead letters we park keep personal data only encrypted)."""
+    if hashlib.sha256(parked).digest() == hashlib.sha256(sent).digest():
+        return True
+    try:
+        kept, original = json.loads(parked), json.loads(sent)
+        field = SEALABLE[original["type"]]
+        clear = original["data"][field]
+    except (ValueError, KeyError, TypeError):
+        return False
+    sealed = kept.get("data", {}).pop(field, None)
+    original["data"].pop(field)
+    return is_compact_jwe(sealed) and kept == original and str(clear).encode() not in parked
         assert message.headers["x-attempts"] == 1, f"{case} was retried"
         assert message.headers["x-error"], f"{case} carries no reason"
     assert newsletter.alive and newsletter.process is not None and newsletter.process.pid == pid, \
