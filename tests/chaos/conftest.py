@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -11,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.harness import POSTGRES_BIN, RABBIT_BIN, PostgresCluster, RabbitNode
+from tests.chaos.harness import RABBIT_BIN, PostgresCluster, RabbitNode, private_postgres
 from tests.chaos.stack import Stack, build_stack
 
 
@@ -30,13 +29,8 @@ def rabbit() -> Iterator[RabbitNode]:
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:
     """A private PostgreSQL cluster on a free port, run as the postgres OS user."""
-    if not (POSTGRES_BIN / "initdb").exists() or os.geteuid() != 0:
-        pytest.skip(f"the database fault needs {POSTGRES_BIN}/initdb and root (to run it as the postgres user)")
-    cluster = PostgresCluster().start()
-    try:
+    with private_postgres("the database fault") as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -242,6 +242,21 @@ class PostgresCluster:
         with contextlib.suppress(subprocess.CalledProcessError, subprocess.TimeoutExpired):
             self.stop("fast")
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_postgres(needed_for: str) -> Iterator[PostgresCluster]:
+    """A PostgreSQL cluster of our own for the block, removed after it; the test is skipped, saying what for,
+    where `initdb` or root (to run it as the postgres user) is missing."""
+    import pytest
+
+    if not (POSTGRES_BIN / "initdb").exists() or os.geteuid() != 0:
+        pytest.skip(f"{needed_for} needs {POSTGRES_BIN}/initdb and root (to run it as the postgres user)")
+    cluster = PostgresCluster().start()
+    try:
+        yield cluster
+    finally:
+        cluster.destroy()
 
 
 class Child:
