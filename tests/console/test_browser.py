@@ -3,7 +3,8 @@
 A newsletter erasure fails while Mailchimp is down and is dead-lettered; the request goes overdue. A viewer
 sees it flagged and the dead letter masked, and cannot reveal it; an operator reveals it (audit-logged),
 replays it once Mailchimp is back, watches the request complete and verifies its receipt. A POST without the
-CSRF token is refused; logging out ends the session. Screenshots go to var/screenshots/, or where
+CSRF token is refused; logging out ends the session. An operator extends a request's deadline, places and
+releases a legal hold and retries its slices through the request page's forms and their confirmation pages. Screenshots go to var/screenshots/, or where
 ERASURE_SCREENSHOTS_DIR says (`ERASURE_SCREENSHOTS_DIR=docs/screenshots` refreshes the README's pictures).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -165,8 +167,6 @@ def test_viewer_and_operator_follow_a_dead_lettered_erasure_to_its_verified_rece
 
 @pytest.mark.parametrize("db_backend", ["sqlite"])
 def test_read_only_pages_work_without_javascript(serve, ledger_url: str, db_backend: str, browser) -> None:
-    from datetime import UTC, datetime
-
     from bench.console import fill_ledger
     from shared.db import make_engine
 
@@ -189,3 +189,51 @@ def test_read_only_pages_work_without_javascript(serve, ledger_url: str, db_back
         page.goto(f"{console.url}/requests")
         assert page.get_by_label(label).count() == 1, f"no field labelled {label}"
     context.close()
+
+
+@pytest.mark.parametrize("db_backend", ["sqlite"])
+def test_an_operator_extends_holds_releases_and_retries_in_the_browser(
+        erasure_pipeline: Pipeline, serve, ledger_url: str, db_backend: str, browser) -> None:
+    from tests.console.test_request_actions import _filled, _open_requests
+
+    now = datetime.now(UTC)
+    engine = _filled(ledger_url, now)
+    running, late = _open_requests(engine, now)
+    erasure_pipeline.declare()
+    console = serve(ledger_url, runtime=erasure_pipeline.settings)
+    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    page = _login(context, console.url, "otto")
+
+    def act(request_id: str, action: str, button: str, heading: str, confirm: str, **fields: str) -> str:
+        """Fill one action's form on the request page, submit it, confirm; the message the console answers."""
+        page.goto(f"{console.url}/requests/{request_id}")
+        form = page.locator(f'form[action="/requests/{request_id}/{action}"]')
+        for label, value in fields.items():
+            field = form.get_by_label(label.capitalize())
+            if field.evaluate("e => e.tagName") == "SELECT":
+                field.select_option(value)
+            else:
+                field.fill(value)
+        form.get_by_role("button", name=button).click()
+        assert page.get_by_role("heading", name=heading).count() == 1, page.content()
+        page.get_by_role("button", name=confirm).click()
+        return page.locator("main").inner_text()
+
+    said = act(running.request_id, "extend", "Extend the deadline…", "Extend the deadline of this request?",
+               "Yes, extend", reason="records held by three installers", months="1")
+    assert "Request extended by 1 month(s)" in said
+    _shot(page, "request-extended")
+    said = act(late.request_id, "hold", f"Place a legal hold on user {late.user_id}…",
+               "Place a legal hold on this user?", "Yes, hold", reason="court order 2026-T-1234")
+    assert f"Legal hold 1 placed on user {late.user_id}" in said
+    said = act(late.request_id, "release", f"Release the legal hold on user {late.user_id}…",
+               "Release this user's legal hold?", "Yes, release")
+    assert "Legal hold 1 released" in said
+    said = act(late.request_id, "retry", "Retry…", "Retry this request's unfinished slices?", "Yes, retry")
+    assert "Re-sent to" in said
+    page.goto(f"{console.url}/audit")
+    audit = page.locator("table").inner_text()
+    for action in ("request_extend", "request_hold", "request_release", "request_retry"):
+        assert action in audit
+    context.close()
+    engine.dispose()
