@@ -4,8 +4,9 @@ A newsletter erasure fails while Mailchimp is down and is dead-lettered; the req
 sees it flagged and the dead letter masked, and cannot reveal it; an operator reveals it (audit-logged),
 replays it once Mailchimp is back, watches the request complete and verifies its receipt. A POST without the
 CSRF token is refused; logging out ends the session. An operator extends a request's deadline, places and
-releases a legal hold and retries its slices through the request page's forms and their confirmation pages. Screenshots go to var/screenshots/, or where
-ERASURE_SCREENSHOTS_DIR says (`ERASURE_SCREENSHOTS_DIR=docs/screenshots` refreshes the README's pictures).
+releases a legal hold and retries its slices through the request page's forms and their confirmation pages.
+Screenshots go to var/screenshots/, or where ERASURE_SCREENSHOTS_DIR says (`ERASURE_SCREENSHOTS_DIR=docs/screenshots`
+refreshes the README's pictures).
 """
 
 from __future__ import annotations
