@@ -17,6 +17,7 @@ from sqlalchemy import select
 from schemas import EventData
 from shared.codec import Outbound
 from shared.consumer import ATTEMPTS_HEADER, ServiceRunner, full_topology
+from shared.keys.wire import open_sealed_field
 from shared.producer import Producer
 from shared.service import Service
 from shared.settings import RuntimeSettings
@@ -94,9 +95,12 @@ class Pipeline(Scratch):
         postgres_admin_url: str | None = None,
         namespace: str | None = None,
         keep_namespace: bool = False,
+        seal_contacts: bool = False,
         **settings: Any,
     ) -> None:
+        """`seal_contacts`: publish upstream events with their contact details sealed, as `erasure publish` does."""
         self.settings = RuntimeSettings(amqp_url=amqp_url, **settings)
+        self.seal_contacts = seal_contacts
         self._lease: Lease | None = None
         if namespace is None:  # lease a pooled namespace rather than create one (see shared.testing.namespaces)
             self._lease = lease_namespace(self.settings)
@@ -195,7 +199,8 @@ class Pipeline(Scratch):
 
         def arrived() -> list[E] | None:
             seen.extend(json.loads(m.body) for m in self.take(name))
-            found = [model.model_validate(e["data"]) for e in seen if e.get("type") == model.event_type]
+            found = [model.model_validate(open_sealed_field(model.event_type, e["data"]))
+                     for e in seen if e.get("type") == model.event_type]
             matching = [e for e in found if where(e)]
             return matching if len(matching) >= count else None
 
@@ -220,13 +225,19 @@ class Pipeline(Scratch):
             if not for_each(self.settings.amqp_url, names, "queue_purge"):
                 return
 
-    def close(self) -> None:
-        """Stop services; purge (shared namespace) or delete (own namespace) its queues; drop databases."""
+    def close(self, *, leave_broker: bool = False) -> None:
+        """Stop services; purge (shared namespace) or delete (own namespace) its queues; drop databases.
+
+        `leave_broker`: ask nothing of the broker, its queues stay as they are (a private node whose files a test
+        reads, then removes); only what this process keeps of the namespace is forgotten."""
         for running in self.services.values():
             running.stop()
         if self._producer is not None:
             self._producer.close()
-        if self.keep_namespace:
+        if leave_broker:
+            _DECLARED.pop(self.namespace, None)
+            declared_file(self.namespace).unlink(missing_ok=True)
+        elif self.keep_namespace:
             self.purge(settle=0.2)
             if self._lease is not None:
                 self._lease.idle()  # deleted when the process lets its leases go (session end, exit)

@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas import EventData
-from shared.codec import Outbound, encode
+from shared.codec import Outbound, encode, encode_sealed
 from shared.settings import RuntimeSettings
 from shared.testing.infra import create_database, drop_database
 
@@ -29,10 +29,16 @@ class Scratch:
             return create_database(self.postgres_admin_url, name)
         return f"sqlite:///{self.workdir / f'{self.namespace}_{service}.db'}"
 
+    seal_contacts = False  # upstream events sent with their contact details sealed (docs/CONTRACT.md)
+
     def encode(self, data: EventData, **kwargs: Any) -> Outbound:
-        """Sign an event with the pipeline's key, as an upstream producer would."""
-        return encode(data, source="urn:loggamera:test", keyring=self.settings.keyring,
-                      key_id=self.settings.signing_key_id, **kwargs)
+        """Sign an event with the pipeline's key, as an upstream producer would (sealed, as `erasure publish`
+        sends it, when the pipeline seals contacts and no envelope attribute is given)."""
+        sign: dict[str, Any] = {"source": "urn:loggamera:test", "keyring": self.settings.keyring,
+                                "key_id": self.settings.signing_key_id}
+        if self.seal_contacts and not kwargs:
+            return encode_sealed(data, **sign)
+        return encode(data, **sign, **kwargs)
 
     def drop_databases(self) -> None:
         """Drop the PostgreSQL databases made for this pipeline (SQLite files go with the workdir)."""
