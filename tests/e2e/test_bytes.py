@@ -369,8 +369,8 @@ def test_erased_users_leave_no_byte_in_the_broker_nodes_files(
     wanted[0]["corrected e-mail"] = [corrected.encode()]
     for purchase, forms in zip(erased, wanted, strict=True):
         assert byte_hits(blobs, forms) == [], f"{purchase.user_id} is in the broker's files"
-    print(f"broker byte scan: {len(blobs)} files, {sum(len(b) for _, b in blobs)} bytes, "
-          f"{len(erased)} erased users x {sum(len(f) for f in wanted[0].values())} forms: 0 hits")
+    print(f"broker byte scan: {len(blobs)} files, {sum(len(b) for _, b in blobs)} bytes, {len(erased)} erased "
+          f"users, {sum(len(f) for forms in wanted for f in forms.values())} forms in all: 0 hits")
 
 
 def through_quorum_queue(node: RabbitNode, queue: str, *, messages: int, size: int, declare: bool = False) -> int:

@@ -4,13 +4,21 @@ accepted and counted; what we publish ourselves through an outbox is always seal
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
+import jsonschema
 import pytest
 from sqlalchemy import create_engine, select
 from sqlalchemy.orm import Session
 
-from schemas import SEALED_FIELDS
-from schemas.examples import example_access_answer, example_consent_change, example_correction, example_purchase
+from schemas import EVENT_TYPES, SEALED_FIELDS
+from schemas.examples import (
+    example_access_answer,
+    example_consent_change,
+    example_correction,
+    example_for,
+    example_purchase,
+)
 from shared.codec import CONTENT_TYPE, decode, encode, encode_sealed
 from shared.db import runtime_metadata
 from shared.errors import BadInput
@@ -132,3 +140,13 @@ def test_a_foreign_publishers_clear_access_answer_or_correction_is_accepted_and_
     message = encode(event, source="urn:test", keyring=SETTINGS.keyring, key_id=SETTINGS.signing_key_id)
     assert _decode(message.body, message.signature).data == event
     assert counter._value.get() == before + 1
+
+
+@pytest.mark.parametrize("event_type", sorted(SEALED_FIELDS))
+def test_the_json_schema_of_each_sealed_field_describes_the_sealed_form_we_send(event_type: str) -> None:
+    model = EVENT_TYPES[event_type]
+    schema = json.loads((Path(__file__).resolve().parents[2] / "schemas" / "json" / f"{model.routing_key()}.json")
+                        .read_text(encoding="utf-8"))
+    form = schema["properties"][SEALED_FIELDS[event_type]]["x-sealed-form"]
+    sent = json.loads(_sealed(example_for(model)).body)["data"][SEALED_FIELDS[event_type]]
+    jsonschema.validate(sent, form)
