@@ -17,7 +17,6 @@ from sqlalchemy import select
 from schemas import EventData
 from shared.codec import Outbound
 from shared.consumer import ATTEMPTS_HEADER, ServiceRunner, full_topology
-from shared.keys.wire import open_sealed_field
 from shared.producer import Producer
 from shared.service import Service
 from shared.settings import RuntimeSettings
@@ -29,7 +28,7 @@ from shared.testing.namespaces import (
     lease_namespace,
     namespace_exchanges,
 )
-from shared.testing.scratch import Scratch
+from shared.testing.scratch import Scratch, events_of
 from shared.topology import declare
 
 T = TypeVar("T")
@@ -199,8 +198,7 @@ class Pipeline(Scratch):
 
         def arrived() -> list[E] | None:
             seen.extend(json.loads(m.body) for m in self.take(name))
-            found = [model.model_validate(open_sealed_field(model.event_type, e["data"]))
-                     for e in seen if e.get("type") == model.event_type]
+            found = events_of(model, seen)
             matching = [e for e in found if where(e)]
             return matching if len(matching) >= count else None
 

@@ -1,15 +1,18 @@
-"""What both test pipelines (on the broker and in memory) share: a scratch database per service, signed events."""
+"""What both test pipelines (on the broker and in memory) share: scratch databases, signed events, events read back."""
 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from schemas import EventData
 from shared.codec import Outbound, encode, encode_sealed
 from shared.settings import RuntimeSettings
 from shared.testing.infra import create_database, drop_database
+
+E = TypeVar("E", bound=EventData)
 
 
 class Scratch:
@@ -45,3 +48,12 @@ class Scratch:
         for name in self._databases:
             drop_database(self.postgres_admin_url or "", name)
         self._databases.clear()
+
+
+def events_of(model: type[E], events: Iterable[dict[str, Any]]) -> list[E]:
+    """The data of every CloudEvent of `model`'s type among `events` (as read off a queue), its sealed field
+    opened as a consumer opens it."""
+    from shared.keys.wire import open_sealed_field
+
+    return [model.model_validate(open_sealed_field(model.event_type, e["data"]))
+            for e in events if e.get("type") == model.event_type]
