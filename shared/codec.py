@@ -192,7 +192,7 @@ DEAD_LETTER_REASONS: dict[str, str] = {
     "permanent": "the handler failed in a way retrying cannot fix (e.g. a vendor refused the request as invalid)",
     "retries_exhausted": "a transient failure persisted through every delay tier",
     "delivery_limit": "the message was delivered more often than x-delivery-limit (it crashed its consumer)",
-    "sealed": "a sealed (compact JWE) contact field does not open: malformed, altered, or under a data key that is "
+    "sealed": "a sealed (compact JWE) personal field does not open: malformed, altered, or under a data key that is "
               "unknown or destroyed (its user was erased)",
     "undecodable": "decoding failed unexpectedly (a defect in the decoder; the message is kept for replay)",
 }

@@ -30,7 +30,7 @@ PLAINTEXT_CONTACT = Counter(
 
 
 def open_sealed_field(event_type: str, data: Mapping[str, Any]) -> Mapping[str, Any]:
-    """`data` with its sealed contact field opened; plaintext is returned as is and counted. SealedFieldError if
+    """`data` with its sealed personal field opened; plaintext is returned as is and counted. SealedFieldError if
     the field is sealed but cannot be opened."""
     field = SEALABLE.get(event_type)
     if field is None or not isinstance(data, Mapping) or field not in data:
