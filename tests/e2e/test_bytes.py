@@ -421,7 +421,7 @@ def test_a_contact_published_in_clear_stays_in_the_broker_nodes_files_until_its_
     assert all(f.endswith(".wal") for f in where("1024 more messages through each slice's own queue")), \
         "the queue moving on does not take the body out of the node's write-ahead log"
     other = 0
-    for mebibytes in (256, 600):  # the write-ahead log is rolled over at 512 MiB (raft.wal_max_size_bytes)
+    for mebibytes in (256, 600):  # the node rolls its write-ahead log over in between (raft.wal_max_size_bytes)
         other += through_quorum_queue(own_broker, f"{names.namespace}.filler", declare=True, size=256 * 1024,
                                       messages=(mebibytes * 1024 * 1024 - other) // (256 * 1024))
         where(f"{other / 2**20:.0f} MiB more through another quorum queue")
@@ -431,6 +431,6 @@ def test_a_contact_published_in_clear_stays_in_the_broker_nodes_files_until_its_
     for service in FORWARDING:
         through_quorum_queue(own_broker, names.queue(service), messages=1, size=512)
     assert where("then 1 more message through each slice's own queue") == [], \
-        "the queue's next snapshot deletes the segment"
+        "once its queue has moved on, the segment holding the body is gone"
     own_broker.stop(keep_data=True)
     assert where("node stopped") == []
