@@ -65,7 +65,7 @@ Advance = Callable[[int], None]
 
 
 def _opened(event_type: str, data: dict[str, Any]) -> Any:
-    """A revealed dead letter's data with its sealed contact field opened, or marked unreadable once its key is
+    """A revealed dead letter's data with its sealed personal field opened, or marked unreadable once its key is
     destroyed (the user was erased)."""
     from shared.keys.wire import SealedFieldError, open_sealed_field
 

@@ -36,6 +36,15 @@ EVENT_MODELS: tuple[type[EventData], ...] = (
 )
 EVENT_TYPES: dict[str, type[EventData]] = {model.event_type: model for model in EVENT_MODELS}
 
+# Event type -> the field of its data that carries personal data, and may travel sealed (a compact JWE of the
+# field's JSON value under the user's data key; docs/CONTRACT.md). Our own publishers always seal these fields.
+SEALED_FIELDS: dict[str, str] = {
+    PurchaseCompleted.event_type: "customer",
+    NewsletterConsentChanged.event_type: "email",
+    AccessSliceAnswered.event_type: "items",
+    PersonalDataCorrected.event_type: "corrected",
+}
+
 # Service name -> events it consumes. The broker bindings of each service queue are derived from this.
 SUBSCRIPTIONS: dict[str, tuple[type[EventData], ...]] = {
     "account": (UserDeregistered, ErasureCompleted, LegalHoldChanged, AccessRequested, PersonalDataCorrected),

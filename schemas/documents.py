@@ -9,7 +9,7 @@ from uuid import NAMESPACE_URL, uuid5
 
 from pydantic.json_schema import models_json_schema
 
-from schemas.catalog import EVENT_MODELS, PUBLICATIONS, SUBSCRIPTIONS, envelope_for
+from schemas.catalog import EVENT_MODELS, PUBLICATIONS, SEALED_FIELDS, SUBSCRIPTIONS, envelope_for
 from schemas.envelope import CLOUDEVENTS_CONTENT_TYPE, SCHEMA_BASE_URI, CloudEvent
 from schemas.events import EventData, UserDeregistered
 from schemas.examples import example_for
@@ -61,12 +61,28 @@ def cloudevent_schema() -> dict[str, Any]:
     }
 
 
+# What a sealed field's value is instead of its clear form (docs/CONTRACT.md, "Sealed personal data"). Written as
+# an annotation on the field: a validator checks the clear form; the consumers open the sealed one first.
+SEALED_FORM: dict[str, Any] = {
+    "type": "string",
+    "pattern": r"^[A-Za-z0-9_-]+\.\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$",
+    "description": "The field's JSON value sealed: a compact JWE (alg dir, enc A256GCM) under the data key of the "
+                   "event's user, named by its kid. Our own publishers always send it so; the clear form is "
+                   "accepted for compatibility.",
+}
+
+
 def event_schema(model: type[EventData]) -> dict[str, Any]:
-    """The JSON Schema of one event's `data`, published at the model's dataschema URI."""
+    """The JSON Schema of one event's `data`, published at the model's dataschema URI; a field that may travel
+    sealed says so (`x-sealed-form`)."""
+    schema = model.model_json_schema()
+    sealed = SEALED_FIELDS.get(model.event_type)
+    if sealed is not None:
+        schema["properties"][sealed] = {**schema["properties"][sealed], "x-sealed-form": SEALED_FORM}
     return {
         "$schema": JSON_SCHEMA_DIALECT,
         "$id": model.dataschema(),
-        **model.model_json_schema(),
+        **schema,
         "x-cloudevents-type": model.event_type,
         "examples": [example_for(model).model_dump(mode="json")],
     }

@@ -14,7 +14,7 @@ from uuid import UUID
 from pydantic import ValidationError
 from pydantic_core import to_json
 
-from schemas import CloudEvent, EventData, UnknownEventType, data_model_for, envelope_for
+from schemas import SEALED_FIELDS, CloudEvent, EventData, UnknownEventType, data_model_for, envelope_for
 from shared.errors import BadInput
 from shared.keys.jwe import SealedFieldError
 from shared.keys.wire import open_sealed_field
@@ -139,12 +139,22 @@ def _uuid4_text() -> str:
     return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
-def encode_sealed(data: EventData, *, source: str, keyring: Mapping[str, bytes], key_id: str) -> Outbound:
-    """As encode(), with the event's contact details sealed under the user's data key (docs/CONTRACT.md)."""
+def encode_sealed(data: EventData, *, source: str, keyring: Mapping[str, bytes], key_id: str,
+                  subject: str | None = None) -> Outbound:
+    """As encode(), with the event's personal field sealed under the user's data key (docs/CONTRACT.md)."""
     from shared.keys.wire import sealed_body
 
-    envelope, body = sealed_body(data, source=source)
+    envelope, body = sealed_body(data, source=source, subject=subject)
     return encode_envelope(envelope, keyring=keyring, key_id=key_id, body=body)
+
+
+def encode_own(data: EventData, *, source: str, keyring: Mapping[str, bytes], key_id: str,
+               subject: str | None = None) -> Outbound:
+    """An event we publish ourselves: its personal field sealed if its type has one (SEALED_FIELDS), else as
+    encode() writes it. Nothing we send carries personal data in clear."""
+    if data.event_type in SEALED_FIELDS:
+        return encode_sealed(data, source=source, keyring=keyring, key_id=key_id, subject=subject)
+    return encode(data, source=source, keyring=keyring, key_id=key_id, subject=subject)
 
 
 def encode_envelope(envelope: CloudEvent, *, keyring: Mapping[str, bytes], key_id: str,
@@ -182,7 +192,7 @@ DEAD_LETTER_REASONS: dict[str, str] = {
     "permanent": "the handler failed in a way retrying cannot fix (e.g. a vendor refused the request as invalid)",
     "retries_exhausted": "a transient failure persisted through every delay tier",
     "delivery_limit": "the message was delivered more often than x-delivery-limit (it crashed its consumer)",
-    "sealed": "a sealed (compact JWE) contact field does not open: malformed, altered, or under a data key that is "
+    "sealed": "a sealed (compact JWE) personal field does not open: malformed, altered, or under a data key that is "
               "unknown or destroyed (its user was erased)",
     "undecodable": "decoding failed unexpectedly (a defect in the decoder; the message is kept for replay)",
 }

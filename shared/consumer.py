@@ -71,7 +71,7 @@ def default_middlewares(service: Service[Any], engine: Engine | None = None) -> 
 
 
 def needs_key_store(service: Service[Any]) -> bool:
-    """Whether a service reads or writes anything sealed: its own sealed columns, events whose contact field may
+    """Whether a service reads or writes anything sealed: its own sealed columns, events whose personal field may
     arrive sealed, or the destruction of data keys. Others never open the key store."""
     return declares_sealed_columns(service.name) or bool(
         (SEALABLE.keys() | SHREDDING_TYPES) & set(service.event_types))

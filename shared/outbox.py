@@ -12,7 +12,7 @@ from sqlalchemy import Engine, Row, Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from schemas import EventData
-from shared.codec import Outbound, encode
+from shared.codec import Outbound, encode_own
 from shared.errors import PublishError
 from shared.faults import failpoint
 from shared.logging import get_logger
@@ -47,8 +47,9 @@ def stage_many(
     key_id: str,
     subject: str | None = None,
 ) -> list[Outbound]:
-    """Sign events and write them to the outbox in one statement, inside the caller's transaction."""
-    messages = [encode(d, source=source, keyring=keyring, key_id=key_id, subject=subject) for d in events]
+    """Sign events (their personal field sealed, as everything we publish) and write them to the outbox in one
+    statement, inside the caller's transaction."""
+    messages = [encode_own(d, source=source, keyring=keyring, key_id=key_id, subject=subject) for d in events]
     if messages:
         now = datetime.now(UTC)
         session.execute(insert(outbox), [

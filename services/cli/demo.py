@@ -82,7 +82,7 @@ def demo(user_id: str | None, timeout: float) -> None:
     from services.ledger.commands import receipt_command, status_command
     from shared.broker import kombu_connection
     from shared.broker import producer as make_producer
-    from shared.codec import encode
+    from shared.codec import encode, encode_own
     from shared.db import make_engine, session_factory
     from shared.settings import RuntimeSettings, database_url_for
     from shared.topology import Names
@@ -111,7 +111,7 @@ def demo(user_id: str | None, timeout: float) -> None:
                 engine.dispose()
             _say("1.", f"{c.name} ({user_id}) has an account: name, e-mail, phone and address in the account "
                        "database.")
-            producer.publish(encode(purchase, **sign))
+            producer.publish(encode_own(purchase, **sign))  # its contact details sealed, as we send them
             _say("2.", f"PurchaseCompleted {purchase.purchase_id} published (signed, confirmed). Forwarding, as "
                        "the policy names it:")
             for line in ("installer_sharing → contact and address to installer " + purchase.installer.id,

@@ -124,7 +124,7 @@ def status(as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
 def issue(user_id: str, as_json: bool) -> None:
     """Give a publisher the user's data key, to seal the contact details of the user's events with
-    (docs/CONTRACT.md, "Sealed contact details"). Made on first use; gone when the user is erased.
+    (docs/CONTRACT.md, "Sealed personal data"). Made on first use; gone when the user is erased.
 
     \b
     Example:

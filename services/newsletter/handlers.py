@@ -10,8 +10,8 @@ from schemas import NewsletterConsentChanged, PurchaseCompleted, UserDeregistere
 from services.newsletter.audiences import Audiences
 from services.newsletter.models import Subscriber
 from shared.erasure import is_erased, slice_report, tombstone
-from shared.keys import blind_index
 from shared.hold import with_legal_hold
+from shared.keys import blind_index
 from shared.service import Context, Handlers
 
 SERVICE = "newsletter"

@@ -46,7 +46,7 @@ from shared.runtime.pipeline import BatchPipeline
 from shared.runtime.settle import RetryPolicy, Settler
 from shared.service import Service
 from shared.settings import RuntimeSettings
-from shared.testing.scratch import Scratch
+from shared.testing.scratch import Scratch, events_of
 from shared.topology import Names, Topology
 
 E = TypeVar("E", bound=EventData)
@@ -306,7 +306,7 @@ class MemoryPipeline(Scratch):
         name = queue or self.names.queue("ledger")
         seen = self._seen.setdefault(name, [])
         seen.extend(json.loads(m.body) for m in self.take(name))
-        found = [model.model_validate(e["data"]) for e in seen if e.get("type") == model.event_type]
+        found = events_of(model, seen)
         matching = [e for e in found if where(e)]
         assert len(matching) >= count, f"{len(matching)} {model.__name__} on {name}, expected {count}"
         return matching

@@ -28,7 +28,7 @@ from shared.testing.namespaces import (
     lease_namespace,
     namespace_exchanges,
 )
-from shared.testing.scratch import Scratch
+from shared.testing.scratch import Scratch, events_of
 from shared.topology import declare
 
 T = TypeVar("T")
@@ -94,9 +94,12 @@ class Pipeline(Scratch):
         postgres_admin_url: str | None = None,
         namespace: str | None = None,
         keep_namespace: bool = False,
+        seal_contacts: bool = False,
         **settings: Any,
     ) -> None:
+        """`seal_contacts`: publish upstream events with their contact details sealed, as `erasure publish` does."""
         self.settings = RuntimeSettings(amqp_url=amqp_url, **settings)
+        self.seal_contacts = seal_contacts
         self._lease: Lease | None = None
         if namespace is None:  # lease a pooled namespace rather than create one (see shared.testing.namespaces)
             self._lease = lease_namespace(self.settings)
@@ -195,7 +198,7 @@ class Pipeline(Scratch):
 
         def arrived() -> list[E] | None:
             seen.extend(json.loads(m.body) for m in self.take(name))
-            found = [model.model_validate(e["data"]) for e in seen if e.get("type") == model.event_type]
+            found = events_of(model, seen)
             matching = [e for e in found if where(e)]
             return matching if len(matching) >= count else None
 
@@ -220,13 +223,19 @@ class Pipeline(Scratch):
             if not for_each(self.settings.amqp_url, names, "queue_purge"):
                 return
 
-    def close(self) -> None:
-        """Stop services; purge (shared namespace) or delete (own namespace) its queues; drop databases."""
+    def close(self, *, leave_broker: bool = False) -> None:
+        """Stop services; purge (shared namespace) or delete (own namespace) its queues; drop databases.
+
+        `leave_broker`: ask nothing of the broker, its queues stay as they are (a private node whose files a test
+        reads, then removes); only what this process keeps of the namespace is forgotten."""
         for running in self.services.values():
             running.stop()
         if self._producer is not None:
             self._producer.close()
-        if self.keep_namespace:
+        if leave_broker:
+            _DECLARED.pop(self.namespace, None)
+            declared_file(self.namespace).unlink(missing_ok=True)
+        elif self.keep_namespace:
             self.purge(settle=0.2)
             if self._lease is not None:
                 self._lease.idle()  # deleted when the process lets its leases go (session end, exit)

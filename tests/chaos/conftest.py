@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import shutil
-import tempfile
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.chaos.harness import RABBIT_BIN, PostgresCluster, RabbitNode, private_postgres
+from tests.chaos.harness import RABBIT_BIN, PostgresCluster, RabbitNode, private_postgres, private_rabbit
 from tests.chaos.stack import Stack, build_stack
 
 
@@ -19,11 +18,8 @@ def rabbit() -> Iterator[RabbitNode]:
     """A private RabbitMQ node on free ports (the shared broker on 5672 is never touched)."""
     if not (RABBIT_BIN / "rabbitmq-server").exists() or not shutil.which("epmd"):
         pytest.skip(f"the chaos suite starts its own RabbitMQ node: needs {RABBIT_BIN}/rabbitmq-server and epmd")
-    node = RabbitNode(Path(tempfile.mkdtemp(prefix="chaos-rabbit-"))).start()
-    try:
+    with private_rabbit("chaos-rabbit-") as node:
         yield node
-    finally:
-        node.stop()
 
 
 @pytest.fixture(scope="session")

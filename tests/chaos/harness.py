@@ -181,8 +181,9 @@ class RabbitNode(BrokerQueries):
         self.ctl("start_app", timeout=120)
         self.ctl("await_startup", timeout=120)
 
-    def stop(self) -> None:
-        """Stop the node and its epmd, and remove its data."""
+    def stop(self, *, keep_data: bool = False) -> None:
+        """Stop the node and its epmd, and remove its data (unless `keep_data`: its files are to be read; then
+        remove() when done)."""
         try:
             self.ctl("stop", timeout=60)
         except (RuntimeError, subprocess.TimeoutExpired):
@@ -192,10 +193,26 @@ class RabbitNode(BrokerQueries):
                     os.kill(int(pid_file.read_text().strip()), signal.SIGKILL)
         subprocess.run(["epmd", "-port", str(self.epmd_port), "-kill"], capture_output=True, timeout=10,
                        check=False)
+        if keep_data:
+            return
         if os.environ.get("CHAOS_KEEP_NODE"):  # to read the node's log after a failure
             print(f"chaos node's data and log kept in {self.root}")
             return
+        self.remove()
+
+    def remove(self) -> None:
+        """Remove the stopped node's data, configuration and log."""
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def private_rabbit(prefix: str) -> Iterator[RabbitNode]:
+    """A RabbitMQ node of our own in a new temporary directory; stopped, and its data removed, on exit."""
+    node = RabbitNode(Path(tempfile.mkdtemp(prefix=prefix))).start()
+    try:
+        yield node
+    finally:
+        node.stop()
 
 
 class PostgresCluster:

@@ -3,31 +3,36 @@ letters; a backup restored after the erasure reveals nothing of them, while ever
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import secrets
+import shutil
 import sqlite3
 import string
 import time
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
+import pika
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session
 
 from schemas import PurchaseCompleted
 from schemas.examples import example_deregistration, example_purchase
 from services.ledger.replay import replay_request_id
 from services.registry import SERVICES, load
 from services.sandbox import Sandbox
-from shared.testing import Pipeline, RunningService
+from shared.testing import Pipeline, RunningService, wait_until
 from shared.testing.plugin import PIPELINE_SETTINGS
 from shared.topology import Names
-from tests.chaos.harness import POSTGRES_BIN, PostgresCluster
-from tests.flows import buy, completed, point_at_sandbox, run_cli, summary
+from tests.chaos.harness import RABBIT_BIN, PostgresCluster, RabbitNode, private_postgres, private_rabbit
+from tests.flows import FORWARDING, buy, completed, point_at_sandbox, run_cli, start_all, summary, url_of
 
 ERASED, KEPT = 2, 1
 
@@ -85,13 +90,8 @@ def file_blobs(paths: Iterable[Path]) -> Iterator[tuple[str, bytes]]:
 @pytest.fixture(scope="module")
 def own_postgres() -> Iterator[PostgresCluster]:
     """A PostgreSQL cluster of our own (as the fault suite starts it), so that its files can be read."""
-    if not (POSTGRES_BIN / "initdb").exists() or os.geteuid() != 0:
-        pytest.skip(f"reading a cluster's files needs {POSTGRES_BIN}/initdb and root")
-    cluster = PostgresCluster().start()
-    try:
+    with private_postgres("reading a cluster's files") as cluster:
         yield cluster
-    finally:
-        cluster.destroy()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -199,8 +199,6 @@ class Backup:
 
 def _contact(running: dict[str, RunningService], user_id: str) -> dict[str, object]:
     """What the services read back of a user's contact details (through their sealed columns)."""
-    from sqlalchemy.orm import Session
-
     from services.account.models import User
     from services.bookkeeping.models import CustomerRecord
 
@@ -286,3 +284,148 @@ def test_retention_purge_leaves_no_byte_of_the_purged_sales_in_the_sqlite_files(
     assert run_purge(url, today=date(2034, 1, 1)) == 1
     assert byte_hits(files(), {"sale": [marker.encode()]}) == []
     assert byte_hits(files(), {"kept": [kept.encode()]}), "the sale still within retention stays readable"
+
+
+# The broker's own files: a private RabbitMQ node (as the fault suite starts it) that the whole pipeline runs on.
+
+@pytest.fixture
+def own_broker() -> Iterator[RabbitNode]:
+    """A RabbitMQ node of our own, so that its data directory can be read; removed with its data afterwards."""
+    if not (RABBIT_BIN / "rabbitmq-server").exists() or not shutil.which("epmd") or os.geteuid() != 0:
+        pytest.skip(f"reading a broker node's files needs {RABBIT_BIN}/rabbitmq-server, epmd and root")
+    with private_rabbit("bytes-rabbit-") as node:
+        yield node
+
+
+@contextlib.contextmanager
+def on_node(node: RabbitNode, workdir: Path, monkeypatch: pytest.MonkeyPatch, *, seal_contacts: bool = True
+            ) -> Iterator[tuple[Pipeline, dict[str, RunningService], Sandbox]]:
+    """The whole pipeline on SQLite under `workdir` and on `node`, upstream events sealed as `erasure publish`
+    sends them; on exit the services stop and the node's queues are left as they are, to be read."""
+    pipeline = Pipeline(node.url, workdir=workdir, namespace=f"bytes{uuid.uuid4().hex[:8]}", keep_namespace=True,
+                        seal_contacts=seal_contacts, **PIPELINE_SETTINGS)
+    with Sandbox() as sandbox:
+        point_at_sandbox(sandbox, monkeypatch)
+        try:
+            yield pipeline, start_all(pipeline), sandbox
+        finally:
+            pipeline.close(leave_broker=True)
+
+
+def node_blobs(node: RabbitNode) -> list[tuple[str, bytes]]:
+    """Every file of the node (its mnesia directory: quorum-queue WAL and segments, message stores; its log)."""
+    return [(str(Path(where).relative_to(node.root)), blob) for where, blob in file_blobs(files_under(node.root))]
+
+
+def _ledger_done(ledger: RunningService, status_of: Callable[[Any, str], Any], request_id: str) -> None:
+    def check() -> bool:
+        with Session(ledger.engine) as session:
+            found = status_of(session, request_id)
+        return found is not None and found.status == "complete"
+
+    wait_until(check, timeout=60, what=f"request {request_id} complete")
+
+
+def access_and_correction(pipeline: Pipeline, running: dict[str, RunningService], user_id: str, email: str) -> None:
+    """An access request (every slice answers with what it holds) and a correction of the e-mail, both complete."""
+    from services.ledger.access import access_status
+    from services.ledger.correction import correction_status
+
+    ledger_url = url_of(running["ledger"])
+    asked = run_cli(pipeline, "access", "request", "--user", user_id, ERASURE_LEDGER_DATABASE_URL=ledger_url)
+    assert asked.exit_code == 0, asked.output
+    _ledger_done(running["ledger"], access_status, asked.stdout.strip())
+    fixed = run_cli(pipeline, "correction", "request", "--user", user_id, "--email", email,
+                    ERASURE_LEDGER_DATABASE_URL=ledger_url)
+    assert fixed.exit_code == 0, fixed.output
+    _ledger_done(running["ledger"], correction_status, fixed.stdout.strip())
+
+
+def test_erased_users_leave_no_byte_in_the_broker_nodes_files(
+    own_broker: RabbitNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    people = [person(i) for i in range(ERASED + KEPT)]
+    erased = people[:ERASED]
+    corrected = f"bytes.corrected.{_letters()}@kund.loggamera.se"
+    with on_node(own_broker, tmp_path, monkeypatch) as (pipeline, running, sandbox):
+        for purchase in people:
+            buy(pipeline, sandbox, running, purchase)
+        access_and_correction(pipeline, running, erased[0].user_id, corrected)
+        requests = [example_deregistration(p.user_id, request_id=str(uuid.uuid4())) for p in erased]
+        pipeline.publish(*requests)
+        for sent in requests:
+            completed(running["ledger"], str(sent.request_id))
+    own_broker.stop(keep_data=True)  # what the node holds in memory reaches its files
+    blobs = node_blobs(own_broker)
+
+    control = {"user id": [erased[0].user_id.encode()], "purchase id": [erased[0].purchase_id.encode()]}
+    assert {what for _, what in byte_hits(blobs, control)} == set(control), "the scan finds what is sent in clear"
+    wanted = [needles(p) for p in erased]
+    wanted[0]["corrected e-mail"] = [corrected.encode()]
+    for purchase, forms in zip(erased, wanted, strict=True):
+        assert byte_hits(blobs, forms) == [], f"{purchase.user_id} is in the broker's files"
+    print(f"broker byte scan: {len(blobs)} files, {sum(len(b) for _, b in blobs)} bytes, {len(erased)} erased "
+          f"users, {sum(len(f) for forms in wanted for f in forms.values())} forms in all: 0 hits")
+
+
+def through_quorum_queue(node: RabbitNode, queue: str, *, messages: int, size: int, declare: bool = False) -> int:
+    """Send `messages` other messages of `size` bytes through a quorum queue of the node, 64 at a time: published
+    with confirms, then consumed and acked as a slice does. Traffic that moves the node's Raft log on, as later
+    events would; the bytes sent."""
+    conn = pika.BlockingConnection(pika.URLParameters(node.url))
+    try:
+        channel = conn.channel()
+        channel.confirm_delivery()
+        if declare:
+            channel.queue_declare(queue, durable=True, arguments={"x-queue-type": "quorum"})
+        body = secrets.token_bytes(size)
+        for start in range(0, messages, 64):
+            batch = min(64, messages - start)
+            for _ in range(batch):
+                channel.basic_publish("", queue, body, pika.BasicProperties(delivery_mode=2), mandatory=True)
+            for _ in range(batch):
+                method, _properties, _body = channel.basic_get(queue)
+                assert method is not None, f"{queue} lost a message"
+                channel.basic_ack(method.delivery_tag)
+    finally:
+        conn.close()
+    return messages * size
+
+
+def test_a_contact_published_in_clear_stays_in_the_broker_nodes_files_until_its_log_moves_on(
+    own_broker: RabbitNode, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The contrast: a purchase sent in clear (still accepted) leaves the buyer's e-mail in the node's files after
+    every slice consumed it; how long it stays there is measured here (docs/PRIVACY.md cites it)."""
+    buyer = person(0)
+    email = {"e-mail": [buyer.customer.email.encode()]}
+    seen: dict[str, list[str]] = {}
+
+    def where(phase: str) -> list[str]:
+        seen[phase] = sorted({path.rsplit("/", 2)[-2] + "/" + path.rsplit("/", 1)[-1]
+                              for path, _ in byte_hits(node_blobs(own_broker), email)})
+        print(f"{phase}: the e-mail is in {seen[phase] or 'no file'}")
+        return seen[phase]
+
+    with on_node(own_broker, tmp_path, monkeypatch, seal_contacts=False) as (pipeline, running, sandbox):
+        buy(pipeline, sandbox, running, buyer)
+        names = Names(pipeline.namespace)
+    assert where("consumed by every slice"), "a body sent in clear is in the node's files after consumption"
+    for service in FORWARDING:
+        through_quorum_queue(own_broker, names.queue(service), messages=1024, size=512)
+    assert all(f.endswith(".wal") for f in where("1024 more messages through each slice's own queue")), \
+        "the queue moving on does not take the body out of the node's write-ahead log"
+    other = 0
+    for mebibytes in (256, 600):  # the node rolls its write-ahead log over in between (raft.wal_max_size_bytes)
+        other += through_quorum_queue(own_broker, f"{names.namespace}.filler", declare=True, size=256 * 1024,
+                                      messages=(mebibytes * 1024 * 1024 - other) // (256 * 1024))
+        where(f"{other / 2**20:.0f} MiB more through another quorum queue")
+    moved = seen[f"{other / 2**20:.0f} MiB more through another quorum queue"]
+    assert moved and all(f.endswith(".segment") for f in moved), \
+        "once the log rolls over, the body is in the segment files of the queues that received it"
+    for service in FORWARDING:
+        through_quorum_queue(own_broker, names.queue(service), messages=1, size=512)
+    assert where("then 1 more message through each slice's own queue") == [], \
+        "once its queue has moved on, the segment holding the body is gone"
+    own_broker.stop(keep_data=True)
+    assert where("node stopped") == []
