@@ -144,6 +144,24 @@ def erase_user_exports(session: Session, user_id: str, now: datetime) -> int:
                           now, USER_ERASED)
 
 
+def close_for_erased_user(session: Session, user_id: str, now: datetime) -> int:
+    """Close the user's open access requests once their data keys are destroyed: the slices' answers still on
+    their way can no longer be opened, and nothing is left to export. Each unanswered part counts as answered
+    with nothing; the request is complete with its export erased. How many requests."""
+    requests = list(session.scalars(select(AccessRequest).where(
+        AccessRequest.user_id == user_id, AccessRequest.status == OPEN).options(selectinload(AccessRequest.parts))))
+    nothing = sha256(_canonical([]))
+    for request in requests:
+        for part in request.parts:
+            if part.answered_at is None:
+                part.answered_at, part.items, part.sha256 = now, None, nothing
+            part.items = None
+        request.status, request.completed_at = COMPLETE, now
+        request.export_json = request.export_html = None
+        request.export_erased_at, request.export_erased_why = now, USER_ERASED
+    return len(requests)
+
+
 @dataclass(frozen=True)
 class AccessStatus:
     """What an operator sees of an access request: never the data itself."""

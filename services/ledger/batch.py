@@ -16,11 +16,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from schemas import AccessRequested, EventData, UserDeregistered
-from services.ledger.models import AccessRequest, ErasureRequest, LegalHold
+from schemas import AccessRequested, EventData, PersonalDataCorrected, UserDeregistered
+from services.ledger.models import OPEN, AccessRequest, CorrectionRequest, ErasureRequest, LegalHold
 
 BATCH = "ledger.batch"  # session.info key: request id -> (request or None, its Chain)
-USERS = "ledger.batch.users"  # session.info key: (user id -> hold in force, users who may hold an export)
+USERS = "ledger.batch.users"
+"""session.info key: (user id -> hold in force, users who may hold an export, users with open rights requests)."""
 
 
 def prepare(session: Session, events: Sequence[EventData]) -> None:
@@ -45,7 +46,14 @@ def prepare(session: Session, events: Sequence[EventData]) -> None:
         exports = set(session.scalars(select(AccessRequest.user_id).where(
             AccessRequest.user_id.in_(erased), AccessRequest.export_erased_at.is_(None))))
         exports |= {event.user_id for event in events if isinstance(event, AccessRequested)}  # opened in this batch
-    session.info[USERS] = (holds, exports)
+    # Whose open access or correction requests an erasure completed in this batch would close.
+    users = sorted({user for event in events if isinstance(user := getattr(event, "user_id", None), str)})
+    rights = set(session.scalars(
+        select(AccessRequest.user_id).where(AccessRequest.user_id.in_(users), AccessRequest.status == OPEN)
+        .union(select(CorrectionRequest.user_id).where(CorrectionRequest.user_id.in_(users),
+                                                       CorrectionRequest.status == OPEN)))) if users else set()
+    rights |= {event.user_id for event in events if isinstance(event, AccessRequested | PersonalDataCorrected)}
+    session.info[USERS] = (holds, exports, rights)
 
 
 def prepared(session: Session, request_id: str) -> tuple[ErasureRequest | None, Any] | None:
@@ -74,3 +82,9 @@ def may_hold_exports(session: Session, user_id: str) -> bool:
     """False only when the prepared batch knows the user has no access export left to erase."""
     loaded = session.info.get(USERS)
     return loaded is None or user_id in loaded[1]
+
+
+def may_have_open_rights(session: Session, user_id: str) -> bool:
+    """False only when the prepared batch knows the user has no open access or correction request."""
+    loaded = session.info.get(USERS)
+    return loaded is None or user_id in loaded[2]

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from schemas import SLICE_SERVICES, CorrectionSliceReported, PersonalDataCorrected
@@ -53,6 +54,22 @@ def record_correction_report(event: CorrectionSliceReported, ctx: Context[Ledger
         request.status, request.completed_at = COMPLETE, datetime.now(UTC)
         request.receipt_hash = receipt_hash(request)
         ctx.log.info("correction request complete", request_id=request_id, receipt_hash=request.receipt_hash)
+
+
+def close_for_erased_user(session: Session, user_id: str, now: datetime) -> int:
+    """Close the user's open correction requests once their data keys are destroyed: a correction still on its
+    way to a slice can no longer be opened there, and the user's data is erased. Each slice that has not reported
+    counts as `erased` (as a slice reports for an erased user); the request closes with its receipt. How many."""
+    requests = list(session.scalars(select(CorrectionRequest).where(
+        CorrectionRequest.user_id == user_id, CorrectionRequest.status == OPEN)
+        .options(selectinload(CorrectionRequest.parts))))
+    for request in requests:
+        for part in request.parts:
+            if part.outcome is None:
+                part.outcome, part.corrected, part.recipients, part.reported_at = "erased", [], [], now
+        request.status, request.completed_at = COMPLETE, now
+        request.receipt_hash = receipt_hash(request)
+    return len(requests)
 
 
 def receipt_hash(request: CorrectionRequest) -> str:

@@ -31,7 +31,7 @@ from schemas import (
     RetainedCategory,
     UserDeregistered,
 )
-from services.ledger import batch
+from services.ledger import access, batch, correction
 from services.ledger.access import erase_user_exports, open_access_request, record_access_answer
 from services.ledger.correction import open_correction, record_correction_report
 from services.ledger.failures import record_slice_failure
@@ -193,6 +193,9 @@ def shred_user_keys(session: Session, request: ErasureRequest, chain: Chain, now
     """
     store, subject = key_store(), user_subject(request.user_id)
     store.destroy(subject)
+    if batch.may_have_open_rights(session, request.user_id):  # their answers and corrections no longer open
+        access.close_for_erased_user(session, request.user_id, now)
+        correction.close_for_erased_user(session, request.user_id, now)
     # Counted after destroying, so that a redelivery after a failed commit records the same number.
     destroyed = store.destroyed_keys(subject)
     append_link(session, request.request_id, chain, KEYS_LINK,

@@ -53,3 +53,35 @@ def test_access_and_correction_requests_are_listed_and_counted_by_state(erasure_
         later = rights_counts(session, now + timedelta(hours=25), timedelta(hours=24), timedelta(days=20))
         assert later["access"]["stuck"] == 1, "no answer for longer than the stuck threshold"
     assert REGISTRY.get_sample_value(RIGHTS_NAME, {"kind": "access", "state": "overdue"}) == 1.0
+
+
+def test_an_erasure_that_completes_first_closes_the_users_open_access_and_correction_requests(
+        erasure_memory: MemoryPipeline, db_backend: str) -> None:
+    """Their answers and corrections still on the way are sealed under the key the erasure destroys: the slices
+    cannot open them any more, so the ledger closes what they would have answered, with nothing held."""
+    from schemas import SLICE_SERVICES
+    from schemas.examples import example_deregistration, example_slice_report
+    from services.ledger.access import access_status
+    from services.ledger.correction import correction_status, verify
+
+    ledger = erasure_memory.start(build(), erasure_memory.database_url("ledger"))
+    now = datetime.now(UTC)
+    ids = {name: str(uuid.uuid4()) for name in ("access", "correction", "other", "erasure")}
+    _publish(erasure_memory, ledger,
+             example_access_request("u-race", request_id=ids["access"], requested_at=now),
+             example_correction("u-race", request_id=ids["correction"], requested_at=now),
+             example_correction("u-stays", request_id=ids["other"], requested_at=now))
+    _publish(erasure_memory, ledger, example_access_answer("u-race", request_id=ids["access"], answered_at=now))
+    _publish(erasure_memory, ledger, example_deregistration("u-race", request_id=ids["erasure"]),
+             *(example_slice_report(s, "u-race", request_id=ids["erasure"]) for s in SLICE_SERVICES))
+
+    with Session(ledger.engine) as session:
+        fixed = correction_status(session, ids["correction"])
+        assert fixed is not None and fixed.status == "complete"
+        assert {outcome for _s, outcome, _f, _r in fixed.slices} == {"erased"}
+        assert verify(session, ids["correction"]) is True
+        asked = access_status(session, ids["access"])
+        assert asked is not None and asked.status == "complete" and asked.missing == ()
+        assert asked.export_erased_why == "user_erased" and not asked.export_available
+        other = correction_status(session, ids["other"])
+        assert other is not None and other.status == "open", "another user's request is not touched"
