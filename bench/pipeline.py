@@ -14,6 +14,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kombu
 import pika
@@ -21,7 +22,7 @@ import psutil
 
 from bench import events as ev
 from bench.env import BenchEnv
-from bench.procs import Child, MemorySampler, Profile
+from bench.procs import Child, MemorySampler, Profile, listening_pid
 from bench.stats import server_cpu_seconds
 from schemas import ErasureCompleted
 from schemas.examples import example_purchase
@@ -35,6 +36,9 @@ from shared.consumer import full_topology
 from shared.db import ensure_schema, make_engine, session_factory
 from shared.producer import Producer
 from shared.topology import Names, declare, routing_key
+
+BROKER_PROCESS = "broker"
+"""The RabbitMQ node's process among a backlog's memory samples (not a service: the per-service limit skips it)."""
 
 INSTALLERS = ("inst-1", "inst-2", "inst-3")
 
@@ -263,7 +267,11 @@ class Deployment:
         assert self.producer is not None and self.observer is not None
         prepared = [self._deregistration(u) for u in user_ids]
         request_ids = [r for r, _ in prepared]
-        sampler = MemorySampler({n: c.pid for n, c in self.children.items()}).start() if sample_memory else None
+        watched = {n: c.pid for n, c in self.children.items()}
+        broker = listening_pid(urlsplit(self.env.amqp_url).port or 5672) if sample_memory else None
+        if broker is not None:
+            watched[BROKER_PROCESS] = broker  # the broker's resident memory over the same backlog
+        sampler = MemorySampler(watched).start() if sample_memory else None
         spies = {n: Profile(c.pid, profile_dir / f"{self.namespace}-{n}.txt", rate=100, duration=min(cap_s, 20))
                  for n, c in self.children.items()} if profile_dir else {}
         cpu_before = {**self.cpu_seconds(), **server_cpu_seconds()}

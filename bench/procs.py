@@ -89,6 +89,15 @@ class Child:
         return self.process.returncode
 
 
+def listening_pid(port: int) -> int | None:
+    """The process listening on a local TCP port (the broker, for its memory), or None if it cannot be seen."""
+    with contextlib.suppress(psutil.Error):
+        for conn in psutil.net_connections(kind="tcp"):
+            if conn.status == psutil.CONN_LISTEN and conn.laddr and conn.laddr.port == port and conn.pid:
+                return int(conn.pid)
+    return None
+
+
 class MemorySampler:
     """Samples the resident memory of processes every `interval` seconds, in a background thread."""
 

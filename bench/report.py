@@ -83,10 +83,13 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, Any]]:
                          f"{_fmt(lat.get('p50_ms'))} / {_fmt(lat.get('p95_ms'))} / {_fmt(lat.get('p99_ms'))}"))
     scale = s.get("scale", {})
     for backend, entry in (scale.get("backlog") or {}).items():
-        memory = entry.get("memory") or {}
+        memory = dict(entry.get("memory") or {})
+        broker = memory.pop("broker", {}).get("peak_mb")  # the RabbitMQ node, sampled alongside the services
         peak = max((m["peak_mb"] for m in memory.values()), default=None)
-        rows.append((f"5 backlog {backend}", f"{entry.get('erasures')} erasures: s, /s, peak RSS MB",
-                     f"{_fmt(entry.get('seconds'))} s, {_fmt(entry.get('erasures_per_s'))}/s, {_fmt(peak)}"))
+        rows.append((f"5 backlog {backend}", f"{entry.get('erasures')} erasures: s, /s, peak RSS MB per service"
+                     + (", broker" if broker is not None else ""),
+                     f"{_fmt(entry.get('seconds'))} s, {_fmt(entry.get('erasures_per_s'))}/s, {_fmt(peak)}"
+                     + (f", {_fmt(broker)}" if broker is not None else "")))
     for backend, entry in (scale.get("account") or {}).items():
         small, large = entry.get("small", {}), entry.get("large", {})
         rows.append((f"5 account {backend}", f"ms/erasure at {_fmt(small.get('users'))} vs {_fmt(large.get('users'))}",
@@ -372,7 +375,7 @@ def plots(results: dict[str, Any], out_dir: Path) -> list[str]:
             for name, samples in entry["memory_series"].items():
                 ax.plot([t for t, _ in samples], [mb for _, mb in samples], label=name)
             ax.axhline(200, color="grey", linestyle="--", linewidth=1)
-            ax.set(title=f"RSS per service, backlog on {backend}", xlabel="s", ylabel="MiB")
+            ax.set(title=f"RSS per service and of the broker, backlog on {backend}", xlabel="s", ylabel="MiB")
             ax.legend(fontsize=7)
         fig.tight_layout()
         fig.savefig(out_dir / "memory.png", dpi=110)

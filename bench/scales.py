@@ -74,6 +74,17 @@ SCALES = {
         account_sizes=(10_000, 1_000_000), account_erasures=1500,
         backends=("sqlite", "postgresql"), pipeline_backends=("postgresql", "sqlite"),
     ),
+    # The 100,000-erasure backlog alone (section 5a on SQLite): `python -m bench --scale drain --only pipeline
+    # --no-profile`, about half an hour; not part of `make bench`.
+    "drain": Scale(
+        name="drain", drain_events=150, queues=2, drain_cap_s=30, repeats=1, sweep=((100, 200),),
+        publish_events=500, publish_windows=(2000,),
+        latency_rate=10, latency_seconds=1.0, light_rate=10, light_seconds=0.5, pipeline_backlog=200,
+        curve_rates=(10,), curve_seconds=1.0,
+        pipeline_cap_s=300, buyer_fraction=0.25, scale_backlog=100_000, scale_cap_s=3600,
+        account_sizes=(200, 2000), account_erasures=100,
+        backends=("sqlite",), pipeline_backends=("sqlite",),
+    ),
 }
 
 
