@@ -41,7 +41,8 @@ test-containers: $(STAMP)
 lint: $(STAMP)
 	$(BIN)/ruff check .
 
-# BENCH_SCALE=small (about 7 minutes) or full (the default, about 13 minutes); results go to bench/results/.
+# BENCH_SCALE=small (about 7 minutes) or full (the default; 57 minutes on a busy two-core machine, a third of
+# it filling the million-request ledgers of section 5d); results go to bench/results/
 bench: $(STAMP)
 	BENCH_SCALE=$(or $(BENCH_SCALE),full) $(BIN)/python -m bench
 
