@@ -45,9 +45,8 @@ def _sealer(column: str) -> Any:
 
 
 def fill_bookkeeping(engine: Engine, store: KeyStore, count: int, *, seed: int = 11,
-                     erased_share: float = 0.05) -> dict[str, list[dict[str, Any]]]:
-    """Write `count` customers with their sales; return, per live user, the Visma customer and invoices booked
-    for them (what the Visma company holds of that user), keyed by user id."""
+                     erased_share: float = 0.05) -> dict[str, int]:
+    """Write `count` customers with their sales; return how many sales each live (not yet erased) user has."""
     rng = random.Random(seed)
     tables = CustomerRecord.metadata.tables
     customers_t, sales_t, tombstones_t = tables["customers"], tables["sales"], tables["tombstones"]
@@ -55,7 +54,7 @@ def fill_bookkeeping(engine: Engine, store: KeyStore, count: int, *, seed: int =
     lines = [line.model_dump(mode="json") for line in example_purchase().lines]
     totals = example_purchase()
     today = datetime.now(UTC).date()
-    booked: dict[str, list[dict[str, Any]]] = {}
+    booked: dict[str, int] = {}
     for start in range(0, count, BATCH):
         users = [f"u-{i:07d}" for i in range(start, min(count, start + BATCH))]
         store.ensure_keys([user_subject(u) for u in users])
@@ -66,7 +65,6 @@ def fill_bookkeeping(engine: Engine, store: KeyStore, count: int, *, seed: int =
             person = example_customer(user_id)
             clear = {"name": person["name"], "email": person["email"], "phone": person["phone"],
                      **{k: v for k, v in person["address"].items() if k != "country"}}
-            visma_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
             row: dict[str, Any] = {"user_id": user_id, "customer_number": visma_customer_number(user_id),
                                    "country": "SE", "company_name": None, "corporate_id": None}
             if erased:
@@ -75,12 +73,12 @@ def fill_bookkeeping(engine: Engine, store: KeyStore, count: int, *, seed: int =
                 tombstones.append({"user_id": user_id, "request_id": str(uuid.uuid4()),
                                    "erased_at": datetime.now(UTC)})
             else:
-                row |= {"visma_customer_id": seal(subject, contexts["visma_customer_id"], visma_id),
+                row |= {"visma_customer_id": seal(subject, contexts["visma_customer_id"], visma_id(user_id)),
                         "active": True, "anonymised_at": None,
                         **{column: seal(subject, contexts[column], clear[column]) for column in SEALED}}
             customers.append(row)
-            invoices = []
-            for n in range(rng.randint(1, 3)):
+            sold = rng.randint(1, 3)
+            for n in range(sold):
                 sale_date = today - timedelta(days=rng.randrange(1, 5 * 365))
                 invoice_id = str(uuid.UUID(int=rng.getrandbits(128), version=4))
                 sales.append({"purchase_id": f"P-{user_id}-{n}", "user_id": user_id, "visma_invoice_id": invoice_id,
@@ -88,9 +86,8 @@ def fill_bookkeeping(engine: Engine, store: KeyStore, count: int, *, seed: int =
                               "currency": "SEK", "total_excl_vat": totals.total_excl_vat,
                               "vat_amount": totals.vat_amount, "total_incl_vat": totals.total_incl_vat,
                               "lines": lines, "retain_until": retain_until_for(sale_date)})
-                invoices.append({"Id": invoice_id, "YourReference": f"P-{user_id}-{n}", "Rows": []})
             if not erased:
-                booked[user_id] = [_visma_customer(user_id, visma_id, person), *invoices]
+                booked[user_id] = sold
         with engine.begin() as conn:
             conn.execute(insert(customers_t), customers)
             conn.execute(insert(sales_t), sales)
@@ -99,20 +96,25 @@ def fill_bookkeeping(engine: Engine, store: KeyStore, count: int, *, seed: int =
     return booked
 
 
-def _visma_customer(user_id: str, visma_id: str, person: dict[str, Any]) -> dict[str, Any]:
+def visma_id(user_id: str) -> str:
+    """The Id Visma gave the user's customer (derived from the user id, so the fill keeps no list of them)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"visma-customer:{user_id}"))
+
+
+def _visma_customer(user_id: str) -> dict[str, Any]:
+    person = example_customer(user_id)
     address = person["address"]
-    return {"Id": visma_id, "CustomerNumber": visma_customer_number(user_id), "Name": person["name"],
+    return {"Id": visma_id(user_id), "CustomerNumber": visma_customer_number(user_id), "Name": person["name"],
             "EmailAddress": person["email"], "MobilePhone": person["phone"], "InvoiceAddress1": address["street"],
             "InvoicePostalCode": address["postal_code"], "InvoiceCity": address["city"],
             "InvoiceCountryCode": address["country"], "CurrencyCode": "SEK"}
 
 
-def _visma_company(booked: dict[str, list[dict[str, Any]]], users: list[str]) -> dict[str, Any]:
+def _visma_company(booked: dict[str, int], users: list[str]) -> dict[str, Any]:
     """The sandbox seed of the drawn users: their customers, and their invoices (which forbid deleting them)."""
-    customers = [booked[u][0] for u in users]
-    invoices = [{**invoice, "CustomerId": booked[u][0]["Id"]} for u in users for invoice in booked[u][1:]]
-    for invoice in invoices:
-        invoice.pop("Id")
+    customers = [_visma_customer(u) for u in users]
+    invoices = [{"CustomerId": visma_id(u), "YourReference": f"P-{u}-{n}", "Rows": []}
+                for u in users for n in range(booked[u])]
     return {"visma": {"customers": customers, "invoices": invoices}}
 
 
@@ -169,10 +171,10 @@ def bookkeeping_cost(database_url: str, keys_url: str, filled: int, erasures: in
             wall, cpu = time.perf_counter(), time.process_time()
             pipeline.run(rounds=10_000)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            checked = _check(bookkeeping.engine, drawn[warm:], sum(len(booked[u]) - 1 for u in drawn[warm:]))
+            checked = _check(bookkeeping.engine, drawn[warm:], sum(booked[u] for u in drawn[warm:]))
             handled = bookkeeping.handled(sent[-1].event_id)
             with SandboxControl(root) as sandbox:
-                measured = {booked[u][0]["Id"] for u in drawn[warm:]}
+                measured = {visma_id(u) for u in drawn[warm:]}
                 at_visma = len({e["customer_id"] for e in sandbox.effects("visma")
                                 if e["effect"] == "customer_replaced" and e["customer_id"] in measured})
         finally:
