@@ -23,7 +23,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy import Engine, create_engine, func, insert, select, text
+from sqlalchemy.pool import NullPool
 
 from bench.procs import Child
 from schemas.examples import example_customer, example_deregistration, example_purchase
@@ -169,9 +170,12 @@ def bookkeeping_cost(database_url: str, keys_url: str, filled: int, erasures: in
                       for u in drawn]
             pipeline.publish(*events[:warm])  # connections, the Visma token: not part of the cost per erasure
             sent = pipeline.publish(*events[warm:], run=False)
+            before = server_blocks(bookkeeping.engine, store.engine)
             wall, cpu = time.perf_counter(), time.process_time()
             pipeline.run(rounds=10_000)
             wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            blocks = {f"server_{k}_per_erasure": round((v - before[k]) / erasures, 1)
+                      for k, v in server_blocks(bookkeeping.engine, store.engine).items()}
             checked = _check(bookkeeping.engine, drawn[warm:], sum(booked[u] for u in drawn[warm:]))
             handled = bookkeeping.handled(sent[-1].event_id)
             with SandboxControl(root) as sandbox:
@@ -186,7 +190,7 @@ def bookkeeping_cost(database_url: str, keys_url: str, filled: int, erasures: in
             "settle_seconds": round(settle_s, 1),
             "erasures": erasures, "ms_per_erasure": round(1000 * wall / erasures, 3),
             "cpu_ms_per_erasure": round(1000 * cpu / erasures, 3), "last_erasure_handled": handled,
-            "visma_customers_anonymised": at_visma, **checked}
+            "visma_customers_anonymised": at_visma, **checked, **blocks}
 
 
 def settle(*engines: Engine) -> float:
@@ -201,6 +205,26 @@ def settle(*engines: Engine) -> float:
                 conn.execute(text("CHECKPOINT"))
     os.sync()
     return time.monotonic() - started
+
+
+def server_blocks(*engines: Engine) -> dict[str, int]:
+    """PostgreSQL only: blocks the server read from outside its shared buffers and found in them, summed over
+    the engines' databases (empty on SQLite). Their pooled connections are closed first, which makes their
+    backends report what they did; the connections are opened again on next use."""
+    names = [engine.url.database for engine in engines if engine.dialect.name == "postgresql"]
+    if not names:
+        return {}
+    for engine in engines:
+        engine.dispose()
+    time.sleep(1.0)  # a closing backend reports its counts as it exits
+    reader = create_engine(engines[0].url, poolclass=NullPool)
+    try:
+        with reader.connect() as conn:
+            read, hit = conn.execute(text("SELECT sum(blks_read), sum(blks_hit) FROM pg_stat_database "
+                                          "WHERE datname = ANY(:names)"), {"names": names}).one()
+    finally:
+        reader.dispose()
+    return {"blocks_read": int(read), "blocks_hit": int(hit)}
 
 
 def _check(engine: Engine, users: list[str], their_sales: int) -> dict[str, Any]:
