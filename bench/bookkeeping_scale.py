@@ -3,11 +3,11 @@
 A scratch bookkeeping database (its tables and indexes from the service's own migrations) is filled as the
 service writes it: one customer per user, contact details sealed under the user's own data key in a key store
 of the same size, one to three sales each, and a share of users erased earlier (anonymised row, tombstone).
-Then `erasures` users drawn at random from the live ones are deregistered, and bookkeeping's handlers take the
-deliveries through the runtime's stages on the in-memory transport, in batches as the broker would hand them
-over. Visma is the vendor sandbox in a process of its own, holding those users' customers and invoices, so
-each erasure makes the real calls (delete refused for a customer with invoices, then read and anonymise) and
-the CPU measured here is bookkeeping's alone.
+Once the databases have settled, `erasures` users drawn at random from the live ones are deregistered, and
+bookkeeping's handlers take the deliveries through the runtime's stages on the in-memory transport, in batches
+as the broker would hand them over. Visma is the vendor sandbox in a process of its own, holding those users'
+customers and invoices, so each erasure makes the real calls (delete refused for a customer with invoices,
+then read and anonymise) and the CPU measured here is bookkeeping's alone.
 """
 
 from __future__ import annotations
