@@ -107,6 +107,17 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, Any]]:
                                             f"{_fmt(large.get('requests'))} requests",
                      f"{_fmt(small.get('cpu_ms_per_erasure'))} vs {_fmt(large.get('cpu_ms_per_erasure'))} "
                      f"(x{_fmt(entry.get('cpu_cost_ratio'))})"))
+    for backend, entry in (scale.get("bookkeeping") or {}).items():
+        small, large = entry.get("small", {}), entry.get("large", {})
+        rows.append((f"5 bookkeeping {backend}", f"ms (CPU ms) per erasure at {_fmt(small.get('users'))} vs "
+                                                 f"{_fmt(large.get('users'))} users; seed s",
+                     f"{_fmt(small.get('ms_per_erasure'))} ({_fmt(small.get('cpu_ms_per_erasure'))}) vs "
+                     f"{_fmt(large.get('ms_per_erasure'))} ({_fmt(large.get('cpu_ms_per_erasure'))}) "
+                     f"(x{_fmt(entry.get('cost_ratio'))}; CPU x{_fmt(entry.get('cpu_cost_ratio'))}); "
+                     f"{_fmt(small.get('fill_seconds'))} / {_fmt(large.get('fill_seconds'))}"
+                     + (f"; server blocks read/erasure {_fmt(small['server_blocks_read_per_erasure'])} vs "
+                        f"{_fmt(large.get('server_blocks_read_per_erasure'))}"
+                        if "server_blocks_read_per_erasure" in small else "")))
     for kind in ("faststream", "celery"):
         entry = s.get("peers", {}).get(kind, {})
         if "skipped" in entry:

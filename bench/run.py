@@ -167,7 +167,8 @@ def _pipeline_and_scale(results: dict[str, Any], run: sections.Run, only: tuple[
             scale["backlog"][backend] = outcome.pop("backlog")
     if "scale" in only:
         accounts = _timed(results, "scale", lambda: {"account": sections.account_scaling(run),
-                                                     "ledger": sections.ledger_scaling(run)})
+                                                     "ledger": sections.ledger_scaling(run),
+                                                     "bookkeeping": sections.bookkeeping_scaling(run)})
         accounts.update(scale)
     else:
         results["sections"]["scale"] = scale
@@ -210,6 +211,11 @@ def evaluate(results: dict[str, Any]) -> list[dict[str, Any]]:
     for backend, entry in (scale.get("ledger") or {}).items():
         ratio = entry.get("cpu_cost_ratio")
         add(f"ledger CPU cost large/small ledger ({backend})", "<= 1.2", ratio, _le(ratio, 1.2))
+    for backend, entry in (scale.get("bookkeeping") or {}).items():
+        for measure, said in (("cost_ratio", "ms"), ("cpu_cost_ratio", "CPU ms")):
+            ratio = entry.get(measure)
+            add(f"bookkeeping {said} per erasure large/small database ({backend})", "<= 1.25", ratio,
+                _le(ratio, 1.25))
     shown = (s.get("masking", {}).get("dlq_show_ms") or {}).get("1 MiB")
     if shown is not None:
         add("erasure dlq show of a 1 MiB dead letter", "< 1000 ms", shown, shown < 1000)

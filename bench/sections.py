@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from bench import events as ev
 from bench import publishing
+from bench.bookkeeping_scale import bookkeeping_cost
 from bench.drain import Drain
 from bench.env import BenchEnv
 from bench.ledger_scale import ledger_cost
@@ -273,8 +274,24 @@ def ledger_scaling(run: Run) -> dict[str, Any]:
     for backend in run.scale.backends:
         small, large = (ledger_cost(run.env.database_url(backend, f"ledger{size}"), size, erasures)
                         for size in run.scale.account_sizes)
-        ratio = large["cpu_ms_per_erasure"] / small["cpu_ms_per_erasure"] if small["cpu_ms_per_erasure"] else 0.0
-        out[backend] = {"small": small, "large": large, "cpu_cost_ratio": round(ratio, 3)}
+        out[backend] = {"small": small, "large": large,
+                        "cpu_cost_ratio": _ratio(large["cpu_ms_per_erasure"], small["cpu_ms_per_erasure"])}
+    return out
+
+
+def bookkeeping_scaling(run: Run) -> dict[str, Any]:
+    """5e per backend: bookkeeping's cost per erasure with scale.account_sizes users (customers, their sales and
+    their data keys) behind it; Visma answered by the sandbox."""
+    out: dict[str, Any] = {}
+    small_size, large_size = run.scale.account_sizes
+    erasures = min(500, run.scale.account_erasures, small_size // 2)
+    for backend in run.scale.backends:
+        small, large = (bookkeeping_cost(run.env.database_url(backend, f"bookkeeping{size}"),
+                                         run.env.database_url(backend, f"bookkeepingkeys{size}"), size, erasures)
+                        for size in (small_size, large_size))
+        out[backend] = {"small": small, "large": large,
+                        "cost_ratio": _ratio(large["ms_per_erasure"], small["ms_per_erasure"]),
+                        "cpu_cost_ratio": _ratio(large["cpu_ms_per_erasure"], small["cpu_ms_per_erasure"])}
     return out
 
 

@@ -90,6 +90,13 @@ def test_scale_reports_backlog_memory_and_account_cost(results: dict[str, Any]) 
         ledger = scale["ledger"][backend]
         assert ledger["small"]["last_erasure_handled"] and ledger["large"]["last_erasure_handled"]
         assert _positive(ledger["cpu_cost_ratio"])
+        bookkeeping = scale["bookkeeping"][backend]
+        for size in ("small", "large"):
+            measured = bookkeeping[size]
+            assert measured["last_erasure_handled"] and measured["all_anonymised"] and measured["all_sales_kept"]
+            assert measured["visma_customers_anonymised"] == measured["erasures"]
+            assert _positive(measured["ms_per_erasure"]) and _positive(measured["cpu_ms_per_erasure"])
+        assert _positive(bookkeeping["cost_ratio"]) and _positive(bookkeeping["cpu_cost_ratio"])
 
 
 def test_peers_run_or_say_why_not(results: dict[str, Any]) -> None:
