@@ -10,6 +10,7 @@ import pytest
 
 pytest.importorskip("psutil", reason="bench extras not installed (pip install -e '.[bench]')")
 
+from bench.pipeline import BROKER_PROCESS
 from bench.run import SECTIONS, run_bench
 from bench.scales import SCALES
 
@@ -79,7 +80,9 @@ def test_scale_reports_backlog_memory_and_account_cost(results: dict[str, Any]) 
         backlog = scale["backlog"][backend]
         assert backlog["complete"] and _positive(backlog["erasures_per_s"])
         assert all(_positive(m["peak_mb"]) for m in backlog["memory"].values())
-        assert len({name.split("#")[0] for name in backlog["memory"]}) == 6  # and the replica of the hottest
+        services = {name.split("#")[0] for name in backlog["memory"]} - {BROKER_PROCESS}
+        assert len(services) == 6  # and the replica of the hottest
+        assert _positive(backlog["memory"][BROKER_PROCESS]["peak_mb"]), "the broker's memory, sampled alongside"
     for backend in SCALES["tiny"].backends:
         entry = scale["account"][backend]
         assert _positive(entry["small"]["ms_per_erasure"]) and _positive(entry["large"]["ms_per_erasure"])
