@@ -53,6 +53,11 @@ def request_correction(user_id: str, **given: str | None) -> None:
     corrected: dict[str, Any] = {key: given[key] for key in ("name", "email", "phone")}
     if all(address.values()):
         corrected["address"] = address
+    erased = _erasure_of(user_id)
+    if erased is not None:
+        click.echo(f"erasure: refused: user {user_id} was erased (request {erased.request_id}, completed "
+                   f"{erased.completed_at:%Y-%m-%d %H:%M} UTC): nothing is left to correct", err=True)
+        sys.exit(REFUSED)
     now = datetime.now(UTC)
     try:
         event = PersonalDataCorrected(user_id=user_id, request_id=uuid.uuid4(), requested_at=now,
@@ -64,6 +69,22 @@ def request_correction(user_id: str, **given: str | None) -> None:
         sys.exit(REFUSED)
     request_id = open_request(new_request, event, now)
     click.echo(request_id)
+
+
+def _erasure_of(user_id: str) -> Any:
+    """The user's completed erasure in the ledger, or None. A correction after it would seal the new values under
+    a fresh data key of a user who no longer exists, one no erasure would ever destroy."""
+    from sqlalchemy import select
+
+    from services.ledger.commands import ledger_session
+    from services.ledger.models import COMPLETE, ErasureRequest
+
+    with ledger_session(None) as session:
+        if session is None:
+            return None
+        return session.scalars(select(ErasureRequest).where(
+            ErasureRequest.user_id == user_id, ErasureRequest.status == COMPLETE)
+            .order_by(ErasureRequest.completed_at.desc()).limit(1)).first()
 
 
 @correction.command("status")

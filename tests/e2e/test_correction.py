@@ -4,12 +4,13 @@ with a receipt naming them, and never re-creates an erased user."""
 from __future__ import annotations
 
 import json
+import uuid
 from datetime import UTC, datetime
 
 from click.testing import CliRunner
 from sqlalchemy.orm import Session
 
-from schemas.examples import example_deregistration, example_purchase
+from schemas.examples import example_correction, example_deregistration, example_purchase
 from services.account.accounts import register_user
 from services.account.models import User
 from services.cli.main import cli
@@ -95,12 +96,16 @@ def test_a_correction_never_recreates_an_erased_user(stack, monkeypatch) -> None
     _buy(stack, "u-gone")
     deregistration = example_deregistration("u-gone", requested_at=datetime.now(UTC))
     stack.pipeline.publish(deregistration)
-    # Erased means complete: the user's data key is destroyed. A correction sealed under the key before that is
-    # dead-lettered as `sealed` by every slice (docs/CONTRACT.md); this one is sealed under a key of its own.
     completed(stack.services["ledger"], str(deregistration.request_id))
     before = stack.sandbox.state()
 
-    request_id = _erasure("correction", "request", "--user", "u-gone", "--email", NEW_EMAIL).output.strip()
+    # Our command refuses: it would seal the new values under a fresh key of a user who no longer exists.
+    refused = _erasure("correction", "request", "--user", "u-gone", "--email", NEW_EMAIL)
+    assert refused.exit_code == 2 and "u-gone was erased" in refused.output, refused.output
+    # Another publisher's correction (in clear) reaches the slices: each reports the user erased, none re-creates.
+    late = example_correction("u-gone", request_id=str(uuid.uuid4()), requested_at=datetime.now(UTC))
+    stack.pipeline.publish(late)
+    request_id = str(late.request_id)
     status = _complete(stack, request_id)
     assert {s: o for s, o, _f, _r in status.slices} == dict.fromkeys(("account", *FORWARDING), "erased")
     assert status.recipients == ()
