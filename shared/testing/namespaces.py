@@ -107,9 +107,15 @@ def lease_namespace(settings: RuntimeSettings) -> Lease:
     raise RuntimeError(f"all {POOL_SIZE} test namespaces are in use (locks in {POOL_DIR})")
 
 
-def release_all() -> None:
-    """Give back every lease this process holds (pytest session end, exit, SIGTERM)."""
-    for lease in list(_HELD):
+def held() -> frozenset[Lease]:
+    """The leases this process holds now (a test of the pool gives back only those it took after this)."""
+    return frozenset(_HELD)
+
+
+def release_all(keep: frozenset[Lease] = frozenset()) -> None:
+    """Give back every lease this process holds but those in `keep` (pytest session end, exit, SIGTERM; a test
+    of the pool keeps the session's own lease, which the process goes on using)."""
+    for lease in list(_HELD - keep):
         try:
             lease.release()
         except Exception as exc:  # the broker is gone: the names stay on file for the next leaseholder

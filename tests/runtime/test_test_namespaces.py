@@ -25,8 +25,10 @@ def pool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
     """A private pool directory (the locks and files of this test only); TMPDIR points children at it."""
     monkeypatch.setattr(namespaces, "POOL_DIR", tmp_path / "erasure-test-namespaces")
     monkeypatch.setenv("TMPDIR", str(tmp_path))
+    session = namespaces.held()  # this process's own lease (erasure_namespace): in use, so never given back here
     yield tmp_path
-    namespaces.release_all()
+    namespaces.release_all(keep=session)
+    assert session <= namespaces.held()
 
 
 def _exists(amqp_url: str, queue: str) -> bool:
@@ -48,6 +50,7 @@ def _exchange_exists(amqp_url: str, exchange: str) -> bool:
 
 
 def test_a_namespace_stays_for_the_next_pipeline_and_goes_when_released(amqp_url: str, pool: Path) -> None:
+    session = namespaces.held()
     first = Pipeline(amqp_url, workdir=pool, **SHAPE)
     first.declare()
     namespace = first.namespace
@@ -56,11 +59,27 @@ def test_a_namespace_stays_for_the_next_pipeline_and_goes_when_released(amqp_url
     second = Pipeline(amqp_url, workdir=pool, **SHAPE)
     assert second.namespace == namespace
     second.close()
-    namespaces.release_all()
+    namespaces.release_all(keep=session)
     assert not _exists(amqp_url, f"{namespace}.ledger")
     assert not _exists(amqp_url, f"{namespace}.ledger.retry.300ms")
     assert not _exchange_exists(amqp_url, f"{namespace}.events")
     assert not namespaces.declared_file(namespace).exists()
+
+
+def test_giving_back_a_tests_own_leases_leaves_the_sessions_namespace_in_use(
+        amqp_url: str, erasure_pipeline: Pipeline, pool: Path) -> None:
+    """Releasing every lease also gave back the session's own: its queues were deleted and its lock freed while
+    the process went on using the name, so another run could lease it too and the two crossed messages."""
+    erasure_pipeline.declare()
+    session = namespaces.held()
+    assert any(lease.namespace == erasure_pipeline.namespace for lease in session)
+    mine = Pipeline(amqp_url, workdir=pool, **SHAPE)
+    mine.declare()
+    mine.close()
+    namespaces.release_all(keep=session)
+    assert not _exists(amqp_url, f"{mine.namespace}.ledger")
+    assert _exists(amqp_url, f"{erasure_pipeline.namespace}.ledger"), "the session's namespace is still declared"
+    assert namespaces.held() == session
 
 
 CHILD = textwrap.dedent("""
