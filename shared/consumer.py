@@ -24,7 +24,7 @@ from sqlalchemy import Engine, Table, text
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from schemas import ErasureCompleted, ErasureSliceReported, NewsletterConsentChanged, UserDeregistered
-from schemas.catalog import SUBSCRIPTIONS
+from schemas.catalog import SEALED_FIELDS, SUBSCRIPTIONS
 from shared import metrics
 from shared.backoff import Backoff
 from shared.broker import kombu_connection
@@ -32,7 +32,7 @@ from shared.broker import producer as make_producer
 from shared.db import ensure_schema, make_engine, session_factory, wipe_sqlite_journal
 from shared.keys import key_store
 from shared.keys.sealing import declares_sealed_columns
-from shared.keys.wire import SEALABLE, DeadLetterSealer
+from shared.keys.wire import DeadLetterSealer
 from shared.logging import get_logger
 from shared.outbox import OutboxRelay
 from shared.retrying import slice_retry_reports
@@ -74,7 +74,7 @@ def needs_key_store(service: Service[Any]) -> bool:
     """Whether a service reads or writes anything sealed: its own sealed columns, events whose personal field may
     arrive sealed, or the destruction of data keys. Others never open the key store."""
     return declares_sealed_columns(service.name) or bool(
-        (SEALABLE.keys() | SHREDDING_TYPES) & set(service.event_types))
+        (SEALED_FIELDS.keys() | SHREDDING_TYPES) & set(service.event_types))
 
 
 def full_topology(settings: RuntimeSettings, extra: Service[Any] | None = None) -> Topology:

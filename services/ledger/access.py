@@ -154,7 +154,7 @@ def close_for_erased_user(session: Session, user_id: str, now: datetime) -> int:
     for request in requests:
         for part in request.parts:
             if part.answered_at is None:
-                part.answered_at, part.items, part.sha256 = now, None, nothing
+                part.answered_at, part.sha256 = now, nothing
             part.items = None
         request.status, request.completed_at = COMPLETE, now
         request.export_json = request.export_html = None

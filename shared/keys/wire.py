@@ -14,9 +14,6 @@ from shared.keys.jwe import SealedFieldError, is_compact_jwe, open_value, seal_v
 from shared.keys.sealing import key_store
 from shared.keys.store import user_subject
 
-SEALABLE: Mapping[str, str] = SEALED_FIELDS
-"""The field of each event type that carries personal data (any JSON value), and may be a compact JWE instead."""
-
 
 def _holds_data(value: Any) -> bool:
     """Whether a field's value holds anything to seal: an empty list (a slice holding nothing) does not."""
@@ -32,7 +29,7 @@ PLAINTEXT_CONTACT = Counter(
 def open_sealed_field(event_type: str, data: Mapping[str, Any]) -> Mapping[str, Any]:
     """`data` with its sealed personal field opened; plaintext is returned as is and counted. SealedFieldError if
     the field is sealed but cannot be opened."""
-    field = SEALABLE.get(event_type)
+    field = SEALED_FIELDS.get(event_type)
     if field is None or not isinstance(data, Mapping) or field not in data:
         return data
     value = data[field]
@@ -51,14 +48,14 @@ def sealed_body(data: EventData, *, source: str, subject: str | None = None) -> 
     first use); events without one, or with it empty, are written as they are."""
     envelope = envelope_for(data, source=source, subject=subject)
     dumped = envelope.model_dump(mode="json", exclude_none=True)
-    field = SEALABLE.get(data.event_type)
+    field = SEALED_FIELDS.get(data.event_type)
     if field is not None and _holds_data(dumped["data"].get(field)):
         key_id, key = key_store().issue(user_subject(dumped["data"]["user_id"]))
         dumped["data"][field] = seal_value(key_id, key, dumped["data"][field])
     return envelope, json.dumps(dumped, separators=(",", ":"), ensure_ascii=False).encode()
 
 
-__all__ = ["SEALABLE", "DeadLetterSealer", "SealedFieldError", "open_sealed_field", "sealed_body"]
+__all__ = ["DeadLetterSealer", "SealedFieldError", "open_sealed_field", "sealed_body"]
 
 
 # Dead-letter kinds raised before the signature was checked, or by it: such a body was never verified, so it is
@@ -82,7 +79,7 @@ class DeadLetterSealer:
         try:
             event = json.loads(body)
             data = event["data"]
-            field = SEALABLE.get(event["type"])
+            field = SEALED_FIELDS.get(event["type"])
             user_id = data["user_id"]
         except (ValueError, TypeError, KeyError, UnicodeDecodeError, RecursionError):
             return body, None

@@ -2,23 +2,20 @@
 
 from __future__ import annotations
 
-import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.chaos.harness import RABBIT_BIN, PostgresCluster, RabbitNode, private_postgres, private_rabbit
+from tests.chaos.harness import PostgresCluster, RabbitNode, private_postgres, private_rabbit
 from tests.chaos.stack import Stack, build_stack
 
 
 @pytest.fixture(scope="session")
 def rabbit() -> Iterator[RabbitNode]:
     """A private RabbitMQ node on free ports (the shared broker on 5672 is never touched)."""
-    if not (RABBIT_BIN / "rabbitmq-server").exists() or not shutil.which("epmd"):
-        pytest.skip(f"the chaos suite starts its own RabbitMQ node: needs {RABBIT_BIN}/rabbitmq-server and epmd")
-    with private_rabbit("chaos-rabbit-") as node:
+    with private_rabbit("the chaos suite's own RabbitMQ node", prefix="chaos-rabbit-") as node:
         yield node
 
 

@@ -206,8 +206,13 @@ class RabbitNode(BrokerQueries):
 
 
 @contextlib.contextmanager
-def private_rabbit(prefix: str) -> Iterator[RabbitNode]:
-    """A RabbitMQ node of our own in a new temporary directory; stopped, and its data removed, on exit."""
+def private_rabbit(needed_for: str, *, prefix: str, root: bool = False) -> Iterator[RabbitNode]:
+    """A RabbitMQ node of our own in a new temporary directory; stopped, and its data removed, on exit. The test
+    is skipped, saying what for, where `rabbitmq-server` or `epmd` is missing (or root, when `root` is asked)."""
+    import pytest
+
+    if not (RABBIT_BIN / "rabbitmq-server").exists() or not shutil.which("epmd") or (root and os.geteuid() != 0):
+        pytest.skip(f"{needed_for} needs {RABBIT_BIN}/rabbitmq-server and epmd" + (" and root" if root else ""))
     node = RabbitNode(Path(tempfile.mkdtemp(prefix=prefix))).start()
     try:
         yield node

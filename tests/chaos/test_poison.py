@@ -11,10 +11,9 @@ from typing import Any
 
 import pytest
 
-from schemas import NewsletterConsentChanged
+from schemas import SEALED_FIELDS, NewsletterConsentChanged
 from schemas.examples import example_consent_change
 from shared.keys.jwe import is_compact_jwe
-from shared.keys.wire import SEALABLE
 from shared.signing import sign
 from tests.chaos.harness import poll, record_results
 from tests.chaos.load import Upstream
@@ -130,7 +129,7 @@ def _kept_as_sent(parked: bytes, sent: bytes) -> bool:
         return True
     try:
         kept, original = json.loads(parked), json.loads(sent)
-        field = SEALABLE[original["type"]]
+        field = SEALED_FIELDS[original["type"]]
         clear = original["data"][field]
     except (ValueError, KeyError, TypeError):
         return False

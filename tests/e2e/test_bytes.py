@@ -7,7 +7,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import sqlite3
 import string
 import time
@@ -31,7 +30,7 @@ from services.sandbox import Sandbox
 from shared.testing import Pipeline, RunningService, wait_until
 from shared.testing.plugin import PIPELINE_SETTINGS
 from shared.topology import Names
-from tests.chaos.harness import RABBIT_BIN, PostgresCluster, RabbitNode, private_postgres, private_rabbit
+from tests.chaos.harness import PostgresCluster, RabbitNode, private_postgres, private_rabbit
 from tests.flows import FORWARDING, buy, completed, point_at_sandbox, run_cli, start_all, summary, url_of
 
 ERASED, KEPT = 2, 1
@@ -291,9 +290,7 @@ def test_retention_purge_leaves_no_byte_of_the_purged_sales_in_the_sqlite_files(
 @pytest.fixture
 def own_broker() -> Iterator[RabbitNode]:
     """A RabbitMQ node of our own, so that its data directory can be read; removed with its data afterwards."""
-    if not (RABBIT_BIN / "rabbitmq-server").exists() or not shutil.which("epmd") or os.geteuid() != 0:
-        pytest.skip(f"reading a broker node's files needs {RABBIT_BIN}/rabbitmq-server, epmd and root")
-    with private_rabbit("bytes-rabbit-") as node:
+    with private_rabbit("reading a broker node's files", prefix="bytes-rabbit-", root=True) as node:
         yield node
 
 
