@@ -10,7 +10,8 @@ Partitions on loopback: every node listens for distribution on 127.0.0.1 but ope
 connections from 127.0.1.N (`inet_dist_connect_options` in advanced.config), so node N's traffic with its peers is
 exactly "to or from its distribution port, or from or to 127.0.1.N". `net_ticktime` is 10 s, so a cut is noticed
 within about 10 s. `cluster_partition_handling = pause_minority`: the cut-off node pauses (closes its clients'
-connections, so they fail over) and resumes by itself once it sees the majority again.
+connections, so they fail over) and may resume once it sees the majority again; one that stays paused gets its
+application restarted (`RabbitCluster.heal_and_wait`).
 """
 
 from __future__ import annotations
@@ -271,7 +272,7 @@ class RabbitCluster(BrokerQueries):
         self.partition.cut()
 
     def heal(self) -> None:
-        """Remove the partition's rules; the paused minority node resumes by itself."""
+        """Remove the partition's rules; the paused minority node may now resume (see heal_and_wait)."""
         if self.partition is not None:
             self.partition.heal()
             self.partition = None
@@ -279,8 +280,8 @@ class RabbitCluster(BrokerQueries):
     def heal_and_wait(self) -> None:
         """Heal, and wait until the node that was cut off runs in the cluster again.
 
-        Usually the paused minority node resumes by itself once it sees its peers. On this RabbitMQ (3.10.8) it
-        sometimes stays paused ("Still booting") for good; the operator's step then is to restart its RabbitMQ
+        The paused minority node may resume by itself once it sees its peers. On this RabbitMQ (3.10.8) it
+        often stays paused ("Still booting"); the operator's step then is to restart its RabbitMQ
         application, which is what happens here after `RESUME_S` (and `resumed_by_itself` records which)."""
         cut = self.partition.node if self.partition is not None else None
         self.heal()
