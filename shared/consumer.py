@@ -172,6 +172,7 @@ class ServiceRunner:
         finally:
             self._todo.put(None)
             worker.join(timeout=30)
+            self.pipeline.close()
             self.relay.stop()
             producer.close()
             self.service.close_deps(self.deps)

@@ -6,6 +6,12 @@ its envelope kept in `parked_erasures` (it names only the opaque user id and the
 parked deregistrations through the slice's own erasure handler, in the release's transaction, so their slice
 reports reach the ledger then. Everything else (purchases, consent, access) goes on as usual.
 
+A slice whose erasure calls a vendor in an outside step (`Service.outside`, shared.runtime.reach) wraps its
+steps too (`outside_with_legal_hold`): the erasure's step does nothing while the user is held, and a release's
+step runs the erasure step of each parked deregistration, whose results the resumed handlers get. The runtime
+commits a batch up to each `LegalHoldChanged` before it runs the steps after it, so a step never acts on a hold
+state older than its handler's.
+
 Hold states only move forward: hold n placed, then hold n released, then hold n+1 placed. A release that
 overtakes its placement (a delay tier, a redelivery) is therefore not undone by the placement arriving later.
 """
@@ -21,7 +27,7 @@ from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from schemas import CloudEvent, EventData, LegalHoldChanged, UserDeregistered
-from shared.service import Context, Handler
+from shared.service import Context, Handler, Outside, OutsideStep
 
 D = TypeVar("D")
 
@@ -75,14 +81,24 @@ def _record(event: LegalHoldChanged, session: Session) -> bool:
     return True
 
 
+def _parked_rows(session: Session, user_id: str) -> list[Any]:
+    table = _table(session, "parked_erasures")
+    return list(session.execute(select(table.c.event_id, table.c.envelope).where(table.c.user_id == user_id)
+                                .order_by(table.c.parked_at, table.c.event_id)).all())
+
+
 def _resume(event: LegalHoldChanged, ctx: Context[D], erase: Handler[D]) -> int:
-    """Run the user's parked deregistrations through the erasure handler; how many ran."""
+    """Run the user's parked deregistrations through the erasure handler; how many ran.
+
+    Each gets what the release's outside step did for it (a dict by parked event id), when the slice has one.
+    """
     table = _table(ctx.session, "parked_erasures")
-    rows = ctx.session.execute(select(table.c.event_id, table.c.envelope).where(table.c.user_id == event.user_id)
-                               .order_by(table.c.parked_at, table.c.event_id)).all()
+    rows = _parked_rows(ctx.session, event.user_id)
+    done = ctx.outside if isinstance(ctx.outside, dict) else {}
     for row in rows:
         envelope = CloudEvent.model_validate_json(row.envelope)
-        erase(UserDeregistered.model_validate(envelope.data), dataclasses.replace(ctx, envelope=envelope))
+        erase(UserDeregistered.model_validate(envelope.data),
+              dataclasses.replace(ctx, envelope=envelope, outside=done.get(row.event_id)))
     if rows:
         ctx.session.execute(delete(table).where(table.c.event_id.in_([r.event_id for r in rows])))
     return len(rows)
@@ -109,3 +125,34 @@ def with_legal_hold(handlers: Mapping[type[EventData], Handler[D]]) -> dict[type
 
     erase_unless_held.__doc__ = f"{erase.__doc__ or ''} Deferred while the user is under a legal hold.".strip()
     return {**handlers, UserDeregistered: erase_unless_held, LegalHoldChanged: hold_changed}
+
+
+def outside_with_legal_hold(steps: Mapping[type[EventData], OutsideStep[D]]) -> dict[type[EventData], OutsideStep[D]]:
+    """A slice's outside steps with its erasure's step skipped under a legal hold, and a release's step running
+    the erasure step of every deregistration parked for the user (its result: a dict by parked event id)."""
+    erase = steps[UserDeregistered]
+
+    def reach_unless_held(event: UserDeregistered, out: Outside[D]) -> Any:
+        with out.read() as session:
+            if is_held(session, event.user_id):
+                return None
+        return erase(event, out)
+
+    def reach_for_parked(event: LegalHoldChanged, out: Outside[D]) -> dict[str, Any] | None:
+        if event.held:
+            return None
+        with out.read() as session:
+            states = _table(session, "hold_states")
+            state = session.execute(select(states.c.hold_id, states.c.held)
+                                    .where(states.c.user_id == event.user_id)).first()
+            if state is not None and not _moves_forward(event, state.hold_id, state.held):
+                return None  # superseded: the handler ignores it, and nothing may be erased
+            rows = _parked_rows(session, event.user_id)
+        done = {}
+        for row in rows:
+            envelope = CloudEvent.model_validate_json(row.envelope)
+            done[row.event_id] = erase(UserDeregistered.model_validate(envelope.data),
+                                       dataclasses.replace(out, envelope=envelope))
+        return done
+
+    return {**steps, UserDeregistered: reach_unless_held, LegalHoldChanged: reach_for_parked}

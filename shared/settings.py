@@ -73,6 +73,9 @@ class RuntimeSettings(BaseSettings):
     delivery_limit: int = Field(20, description="Quorum x-delivery-limit: guard against crash loops.")
     prefetch: int = Field(200, description="Per-consumer prefetch (quorum queues refuse global QoS).")
     batch_size: int = Field(100, description="Deliveries handled in one database transaction.")
+    outside_concurrency: int = Field(
+        8, ge=1, description="Outside steps (vendor calls) of one batch run at once; 8 stays under the ~10 "
+        "concurrent connections Mailchimp allows per API key.")
     max_body_bytes: int = Field(256 * 1024, description="Larger messages are dead-lettered as oversized.")
     max_clock_skew: float = Field(
         300.0, ge=0, description="Seconds an event's instants may lie in the future before it is dead-lettered.")

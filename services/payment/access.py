@@ -1,5 +1,5 @@
 """The payment slice's answer to an access request: the payment references kept here, and the vaulted payment
-methods PayPal holds for the user, read back from PayPal."""
+methods PayPal holds for the user, read back from PayPal (in an outside step, before the answer's transaction)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,16 @@ from services.payment.handlers import PAYPAL, SERVICE, Gateways
 from services.payment.models import PaymentRecord, PayPalCustomer, VaultToken
 from services.vendors.rules import paypal_customer_id
 from shared.access import answer, row_data
-from shared.service import Context
+from shared.errors import TransientError
+from shared.service import Context, Outside
+
+
+def list_tokens_at_paypal(event: AccessRequested, out: Outside[Gateways]) -> list[str]:
+    """Outside step of an access request: the vault tokens PayPal holds under the user's customer id now."""
+    with out.read() as session:
+        kept = session.get(PayPalCustomer, event.user_id)
+    return sorted(out.deps.paypal.list_payment_tokens(
+        customer_id=kept.customer_id if kept is not None else paypal_customer_id(event.user_id)))
 
 
 def answer_access(event: AccessRequested, ctx: Context[Gateways]) -> None:
@@ -29,7 +38,9 @@ def answer_access(event: AccessRequested, ctx: Context[Gateways]) -> None:
             legal_basis=LEGAL_BASIS))
     kept = session.get(PayPalCustomer, user_id)
     customer_id = kept.customer_id if kept is not None else paypal_customer_id(user_id)
-    at_paypal = ctx.deps.paypal.list_payment_tokens(customer_id=customer_id)
+    at_paypal = ctx.outside
+    if not isinstance(at_paypal, list):
+        raise TransientError("PayPal has not been asked for this access request yet; asking on the next attempt")
     known = session.scalars(select(VaultToken.token_id).where(VaultToken.user_id == user_id)).all()
     if at_paypal or known:
         items.append(AccessItem(

@@ -5,6 +5,11 @@ our user ids do not. When the web shop vaults a payment method it passes `paypal
 (services.vendors.rules: `lg` + 32 hex digits of a SHA-256 of the user id, no personal data), and this service
 keeps the pair (`paypal_customers`), so `GET /v3/vault/payment-tokens?customer_id=…` finds every token the
 user saved, including any this service never saw in an event.
+
+PayPal is called in outside steps (`OUTSIDE`), a batch's calls concurrently before its transaction; each
+handler writes what its step did at PayPal, and retries the event (TransientError) when the database changed
+in between so that the step's call no longer covers it (a purchase recorded tokens, or the user was erased,
+earlier in the same batch). So the service is database-only: its batches take the runtime's fast path.
 """
 
 from __future__ import annotations
@@ -16,14 +21,15 @@ from datetime import UTC, date, datetime
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from schemas import PurchaseCompleted, RetainedCategory, UserDeregistered
+from schemas import EventData, PurchaseCompleted, RetainedCategory, UserDeregistered
 from services.common.retention import LEGAL_BASIS, accounting_date, retain_until_for
 from services.payment.models import PaymentRecord, PayPalCustomer, VaultToken
 from services.vendors.paypal import PayPalClient
 from services.vendors.rules import paypal_customer_id
 from shared.erasure import is_erased, slice_report, tombstone
-from shared.hold import with_legal_hold
-from shared.service import Context, Handlers
+from shared.errors import TransientError
+from shared.hold import outside_with_legal_hold, with_legal_hold
+from shared.service import Context, Handlers, Outside, OutsideStep
 
 SERVICE = "payment"
 PAYPAL = "PayPal"
@@ -40,6 +46,50 @@ class Gateways:
 
     paypal: PayPalClient
     fiscal_year_end: tuple[int, int] = (12, 31)
+
+
+@dataclass(frozen=True)
+class AtPayPal:
+    """What an outside step did at PayPal for one event: the vault tokens it deleted."""
+
+    deleted: frozenset[str] = frozenset()
+
+
+def asked_paypal(ctx: Context[Gateways]) -> AtPayPal:
+    """What the event's outside step did at PayPal; a retry if it did not run for this event (the user was
+    under a legal hold when it ran, and released since)."""
+    if not isinstance(ctx.outside, AtPayPal):
+        raise TransientError("PayPal has not been asked for this event yet; asking on the next attempt")
+    return ctx.outside
+
+
+def delete_tokens_of_erased_buyer(event: PurchaseCompleted, out: Outside[Gateways]) -> AtPayPal:
+    """Outside step of a purchase: the vault tokens a late purchase of an erased user saved, deleted at PayPal."""
+    refs = event.payment.paypal
+    if event.payment.method != "paypal" or refs is None or not refs.vault_token_ids:
+        return AtPayPal()
+    with out.read() as session:
+        if not is_erased(session, event.user_id) or session.get(PaymentRecord, event.purchase_id) is not None:
+            return AtPayPal()
+    for token_id in refs.vault_token_ids:
+        out.deps.paypal.delete_payment_token(token_id)
+    return AtPayPal(frozenset(refs.vault_token_ids))
+
+
+def delete_tokens_at_paypal(event: UserDeregistered, out: Outside[Gateways]) -> AtPayPal:
+    """Outside step of an erasure: delete the user's vault tokens at PayPal, those recorded here first, then
+    whatever else PayPal holds under the user's customer id."""
+    with out.read() as session:
+        known = sorted(session.scalars(select(VaultToken.token_id).where(VaultToken.user_id == event.user_id)))
+        kept = session.get(PayPalCustomer, event.user_id)
+    paypal = out.deps.paypal
+    for token_id in known:
+        paypal.delete_payment_token(token_id)
+    leftovers = paypal.list_payment_tokens(
+        customer_id=kept.customer_id if kept is not None else paypal_customer_id(event.user_id))
+    for token_id in leftovers:
+        paypal.delete_payment_token(token_id)
+    return AtPayPal(frozenset(known) | frozenset(leftovers))
 
 
 def record_payment_references(event: PurchaseCompleted, ctx: Context[Gateways]) -> None:
@@ -71,8 +121,9 @@ def record_payment_references(event: PurchaseCompleted, ctx: Context[Gateways]) 
         event_id=ctx.event_id,
     ))
     if erased:
-        for token_id in refs.vault_token_ids:
-            gateways.paypal.delete_payment_token(token_id)
+        if set(refs.vault_token_ids) - asked_paypal(ctx).deleted:
+            raise TransientError("the user was erased after PayPal was asked; the purchase's vault tokens are "
+                                 "deleted on the next attempt")
         ctx.log.info("payment of an erased user recorded minimised", purchase_id=event.purchase_id,
                      user_id=event.user_id, tokens_deleted=len(refs.vault_token_ids))
         return
@@ -84,17 +135,13 @@ def record_payment_references(event: PurchaseCompleted, ctx: Context[Gateways]) 
 
 def erase_payer_data(event: UserDeregistered, ctx: Context[Gateways]) -> None:
     """Delete the user's vault tokens at PayPal, erase payer data here, keep transaction records by law."""
-    gateways = ctx.deps
     session = ctx.session
     erased: list[str] = []
-    tokens = session.scalars(select(VaultToken).where(VaultToken.user_id == event.user_id)).all()
-    for token in tokens:
-        gateways.paypal.delete_payment_token(token.token_id)
-    # Known tokens first, then whatever else PayPal holds under the user's customer id.
-    leftovers = gateways.paypal.list_payment_tokens(customer_id=_customer_id(session, event.user_id))
-    for token_id in leftovers:
-        gateways.paypal.delete_payment_token(token_id)
-    told_paypal = bool(tokens or leftovers)
+    done = asked_paypal(ctx)  # the tokens deleted at PayPal by the outside step
+    tokens = session.scalars(select(VaultToken.token_id).where(VaultToken.user_id == event.user_id)).all()
+    if set(tokens) - done.deleted:
+        raise TransientError("vault tokens were recorded after PayPal was asked; deleting them on the next attempt")
+    told_paypal = bool(done.deleted)
     if told_paypal:
         erased.append("PayPal vault payment tokens")
     session.execute(delete(VaultToken).where(VaultToken.user_id == event.user_id))
@@ -116,7 +163,7 @@ def erase_payer_data(event: UserDeregistered, ctx: Context[Gateways]) -> None:
     tombstone(session, event)
     ctx.emit(slice_report(event, SERVICE, erased=erased, retained=_retained(kept),
                           recipients_notified=[PAYPAL] if told_paypal else []))
-    ctx.log.info("payer data erased", user_id=event.user_id, tokens_deleted=len(tokens) + len(leftovers),
+    ctx.log.info("payer data erased", user_id=event.user_id, tokens_deleted=len(done.deleted),
                  payments_kept=len(kept), replay=event.replay)
 
 
@@ -143,3 +190,5 @@ def _retained(kept: Sequence[PaymentRecord]) -> list[RetainedCategory]:
 
 HANDLERS: Handlers[Gateways] = with_legal_hold(
     {PurchaseCompleted: record_payment_references, UserDeregistered: erase_payer_data})
+OUTSIDE: dict[type[EventData], OutsideStep[Gateways]] = outside_with_legal_hold(
+    {PurchaseCompleted: delete_tokens_of_erased_buyer, UserDeregistered: delete_tokens_at_paypal})

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from schemas import AccessRequested, PersonalDataCorrected
-from services.payment.access import answer_access
+from services.payment.access import answer_access, list_tokens_at_paypal
 from services.payment.correction import report_correction
-from services.payment.handlers import HANDLERS, SERVICE, Gateways
+from services.payment.handlers import HANDLERS, OUTSIDE, SERVICE, Gateways
 from services.payment.models import MIGRATIONS, metadata
 from services.payment.settings import PaymentSettings
 from services.vendors.paypal import PayPalClient
@@ -28,6 +28,8 @@ def build() -> Service:
     return Service(
         name=SERVICE,
         handlers={**HANDLERS, AccessRequested: answer_access, PersonalDataCorrected: report_correction},
+        outside={**OUTSIDE, AccessRequested: list_tokens_at_paypal},  # PayPal, a batch's calls at once
+        database_only=True,
         metadata=metadata,
         migrations=MIGRATIONS,
         build_deps=lambda _engine: _gateways(settings),

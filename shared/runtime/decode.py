@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from shared import codec
 from shared.codec import Inbound
@@ -10,17 +10,20 @@ from shared.errors import BadInput
 from shared.logging import get_logger
 from shared.runtime.delivery import Delivery
 from shared.runtime.outcome import Outcome
-from shared.service import Handler, Service
+from shared.service import Handler, OutsideStep, Service
 from shared.settings import RuntimeSettings
 
 log = get_logger(__name__)
 
 
 class Ready(NamedTuple):
-    """A delivery that can be handled: its event and the handler registered for its type."""
+    """A delivery that can be handled: its event, the handler registered for its type, and its outside step
+    (if the service gave its type one) with the step's result once stage 2 has run it."""
 
     inbound: Inbound
     handler: Handler
+    step: OutsideStep | None = None
+    outside: Any = None
 
 
 def decode_delivery(delivery: Delivery, service: Service, settings: RuntimeSettings) -> Ready | Outcome:
@@ -37,4 +40,4 @@ def decode_delivery(delivery: Delivery, service: Service, settings: RuntimeSetti
     handler = service.handler_for(event_type)
     if handler is None:
         return Outcome.dead("unknown_type", f"event {inbound.event_id}: {service.name} has no handler for {event_type}")
-    return Ready(inbound, handler)
+    return Ready(inbound, handler, service.outside_for(event_type))

@@ -22,7 +22,7 @@ log = get_logger(__name__)
 def context_for(session: Session, delivery: Delivery, ready: Ready, deps: Any) -> Context[Any]:
     """What the handler gets besides its event."""
     return Context(session=session, envelope=ready.inbound.envelope, deps=deps, attempts=delivery.attempts,
-                   redelivered=delivery.redelivered, log=log)
+                   redelivered=delivery.redelivered, log=log, outside=ready.outside)
 
 
 def run_handler(ready: Ready, ctx: Context[Any], session: Session, middlewares: Sequence[Middleware], *,

@@ -39,6 +39,12 @@ class Inbox:
             table.c.event_id.in_(bindparam("ids", expanding=True)))
         self._insert = insert(table)
 
+    def handled(self, conn: Connection, event_ids: Sequence[str]) -> set[str]:
+        """Which of these events the inbox already holds (read only; claiming still decides)."""
+        if not event_ids:
+            return set()
+        return {row.event_id for row in conn.execute(self._seen, {"ids": list(set(event_ids))})}
+
     def claim(self, conn: Connection, events: Sequence[tuple[int, Inbound]]) -> Claim:
         """Settle the duplicates (in the inbox or earlier among `events`), insert rows for the rest.
 

@@ -1,4 +1,6 @@
-"""One batch through the stages in one transaction: decode → claim → handle → stage, then commit.
+"""One batch through the stages: decode → reach out → (one transaction:) claim → handle → stage, then commit.
+
+Outside steps (stage 2, reach.py) run for the batch's new deliveries concurrently before the transaction.
 
 A service whose handlers touch only the database and the outbox (`Service.database_only`) takes the fast
 path: the batch's inbox is claimed with one read and one write and its handlers run without a savepoint
@@ -10,6 +12,7 @@ settled (stage 5, settle.py) only after the commit. A lost database holds the ba
 from __future__ import annotations
 
 import contextlib
+import itertools
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -27,6 +30,7 @@ from shared.runtime.handle import context_for, failure_outcome, run_handler
 from shared.runtime.inbox import Inbox
 from shared.runtime.middleware import BatchReport, Handled, Middleware
 from shared.runtime.outcome import ACK, RELEASE, Action, Outcome
+from shared.runtime.reach import Reacher
 from shared.runtime.stage import Stager
 from shared.service import Service
 from shared.settings import RuntimeSettings
@@ -62,6 +66,8 @@ class BatchPipeline:
         self.middlewares = middlewares
         self.inbox = Inbox(service.metadata.tables["inbox"])
         self.stager = Stager(service.metadata.tables["outbox"], settings)
+        self.reacher = (Reacher(service.name, sessions, self.inbox, settings.outside_concurrency)
+                        if service.outside else None)
         self.deps: Any = None  # the service's outside gateways, built once the database answers
         self._stopping = stopping or threading.Event()
 
@@ -88,15 +94,42 @@ class BatchPipeline:
                 delay = min(delay * 2, 5.0)
 
     def run_once(self, batch: Sequence[Delivery]) -> list[Outcome]:
-        """One attempt at the batch in one transaction; a lost database raises."""
-        decoded = [decode_delivery(delivery, self.service, self.settings) for delivery in batch]
-        result = self._fast(batch, decoded) if self.service.database_only else None
-        if result is None:
-            result = self._with_savepoints(batch, decoded)
-        outcomes, report = result
-        for middleware in self.middlewares:
-            middleware.after_commit(report)
+        """One attempt at the batch, in one transaction per part (parts: `_parts`); a lost database raises.
+
+        Parts committed before the database was lost are duplicates when the batch runs again: the inbox acks
+        them without running their handlers again.
+        """
+        decoded: list[Ready | Outcome] = [decode_delivery(delivery, self.service, self.settings)
+                                          for delivery in batch]
+        outcomes: list[Outcome] = []
+        for start, end in self._parts(decoded):
+            part, ready = batch[start:end], decoded[start:end]
+            if self.reacher is not None:
+                ready = self.reacher.reach(part, ready, self.deps)
+            result = self._fast(part, ready) if self.service.database_only else None
+            if result is None:
+                result = self._with_savepoints(part, ready)
+            outcomes.extend(result[0])
+            for middleware in self.middlewares:
+                middleware.after_commit(result[1])
         return outcomes
+
+    def _parts(self, decoded: Sequence[Ready | Outcome]) -> list[tuple[int, int]]:
+        """The batch cut after each event whose effects the outside steps after it must see
+        (`Service.outside_sees`, e.g. a legal hold placed): the steps read the database before their part's
+        transaction, so that event must be committed first. Without outside steps, the whole batch."""
+        if self.reacher is None:
+            return [(0, len(decoded))]
+        sees = {model.event_type for model in self.service.outside_sees}
+        cuts = [i + 1 for i, item in enumerate(decoded[:-1])
+                if isinstance(item, Ready) and item.inbound.envelope.type in sees]
+        bounds = [0, *cuts, len(decoded)]
+        return list(itertools.pairwise(bounds))
+
+    def close(self) -> None:
+        """Let the outside steps in flight finish."""
+        if self.reacher is not None:
+            self.reacher.close()
 
     # ---- the fast path: the batch's inbox in one statement each way, no savepoint per delivery -----------
     def _fast(self, batch: Sequence[Delivery], decoded: list[Ready | Outcome]

@@ -224,6 +224,7 @@ class MemoryService:
                 self.run_all()
 
     def close(self) -> None:
+        self.pipeline.close()
         self.service.close_deps(self.deps)
         self.engine.dispose()
 

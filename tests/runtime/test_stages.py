@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import replace
 from datetime import UTC, datetime
 from typing import Any
@@ -17,7 +16,6 @@ from sqlalchemy.orm import Session
 from schemas import ErasureSliceReported, NewsletterConsentChanged, UserDeregistered
 from schemas.examples import example_consent_change, example_deregistration, example_slice_report
 from shared.codec import Inbound, Outbound, decode, encode
-from shared.db import ensure_schema, make_engine
 from shared.errors import BadInput, PermanentError, TransientError
 from shared.runtime import headers as h
 from shared.runtime.decode import Ready, decode_delivery
@@ -67,13 +65,6 @@ def _inbound(message: Outbound) -> Inbound:
     return ready.inbound
 
 
-@pytest.fixture
-def engine(empty_database_url: str, db_backend: str) -> Iterator[Engine]:
-    """The probe's tables (the runtime's inbox and outbox among them) on a fresh database of the backend."""
-    engine = make_engine(empty_database_url)
-    ensure_schema(engine, metadata, None)
-    yield engine
-    engine.dispose()
 
 
 # ---- decode --------------------------------------------------------------------------------------------------

@@ -240,6 +240,46 @@ def test_late_purchase_for_an_erased_user_keeps_only_the_transaction_reference_a
         "a token saved for an erased user is deleted"
 
 
+def test_a_purchase_and_the_erasure_in_one_batch_still_delete_every_token_at_paypal(
+    start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
+    reports: SliceReports,
+) -> None:
+    """PayPal is asked before the batch's transaction (outside steps): the erasure's step cannot see a token the
+    purchase before it in the same batch records, so the erasure retries and deletes it then. The token is
+    vaulted under a customer id PayPal's listing for this user does not return: only the event names it."""
+    sandbox.seed({"paypal": {"vault": {"legacy-customer-1": ["tok-batch-1"]}}})
+    running = start_payment()
+    purchase = paypal_purchase("pay-batch", tokens=["tok-batch-1"])
+    bought, erase = erasure_memory.publish(purchase, example_deregistration("pay-batch"))
+    running.wait_handled(bought.event_id)
+    assert not running.handled(erase.event_id), "the erasure waits for its retry"
+    erasure_memory.retry()
+    running.wait_handled(erase.event_id)
+    assert _deleted_at_paypal(sandbox) == ["tok-batch-1"]
+    assert _tokens(running) == []
+    [report] = reports.wait("pay-batch")
+    assert "PayPal vault payment tokens" in report["erased"]
+
+
+def test_an_erasure_and_a_late_purchase_in_one_batch_delete_the_late_token_at_paypal(
+    start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
+) -> None:
+    """The late purchase's step ran before the erasure before it committed; its handler sees the user erased
+    and retries, and the next attempt deletes the purchase's token."""
+    sandbox.seed({"paypal": {"vault": {"legacy-customer-2": ["tok-late-batch"]}}})
+    running = start_payment()
+    purchase = paypal_purchase("pay-late-batch", tokens=["tok-late-batch"])
+    erase, late = erasure_memory.publish(example_deregistration("pay-late-batch"), purchase)
+    running.wait_handled(erase.event_id)
+    assert _deleted_at_paypal(sandbox) == []
+    erasure_memory.retry()
+    running.wait_handled(late.event_id)
+    assert _deleted_at_paypal(sandbox) == ["tok-late-batch"]
+    payment = _payment(running, purchase.purchase_id)
+    assert payment is not None and payment.payer_id is None
+    assert _tokens(running) == []
+
+
 def test_paypal_outage_shorter_than_the_retry_window_delays_but_does_not_dead_letter(
     start_payment: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
 ) -> None:
