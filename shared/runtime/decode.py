@@ -18,7 +18,7 @@ log = get_logger(__name__)
 
 class Ready(NamedTuple):
     """A delivery that can be handled: its event, the handler registered for its type, and its outside step
-    (if the service gave its type one) with the step's result once stage 2 has run it."""
+    (if the service gave its type one) with the step's result once reach.py has run it."""
 
     inbound: Inbound
     handler: Handler

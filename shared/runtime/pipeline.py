@@ -1,6 +1,6 @@
 """One batch through the stages: decode → reach out → (one transaction:) claim → handle → stage, then commit.
 
-Outside steps (stage 2, reach.py) run for the batch's new deliveries concurrently before the transaction.
+Outside steps (reach.py) run for the batch's new deliveries concurrently before the transaction.
 
 A service whose handlers touch only the database and the outbox (`Service.database_only`) takes the fast
 path: the batch's inbox is claimed with one read and one write and its handlers run without a savepoint
