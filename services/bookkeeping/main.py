@@ -5,9 +5,9 @@ from __future__ import annotations
 from sqlalchemy import Engine
 
 from schemas import AccessRequested, PersonalDataCorrected
-from services.bookkeeping.access import answer_access
-from services.bookkeeping.correction import correct_customer
-from services.bookkeeping.handlers import HANDLERS, SERVICE, Gateways
+from services.bookkeeping.access import answer_access, find_customer_at_visma
+from services.bookkeeping.correction import correct_customer, correct_customer_at_visma
+from services.bookkeeping.handlers import HANDLERS, OUTSIDE, SERVICE, Gateways
 from services.bookkeeping.models import MIGRATIONS, metadata
 from services.bookkeeping.settings import BookkeepingSettings, secret_or_none
 from services.bookkeeping.tokens import TokenStore
@@ -42,6 +42,9 @@ def build() -> Service:
     return Service(
         name=SERVICE,
         handlers={**HANDLERS, AccessRequested: answer_access, PersonalDataCorrected: correct_customer},
+        outside={**OUTSIDE, AccessRequested: find_customer_at_visma,  # Visma, a batch's calls at once
+                 PersonalDataCorrected: correct_customer_at_visma},
+        database_only=True,
         metadata=metadata,
         migrations=MIGRATIONS,
         build_deps=lambda engine: _gateways(settings, engine),

@@ -342,6 +342,65 @@ def test_late_purchase_for_an_erased_user_books_a_minimised_sale_and_no_named_cu
     assert personal_data_hits(running.engine, _personal_values(purchase)) == []
 
 
+def _named_customers_left(sandbox: Sandbox, user_id: str, event: PurchaseCompleted) -> list[dict[str, Any]]:
+    """Visma customers that still name the user: active under the user's number, or holding a contact detail."""
+    number = visma_customer_number(user_id)
+    return [c for c in _visma_customers(sandbox)
+            if (c.get("CustomerNumber") == number and c.get("IsActive"))
+            or any(needle in json.dumps(c) for needle in _personal_values(event))]
+
+
+def test_a_purchase_and_the_erasure_in_one_batch_leave_no_named_customer_at_visma(
+    start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
+    reports: SliceReports,
+) -> None:
+    """Visma is asked before the batch's transaction (outside steps): the erasure's step cannot see the customer
+    the purchase before it in the same batch books, so the erasure retries and erases it at Visma then."""
+    running = start_bookkeeping()
+    purchase = example_purchase("bk-batch")
+    bought, erase = erasure_memory.publish(purchase, example_deregistration("bk-batch"))
+    running.wait_handled(bought.event_id)
+    assert not running.handled(erase.event_id), "the erasure waits for its retry"
+    erasure_memory.retry()
+    running.wait_handled(erase.event_id)
+
+    assert _named_customers_left(sandbox, "bk-batch", purchase) == []
+    [customer] = _visma_customers(sandbox)
+    assert customer["IsActive"] is False
+    assert len(_visma_invoices(sandbox)) == 1
+    assert personal_data_hits(running.engine, _personal_values(purchase)) == []
+    [report] = reports.wait("bk-batch")
+    assert report["recipients_notified"] == ["Visma eAccounting"]
+    assert "customer contact details at Visma eAccounting" in report["erased"]
+
+
+def test_an_erasure_and_a_late_purchase_in_one_batch_leave_no_named_customer_at_visma(
+    start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
+) -> None:
+    """The late purchase's step ran before the erasure before it committed, and booked the named customer; its
+    handler sees the user erased and retries, and the next attempt erases that customer at Visma (deactivated and
+    anonymised: the invoice already booked on it stays, once) and keeps the sale without a customer here."""
+    running = start_bookkeeping()
+    purchase = example_purchase("bk-late-batch")
+    erase, late = erasure_memory.publish(example_deregistration("bk-late-batch"), purchase)
+    running.wait_handled(erase.event_id)
+    assert not running.handled(late.event_id), "the late purchase waits for its retry"
+    erasure_memory.retry()
+    running.wait_handled(late.event_id)
+
+    assert _named_customers_left(sandbox, "bk-late-batch", purchase) == []
+    active = [c for c in _visma_customers(sandbox) if c.get("IsActive")]
+    assert [c["Name"] for c in active] == ["Anonymised customer"]
+    [invoice] = _visma_invoices(sandbox)
+    assert invoice["YourReference"] == late.event_id, "one invoice, booked once"
+    booked_on = sandbox.state()["visma"]["customers"][invoice["CustomerId"]]
+    assert booked_on["IsActive"] is False and booked_on["Name"].startswith("Anonymised customer")
+    assert _customer(running, "bk-late-batch") is None
+    sale = _sale(running, purchase.purchase_id)
+    assert sale is not None and sale.visma_invoice_id == invoice["Id"]
+    assert personal_data_hits(running.engine, _personal_values(purchase)) == []
+
+
 def test_visma_outage_shorter_than_the_retry_window_delays_but_does_not_dead_letter(
     start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
 ) -> None:
