@@ -18,6 +18,7 @@ from services.bookkeeping.handlers import (
     Gateways,
     asked_visma,
     erase_named_customer_of_earlier_attempt,
+    sales_of,
 )
 from services.bookkeeping.models import CustomerRecord, Sale
 from services.bookkeeping.settings import BookkeepingSettings
@@ -30,9 +31,11 @@ from shared.service import Context, Outside
 
 @dataclass(frozen=True)
 class CorrectedAtVisma:
-    """What a correction's outside step sent to Visma: the corrected customer's fields, or None (not told)."""
+    """What a correction's outside step sent to Visma: the corrected customer's fields, or None (not told);
+    and the user's sales it saw, so that the handler knows whether a purchase was booked since."""
 
     fields: dict[str, Any] | None
+    sales_seen: frozenset[str] = frozenset()
 
 
 def _visma_fields(session: Session, customer: Any, corrected: list[str],
@@ -58,6 +61,7 @@ def correct_customer_at_visma(event: PersonalDataCorrected, out: Outside[Gateway
     """
     fields, number = None, ""
     with out.read() as session:
+        seen = sales_of(session, event.user_id)
         erased = is_erased(session, event.user_id)
         customer = None if erased else session.get(CustomerRecord, event.user_id)
         if customer is not None and customer.anonymised_at is None:
@@ -69,7 +73,7 @@ def correct_customer_at_visma(event: PersonalDataCorrected, out: Outside[Gateway
         erase_named_customer_of_earlier_attempt(out, out.deps.visma, event.user_id)
     if fields is not None:
         out.deps.visma.upsert_customer(number, fields)
-    return CorrectedAtVisma(fields)
+    return CorrectedAtVisma(fields, seen)
 
 
 def correct_customer(event: PersonalDataCorrected, ctx: Context[Gateways]) -> None:
@@ -85,7 +89,8 @@ def correct_customer(event: PersonalDataCorrected, ctx: Context[Gateways]) -> No
         ctx.emit(erased or correction_report(event, SERVICE, erased=customer is not None))
         return
     corrected = apply_contact(customer, event)
-    if _visma_fields(ctx.session, customer, corrected, ctx.deps.settings) != told_visma.fields:
+    if _visma_fields(ctx.session, customer, corrected, ctx.deps.settings) != told_visma.fields \
+            or sales_of(ctx.session, event.user_id) - told_visma.sales_seen:
         raise TransientError("the customer changed after Visma was told of the correction; telling it again on "
                              "the next attempt")
     told = [VISMA] if told_visma.fields is not None else []

@@ -86,7 +86,8 @@ def asked_visma(ctx: Context[Gateways], done: type[Done]) -> Done:
     return ctx.outside
 
 
-def _sales_of(session: Session, user_id: str) -> frozenset[str]:
+def sales_of(session: Session, user_id: str) -> frozenset[str]:
+    """The purchase ids of the user's sales kept here."""
     return frozenset(session.scalars(select(Sale.purchase_id).where(Sale.user_id == user_id)))
 
 
@@ -102,7 +103,7 @@ def book_sale_at_visma(event: PurchaseCompleted, out: Outside[Gateways]) -> Book
         erased = is_erased(session, event.user_id)
         kept = session.get(CustomerRecord, event.user_id)
         number = kept.customer_number if kept is not None else visma_customer_number(event.user_id)
-        seen = _sales_of(session, event.user_id)
+        seen = sales_of(session, event.user_id)
     visma, settings = out.deps.visma, out.deps.settings
     if erased:
         if out.tried_before:
@@ -139,7 +140,7 @@ def record_sale(event: PurchaseCompleted, ctx: Context[Gateways]) -> None:
             raise TransientError("the sale was booked on the anonymous customer of a user not erased here; "
                                  "booking it again on the next attempt")
         customer = _customer_record(session, event.user_id)
-        if customer.customer_number != booked.customer_number or _sales_of(session, event.user_id) - booked.sales_seen:
+        if customer.customer_number != booked.customer_number or sales_of(session, event.user_id) - booked.sales_seen:
             raise TransientError("another purchase of the user was booked after Visma was asked; booking this "
                                  "one on the next attempt")
         _keep_customer(customer, event, booked.customer_id)
@@ -204,7 +205,7 @@ def erase_customer_at_visma(event: UserDeregistered, out: Outside[Gateways]) -> 
     with out.read() as session:
         customer = session.get(CustomerRecord, event.user_id)
         customer_id = customer.visma_customer_id if customer is not None else None
-        seen = _sales_of(session, event.user_id)
+        seen = sales_of(session, event.user_id)
     if not customer_id:
         return ErasedAtVisma(customer_id=None, gone=False, sales_seen=seen)
     return ErasedAtVisma(customer_id=str(customer_id), gone=erase_visma_customer(out.deps.visma, customer_id),

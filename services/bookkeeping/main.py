@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from schemas import AccessRequested, PersonalDataCorrected
+from schemas import AccessRequested, LegalHoldChanged, PersonalDataCorrected
 from services.bookkeeping.access import answer_access, find_customer_at_visma
 from services.bookkeeping.correction import correct_customer, correct_customer_at_visma
 from services.bookkeeping.handlers import HANDLERS, OUTSIDE, SERVICE, Gateways
@@ -44,6 +44,9 @@ def build() -> Service:
         handlers={**HANDLERS, AccessRequested: answer_access, PersonalDataCorrected: correct_customer},
         outside={**OUTSIDE, AccessRequested: find_customer_at_visma,  # Visma, a batch's calls at once
                  PersonalDataCorrected: correct_customer_at_visma},
+        # A correction's step writes the named customer at Visma: the steps after it in a batch (an erasure's)
+        # run once it is committed, so an erasure always comes after it at Visma too.
+        outside_sees=(LegalHoldChanged, PersonalDataCorrected),
         database_only=True,
         metadata=metadata,
         migrations=MIGRATIONS,
