@@ -229,8 +229,8 @@ def erase_customer(event: UserDeregistered, ctx: Context[Gateways]) -> None:
     customer = session.get(CustomerRecord, event.user_id)
     customer_id = customer.visma_customer_id if customer is not None else None
     if (customer_id or None) != done.customer_id or {sale.purchase_id for sale in sales} - done.sales_seen:
-        raise TransientError("a purchase was booked at Visma after the erasure's customer was; erasing it there "
-                             "on the next attempt")
+        raise TransientError("a purchase was booked after Visma was asked to erase the customer; erasing it "
+                             "there on the next attempt")
     if customer is not None:
         if customer.visma_customer_id:
             if done.gone:
