@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from sqlalchemy import Engine
 
-from schemas import AccessRequested, PersonalDataCorrected
-from services.bookkeeping.access import answer_access
-from services.bookkeeping.correction import correct_customer
-from services.bookkeeping.handlers import HANDLERS, SERVICE, Gateways
+from schemas import AccessRequested, LegalHoldChanged, PersonalDataCorrected
+from services.bookkeeping.access import answer_access, find_customer_at_visma
+from services.bookkeeping.correction import correct_customer, correct_customer_at_visma
+from services.bookkeeping.handlers import HANDLERS, OUTSIDE, SERVICE, Gateways
 from services.bookkeeping.models import MIGRATIONS, metadata
 from services.bookkeeping.settings import BookkeepingSettings, secret_or_none
 from services.bookkeeping.tokens import TokenStore
@@ -42,6 +42,12 @@ def build() -> Service:
     return Service(
         name=SERVICE,
         handlers={**HANDLERS, AccessRequested: answer_access, PersonalDataCorrected: correct_customer},
+        outside={**OUTSIDE, AccessRequested: find_customer_at_visma,  # Visma, a batch's calls at once
+                 PersonalDataCorrected: correct_customer_at_visma},
+        # A correction's step writes the named customer at Visma: the steps after it in a batch (an erasure's)
+        # run once it is committed, so an erasure always comes after it at Visma too.
+        outside_sees=(LegalHoldChanged, PersonalDataCorrected),
+        database_only=True,
         metadata=metadata,
         migrations=MIGRATIONS,
         build_deps=lambda engine: _gateways(settings, engine),

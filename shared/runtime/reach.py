@@ -1,12 +1,13 @@
-"""Between decode and claim, reach out: a batch's outside calls (a vendor's API) made concurrently, before its transaction.
+"""Between decode and claim, reach out: a batch's outside calls (a vendor's API), made concurrently before its
+transaction.
 
 A handler that calls a vendor one delivery at a time waits a round trip per call with the batch's database
 transaction open: a batch of a hundred erasures waits a hundred times in a row. A service can instead give an
 event type an outside step (`Service.outside`): the runtime runs the steps of a batch's new deliveries on a
 small thread pool, at most `RuntimeSettings.outside_concurrency` at once, then hands each result to its handler
-as `ctx.outside` (Ready.outside), and the handler writes what the step did. The steps run once per attempt at the batch: when
-the fast path gives up and the batch runs again on the savepoint path, their results are reused, not fetched
-again, which is what lets a service with outside calls be `database_only`.
+as `ctx.outside` (Ready.outside), and the handler writes what the step did. The steps run once per attempt at
+the batch: when the fast path gives up and the batch runs again on the savepoint path, their results are
+reused, not fetched again, which is what lets a service with outside calls be `database_only`.
 
 What a step may do: read its service's database (a short read-only session, `out.read()`) and call outside
 systems with idempotent requests (an attempt that fails after a step succeeded calls again next time). Its

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 import uuid
 from collections.abc import Callable
 from datetime import date
@@ -14,8 +15,11 @@ from pydantic import ValidationError
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
-from schemas import PurchaseCompleted
-from schemas.examples import example_deregistration, example_purchase
+from schemas import CorrectionSliceReported, PersonalDataCorrected, PurchaseCompleted
+from schemas.examples import example_correction, example_deregistration, example_purchase
+from services.bookkeeping import main as bookkeeping_main
+from services.bookkeeping.correction import correct_customer_at_visma
+from services.bookkeeping.handlers import Gateways, book_sale_at_visma
 from services.bookkeeping.main import build
 from services.bookkeeping.models import MIGRATIONS, CustomerRecord, Purge, Sale, metadata
 from services.bookkeeping.purge import run_purge
@@ -29,8 +33,10 @@ from services.common.retention import (
 )
 from services.sandbox import Sandbox
 from services.vendors.rules import visma_customer_number
+from shared.codec import Outbound
 from shared.db import ensure_schema, make_engine
 from shared.keys import of_user
+from shared.service import Outside
 from shared.testing import MemoryPipeline, MemoryService, wait_until
 from shared.testing.scan import personal_data_hits
 from tests.services.conftest import SliceReports
@@ -340,6 +346,151 @@ def test_late_purchase_for_an_erased_user_books_a_minimised_sale_and_no_named_cu
     assert sale.retain_until == date(2033, 12, 31)
     assert sale.vat_amount == purchase.vat_amount
     assert personal_data_hits(running.engine, _personal_values(purchase)) == []
+
+
+def _named_customers_left(sandbox: Sandbox, user_id: str, event: PurchaseCompleted) -> list[dict[str, Any]]:
+    """Visma customers that still name the user: active under the user's number, or holding a contact detail."""
+    number = visma_customer_number(user_id)
+    return [c for c in _visma_customers(sandbox)
+            if (c.get("CustomerNumber") == number and c.get("IsActive"))
+            or any(needle in json.dumps(c) for needle in _personal_values(event))]
+
+
+def _in_one_batch(erasure_memory: MemoryPipeline, running: MemoryService, first: Any, second: Any
+                  ) -> tuple[Outbound, Outbound]:
+    """Publish two events in one batch: the first is handled, the second waits for its retry (its step could not
+    see what the first did), and is handled after it."""
+    one, two = erasure_memory.publish(first, second)
+    running.wait_handled(one.event_id)
+    assert not running.handled(two.event_id), "the second event waits for its retry"
+    erasure_memory.retry()
+    running.wait_handled(two.event_id)
+    return one, two
+
+
+def test_a_purchase_and_the_erasure_in_one_batch_leave_no_named_customer_at_visma(
+    start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
+    reports: SliceReports,
+) -> None:
+    """Visma is asked before the batch's transaction (outside steps): the erasure's step cannot see the customer
+    the purchase before it in the same batch books, so the erasure retries and erases it at Visma then."""
+    running = start_bookkeeping()
+    purchase = example_purchase("bk-batch")
+    _in_one_batch(erasure_memory, running, purchase, example_deregistration("bk-batch"))
+
+    assert _named_customers_left(sandbox, "bk-batch", purchase) == []
+    [customer] = _visma_customers(sandbox)
+    assert customer["IsActive"] is False
+    assert len(_visma_invoices(sandbox)) == 1
+    assert personal_data_hits(running.engine, _personal_values(purchase)) == []
+    [report] = reports.wait("bk-batch")
+    assert report["recipients_notified"] == ["Visma eAccounting"]
+    assert "customer contact details at Visma eAccounting" in report["erased"]
+
+
+def test_an_erasure_and_a_late_purchase_in_one_batch_leave_no_named_customer_at_visma(
+    start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
+) -> None:
+    """The late purchase's step ran before the erasure before it committed, and booked the named customer; its
+    handler sees the user erased and retries, and the next attempt erases that customer at Visma (deactivated and
+    anonymised: the invoice already booked on it stays, once) and keeps the sale without a customer here."""
+    running = start_bookkeeping()
+    purchase = example_purchase("bk-late-batch")
+    _, late = _in_one_batch(erasure_memory, running, example_deregistration("bk-late-batch"), purchase)
+
+    assert _named_customers_left(sandbox, "bk-late-batch", purchase) == []
+    active = [c for c in _visma_customers(sandbox) if c.get("IsActive")]
+    assert [c["Name"] for c in active] == ["Anonymised customer"]
+    [invoice] = _visma_invoices(sandbox)
+    assert invoice["YourReference"] == late.event_id, "one invoice, booked once"
+    booked_on = sandbox.state()["visma"]["customers"][invoice["CustomerId"]]
+    assert booked_on["IsActive"] is False and booked_on["Name"].startswith("Anonymised customer")
+    assert _customer(running, "bk-late-batch") is None
+    sale = _sale(running, purchase.purchase_id)
+    assert sale is not None and sale.visma_invoice_id == invoice["Id"]
+    assert personal_data_hits(running.engine, _personal_values(purchase)) == []
+
+
+def _handled(erasure_memory: MemoryPipeline, running: MemoryService, event: Any) -> Outbound:
+    """Publish one event and wait until the service has handled it."""
+    [sent] = erasure_memory.publish(event)
+    running.wait_handled(sent.event_id)
+    return sent
+
+
+def _correction_report(erasure_memory: MemoryPipeline, user_id: str) -> CorrectionSliceReported:
+    [report] = erasure_memory.wait_events(
+        CorrectionSliceReported, where=lambda r: r.user_id == user_id and r.service == "bookkeeping")
+    return report
+
+
+def test_a_correction_reaches_the_customer_at_visma(
+    start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
+) -> None:
+    running = start_bookkeeping()
+    _handled(erasure_memory, running, example_purchase("bk-fix"))
+    correction = example_correction("bk-fix")
+    _handled(erasure_memory, running, correction)
+
+    [customer] = _visma_customers(sandbox)
+    assert (customer["EmailAddress"], customer["MobilePhone"]) == (correction.corrected.email,
+                                                                   correction.corrected.phone)
+    kept = _customer(running, "bk-fix")
+    assert kept is not None and kept.email == correction.corrected.email
+    report = _correction_report(erasure_memory, "bk-fix")
+    assert (report.outcome, report.recipients_notified) == ("corrected", ["Visma eAccounting"])
+
+
+def test_a_purchase_and_a_correction_in_one_batch_leave_the_corrected_customer_at_visma(
+    start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The purchase's step sends the old details and the correction's step the new ones, in no set order (here
+    the purchase's last); the correction sees the purchase booked after its step, and sends its details again on
+    its retry."""
+    corrected = threading.Event()
+
+    def correct_first(event: PersonalDataCorrected, out: Outside[Gateways]) -> Any:
+        try:
+            return correct_customer_at_visma(event, out)
+        finally:
+            corrected.set()
+
+    def book_after_the_correction(event: PurchaseCompleted, out: Outside[Gateways]) -> Any:
+        if event.purchase_id == "P-fix-batch-2":
+            corrected.wait(10)
+        return book_sale_at_visma(event, out)
+
+    monkeypatch.setattr(bookkeeping_main, "correct_customer_at_visma", correct_first)
+    monkeypatch.setitem(bookkeeping_main.OUTSIDE, PurchaseCompleted, book_after_the_correction)
+    running = start_bookkeeping()
+    _handled(erasure_memory, running, example_purchase("bk-fix-batch"))
+    correction = example_correction("bk-fix-batch")
+    _in_one_batch(erasure_memory, running, example_purchase("bk-fix-batch", purchase_id="P-fix-batch-2"), correction)
+
+    [customer] = _visma_customers(sandbox)
+    assert customer["EmailAddress"] == correction.corrected.email
+    assert _correction_report(erasure_memory, "bk-fix-batch").recipients_notified == ["Visma eAccounting"]
+
+
+def test_an_erasure_and_a_correction_in_one_batch_leave_no_named_customer_at_visma(
+    start_bookkeeping: Callable[..., MemoryService], erasure_memory: MemoryPipeline, sandbox: Sandbox,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The correction's step ran before the erasure committed, and may send the named customer back to Visma
+    after the erasure's step anonymised it (here it does: one step at a time, in order); its handler sees the
+    user erased and retries, and the next attempt erases the customer at Visma again."""
+    monkeypatch.setattr(erasure_memory, "settings", erasure_memory.settings.model_copy(
+        update={"outside_concurrency": 1}))
+    running = start_bookkeeping()
+    purchase = example_purchase("bk-fix-erase")
+    _handled(erasure_memory, running, purchase)
+    correction = example_correction("bk-fix-erase")
+    _in_one_batch(erasure_memory, running, example_deregistration("bk-fix-erase"), correction)
+
+    assert _named_customers_left(sandbox, "bk-fix-erase", purchase) == []
+    assert str(correction.corrected.email) not in json.dumps(sandbox.state()["visma"]["customers"])
+    assert _correction_report(erasure_memory, "bk-fix-erase").outcome == "erased"
 
 
 def test_visma_outage_shorter_than_the_retry_window_delays_but_does_not_dead_letter(
