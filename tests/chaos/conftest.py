@@ -8,13 +8,16 @@ from typing import Any
 
 import pytest
 
-from tests.chaos.harness import PostgresCluster, RabbitNode, private_postgres, private_rabbit
+from tests.chaos.harness import PostgresCluster, RabbitNode, private_postgres, private_rabbit, reap_orphan_nodes
 from tests.chaos.stack import Stack, build_stack
 
 
 @pytest.fixture(scope="session")
 def rabbit() -> Iterator[RabbitNode]:
-    """A private RabbitMQ node on free ports (the shared broker on 5672 is never touched)."""
+    """A private RabbitMQ node on free ports (the shared broker on 5672 is never touched); first, the nodes an
+    earlier, killed run left behind are stopped."""
+    for name in reap_orphan_nodes():
+        print(f"stopped {name}, left behind by a chaos run that was killed")
     with private_rabbit("the chaos suite's own RabbitMQ node", prefix="chaos-rabbit-") as node:
         yield node
 

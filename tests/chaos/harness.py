@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import secrets
 import shutil
 import signal
@@ -203,6 +204,40 @@ class RabbitNode(BrokerQueries):
     def remove(self) -> None:
         """Remove the stopped node's data, configuration and log."""
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+_OUR_NODE = re.compile(r"^(?:chaos|cluster\d+)-(\d+)@localhost$")
+
+
+def reap_orphan_nodes() -> list[str]:
+    """Stop the private RabbitMQ nodes a killed chaos run left behind, and remove their directories.
+
+    Our nodes are named after the pytest process that started them (`chaos-<pid>`, `cluster<n>-<pid>`); a node
+    whose process is gone belongs to a run that was killed (SIGTERM or SIGKILL skip the fixtures' teardown) and
+    would otherwise hold its memory, ports and Erlang distribution name until the machine restarts. Returns the
+    names stopped."""
+    stopped = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            if b"beam.smp" not in (proc / "cmdline").read_bytes():
+                continue
+            env = dict(item.split("=", 1) for item in (proc / "environ").read_text(errors="replace").split("\0")
+                       if "=" in item)
+        except OSError:  # gone meanwhile, or not ours to read
+            continue
+        match = _OUR_NODE.match(env.get("RABBITMQ_NODENAME", ""))
+        if match is None or Path(f"/proc/{match.group(1)}").exists():
+            continue
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(proc.name), signal.SIGKILL)
+        stopped.append(env["RABBITMQ_NODENAME"])
+        base = Path(env.get("RABBITMQ_MNESIA_BASE", "/nonexistent"))
+        root = next((d for d in base.parents if d.name.startswith("chaos-")), None)
+        if root is not None and root.parent == Path(tempfile.gettempdir()):
+            shutil.rmtree(root, ignore_errors=True)
+    return stopped
 
 
 @contextlib.contextmanager
