@@ -107,6 +107,14 @@ def _rows(results: dict[str, Any]) -> list[tuple[str, str, Any]]:
                                             f"{_fmt(large.get('requests'))} requests",
                      f"{_fmt(small.get('cpu_ms_per_erasure'))} vs {_fmt(large.get('cpu_ms_per_erasure'))} "
                      f"(x{_fmt(entry.get('cpu_cost_ratio'))})"))
+    for service, entry in (scale.get("vendor_calls") or {}).items():
+        one = entry.get("one_at_a_time", {})
+        many = next((v for k, v in entry.items() if k.endswith("_at_once")), {})
+        rows.append((f"5 vendor calls {service}", f"erasures/s, vendor {_fmt(one.get('round_trip_ms'))} ms away: "
+                                                  "one call at a time vs a batch's at once",
+                     f"{_fmt(one.get('erasures_per_s'))} vs {_fmt(many.get('erasures_per_s'))} "
+                     f"(x{_fmt(entry.get('ratio'))}); CPU ms/erasure {_fmt(one.get('cpu_ms_per_erasure'))} vs "
+                     f"{_fmt(many.get('cpu_ms_per_erasure'))}"))
     for backend, entry in (scale.get("bookkeeping") or {}).items():
         small, large = entry.get("small", {}), entry.get("large", {})
         rows.append((f"5 bookkeeping {backend}", f"ms (CPU ms) per erasure at {_fmt(small.get('users'))} vs "

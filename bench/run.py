@@ -169,7 +169,8 @@ def _pipeline_and_scale(results: dict[str, Any], run: sections.Run, only: tuple[
     if "scale" in only:
         accounts = _timed(results, "scale", lambda: {"account": sections.account_scaling(run),
                                                      "ledger": sections.ledger_scaling(run),
-                                                     "bookkeeping": sections.bookkeeping_scaling(run)})
+                                                     "bookkeeping": sections.bookkeeping_scaling(run),
+                                                     "vendor_calls": sections.vendor_calls_at_once(run)})
         accounts.update(scale)
     else:
         results["sections"]["scale"] = scale

@@ -24,6 +24,7 @@ from bench.procs import Child
 from bench.scales import Scale
 from bench.stats import percentiles
 from bench.sweep import sweep_cost
+from bench.vendor_calls import vendor_calls
 from services.account.main import build as build_account
 from services.account.models import metadata as account_metadata
 from services.account.seed import seed_users
@@ -293,6 +294,12 @@ def bookkeeping_scaling(run: Run) -> dict[str, Any]:
                         "cost_ratio": _ratio(large["ms_per_erasure"], small["ms_per_erasure"]),
                         "cpu_cost_ratio": _ratio(large["cpu_ms_per_erasure"], small["cpu_ms_per_erasure"])}
     return out
+
+
+def vendor_calls_at_once(run: Run) -> dict[str, Any]:
+    """5f: payment's and bookkeeping's erasures with vendor answers 100 ms away, their calls one at a time and a
+    batch's at once (outside steps), in the same run."""
+    return vendor_calls(min(200, max(20, run.scale.account_erasures // 5)))
 
 
 def _cpu(child: Child) -> float:

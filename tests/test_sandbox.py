@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import os
 import signal
@@ -321,3 +322,27 @@ def test_sandbox_runs_as_its_own_process_and_stops_on_sigterm() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
+
+
+def test_a_round_trip_holds_back_each_answer_without_holding_back_the_others(sandbox: Sandbox) -> None:
+    """As a vendor over the internet: every answer takes the round trip, and requests in flight wait side by side
+    (the outside steps' concurrency is measured against this in the benchmark)."""
+    with SandboxControl(sandbox.http_url) as control:
+        control.set_round_trip("visma", 0.3)
+    with httpx.Client(base_url=sandbox.http_url, timeout=5) as http:
+        started = time.perf_counter()
+        assert http.get("/visma/v2/customers", headers=VISMA).status_code == 200
+        assert time.perf_counter() - started >= 0.3
+        started = time.perf_counter()
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            statuses = list(pool.map(lambda _: http.get("/visma/v2/customers", headers=VISMA).status_code, range(8)))
+        at_once = time.perf_counter() - started
+        assert statuses == [200] * 8
+        assert 0.3 <= at_once < 8 * 0.3 / 2, "eight answers waited one after another"
+        started = time.perf_counter()
+        assert http.get("/paypal/v3/vault/payment-tokens/x").status_code in (401, 404)  # another vendor: no wait
+        assert time.perf_counter() - started < 0.3
+    sandbox.set_round_trip("all", 0)
+    assert sandbox.state()["round_trips"] == dict.fromkeys(sandbox.state()["round_trips"], 0.0)
+    with pytest.raises(ValueError, match="expected 0 to 10"):
+        sandbox.set_round_trip("visma", -1)

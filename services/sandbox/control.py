@@ -60,6 +60,10 @@ class SandboxControl:
         body = {"vendor": vendor, "mode": mode, "seconds": seconds, "retry_after": retry_after, "count": count}
         self._post("/outage", body)
 
+    def set_round_trip(self, vendor: str, seconds: float) -> None:
+        """Hold back every answer of a vendor (or "all") by `seconds`, as a vendor over the internet is; 0 restores."""
+        self._post("/round-trip", {"vendor": vendor, "seconds": seconds})
+
     def reset(self) -> None:
         """Forget all data, requests, effects, mails and outages."""
         self._post("/reset")

@@ -102,6 +102,10 @@ class Sandbox:
         """Make a vendor (or "all") answer 503, 429 with Retry-After, or drop connections; "off" restores."""
         self._state.set_outage(vendor, mode, seconds=seconds, retry_after=retry_after, count=count)
 
+    def set_round_trip(self, vendor: str, seconds: float) -> None:
+        """Hold back every answer of a vendor (or "all") by `seconds`, as a vendor over the internet is; 0 restores."""
+        self._state.set_round_trip(vendor, seconds)
+
     def reset(self) -> None:
         """Forget all data, requests, effects, mails and outages."""
         self._state.reset()

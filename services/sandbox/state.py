@@ -92,6 +92,7 @@ class SandboxState:
             self.request_log: list[dict[str, Any]] = []
             self.effect_log: list[dict[str, Any]] = []
             self.outages: dict[str, Outage] = {}
+            self.round_trips: dict[str, float] = {}
 
     def record_request(self, vendor: str, req: Request) -> dict[str, Any]:
         """Log a received request as it arrived, whoever sent it (credentials left out); `finish_request`
@@ -164,6 +165,22 @@ class SandboxState:
                 else:
                     self.outages[name] = Outage(mode, until, math.ceil(retry_after), count)
 
+    def set_round_trip(self, vendor: str, seconds: float) -> None:
+        """Make every answer of a vendor (or "all") take at least `seconds`, as one over the internet does; 0
+        restores. The wait is not under the state lock: requests in flight wait side by side."""
+        if vendor not in (*VENDORS, "all"):
+            raise ValueError(f"unknown vendor {vendor!r}; expected one of {[*VENDORS, 'all']}")
+        if not 0 <= seconds <= 10:
+            raise ValueError(f"a round trip of {seconds!r} s; expected 0 to 10")
+        with self.lock:
+            for name in VENDORS if vendor == "all" else (vendor,):
+                self.round_trips[name] = float(seconds)
+
+    def round_trip_for(self, vendor: str) -> float:
+        """Seconds each answer of the vendor is held back (0: none)."""
+        with self.lock:
+            return self.round_trips.get(vendor, 0.0)
+
     def outage_for(self, vendor: str) -> Outage | None:
         """The outage this request runs into, if any (counting it against a limited outage)."""
         with self.lock:
@@ -213,6 +230,7 @@ class SandboxState:
                     "smtp": {"mails": self.mail_log},
                     "effects": self.effect_log,
                     "outages": {name: o.describe() for name, o in self.outages.items()},
+                    "round_trips": dict(self.round_trips),
                 }
             )
 

@@ -12,6 +12,7 @@ import contextlib
 import json
 import socket
 import struct
+import time
 from collections.abc import Callable
 from types import ModuleType
 from typing import Any
@@ -73,6 +74,12 @@ def _set_outage(state: SandboxState, req: Request) -> Any:
     return state.snapshot()["outages"]
 
 
+def _set_round_trip(state: SandboxState, req: Request) -> Any:
+    body = _body(req)
+    state.set_round_trip(str(body.get("vendor", "all")), float(body.get("seconds", 0)))
+    return state.snapshot()["round_trips"]
+
+
 def _done(action: Callable[[], object]) -> dict[str, bool]:
     action()
     return {"ok": True}
@@ -86,6 +93,7 @@ CONTROL: dict[tuple[str, str], Callable[[SandboxState, Request], Any]] = {
     ("GET", "/mails"): lambda state, req: state.mails(),
     ("POST", "/reset"): lambda state, req: _done(state.reset),
     ("POST", "/outage"): _set_outage,
+    ("POST", "/round-trip"): _set_round_trip,
     ("POST", "/seed"): lambda state, req: state.seed(_body(req)),
     ("POST", "/expire-tokens"): lambda state, req: _done(lambda: state.expire_tokens((req.json() or {}).get("vendor"))),
 }
@@ -164,6 +172,8 @@ class SandboxApp:
         # In flight from arrival until answered, whatever happens: Mailchimp's connection limit counts it. Answered
         # and finished under one hold of the state lock, so the next request never counts this one as still open.
         record = state.record_request(prefix, req)
+        if (round_trip := state.round_trip_for(prefix)) > 0:
+            time.sleep(round_trip)  # in flight, on this request's worker thread, not holding the state lock
         reply: Reply | None = None
         with state.lock:
             try:
