@@ -9,6 +9,13 @@ as `ctx.outside` (Ready.outside), and the handler writes what the step did. The 
 the batch: when the fast path gives up and the batch runs again on the savepoint path, their results are
 reused, not fetched again, which is what lets a service with outside calls be `database_only`.
 
+Replicas: two processes of a service may take the same event (a redelivery after a lost connection) and run its
+step at the same time; the inbox then lets only one handler commit, but both steps reached the vendor, and a
+vendor call that is idempotent only by looking first (Visma: find the invoice by its reference, else create it)
+would run twice. On PostgreSQL each step therefore holds a transaction-level advisory lock on its event id while
+it runs (its reads go through that same connection), so the second replica's step runs after the first and finds
+what it did. SQLite has no such lock: replicas that share a SQLite file may repeat such a call.
+
 What a step may do: read its service's database (a short read-only session, `out.read()`) and call outside
 systems with idempotent requests (an attempt that fails after a step succeeded calls again next time). Its
 failure is the delivery's failure, classified like a handler's (TransientError retries, PermanentError and
@@ -18,10 +25,12 @@ BadInput dead-letter); a lost database holds the batch like any other.
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from typing import Any
 
+from sqlalchemy import Connection, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -35,6 +44,9 @@ from shared.service import Outside
 
 log = get_logger("shared.consumer")
 
+# One step per event at a time across replicas; released with the step's transaction (PostgreSQL).
+LOCK_EVENT = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
+
 
 class Reacher:
     """Runs the outside steps of a batch's new deliveries on a bounded thread pool."""
@@ -42,6 +54,8 @@ class Reacher:
     def __init__(self, name: str, sessions: sessionmaker[Session], inbox: Inbox, concurrency: int) -> None:
         self.sessions = sessions
         self.inbox = inbox
+        self._engine = sessions.kw["bind"]
+        self._lock_events = self._engine.dialect.name == "postgresql"
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"{name}-outside")
 
     def reach(self, batch: Sequence[Delivery], decoded: list[Ready | Outcome], deps: Any) -> list[Ready | Outcome]:
@@ -57,7 +71,7 @@ class Reacher:
         with self._reading() as session:
             handled = self.inbox.handled(session.connection(), [item.inbound.event_id for _, item, _ in waiting])
         futures: list[tuple[int, Ready, Future[Any]]] = [
-            (i, item, self._pool.submit(step, item.inbound.data, self._outside(batch[i], item, deps)))
+            (i, item, self._pool.submit(self._call, step, batch[i], item, deps))
             for i, item, step in waiting if item.inbound.event_id not in handled]
         result = list(decoded)
         lost_database: OperationalError | None = None
@@ -76,9 +90,24 @@ class Reacher:
         """Let running steps finish; start no more."""
         self._pool.shutdown(wait=True, cancel_futures=True)
 
-    def _outside(self, delivery: Delivery, item: Ready, deps: Any) -> Outside[Any]:
+    def _call(self, step: Any, delivery: Delivery, item: Ready, deps: Any) -> Any:
+        """Run one step (on PostgreSQL under its event's advisory lock, reading through the locked connection)."""
+        if not self._lock_events:
+            return step(item.inbound.data, self._outside(delivery, item, deps, self._reading))
+        with self._engine.connect() as conn, conn.begin():
+            conn.execute(LOCK_EVENT, {"key": f"outside:{item.inbound.event_id}"})
+            return step(item.inbound.data, self._outside(delivery, item, deps, lambda: self._reading_on(conn)))
+
+    def _outside(self, delivery: Delivery, item: Ready, deps: Any,
+                 reader: Callable[[], AbstractContextManager[Session]]) -> Outside[Any]:
         return Outside(envelope=item.inbound.envelope, deps=deps, attempts=delivery.attempts,
-                       redelivered=delivery.redelivered, reader=self._reading, log=log)
+                       redelivered=delivery.redelivered, reader=reader, log=log)
+
+    @contextlib.contextmanager
+    def _reading_on(self, conn: Connection) -> Iterator[Session]:
+        """A session on the step's own (locked) connection; it leaves the connection's transaction alone."""
+        with self.sessions(bind=conn) as session:
+            yield session
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Session]:

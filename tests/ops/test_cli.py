@@ -11,6 +11,7 @@ import pytest
 from click.testing import CliRunner, Result
 
 from services.cli.main import cli
+from shared.keys import new_material, use_key_store, write_key_file
 from shared.testing.ports import free_port
 
 # Arguments for commands whose required arguments cannot be made up from their types alone.
@@ -152,7 +153,16 @@ def test_json_output_is_pure_json_on_stdout(name: str, erasure_pipeline, tmp_pat
            "ERASURE_LOG_LEVEL": "DEBUG"}  # every log line there is must go to stderr
     command = dict(leaves(cli))[name]
     args = name.split() + JSON_ARGUMENTS.get(name, made_up_arguments(command, tmp_path)) + ["--json"]
-    result = _invoke(args, env)
+    # The keys commands get keys of their own: `keys rotate` would otherwise add a key-encryption key to the
+    # session's key file and re-wrap every data key the session's other tests made.
+    write_key_file(tmp_path / "keys.json", new_material())
+    env |= {"ERASURE_KEYS_FILE": str(tmp_path / "keys.json"),
+            "ERASURE_KEYS_DATABASE_URL": f"sqlite:///{tmp_path}/keys.db"}
+    sessions_store = use_key_store(None)
+    try:
+        result = _invoke(args, env)
+    finally:
+        use_key_store(sessions_store)
     assert "Traceback" not in result.stdout + result.stderr
     if result.exit_code in (1, 2) and not result.stdout:
         assert result.stderr.strip(), "a failure or refusal says why on stderr"
