@@ -45,6 +45,7 @@ from shared.service import Outside
 log = get_logger("shared.consumer")
 
 # One step per event at a time across replicas; released with the step's transaction (PostgreSQL).
+CONNECTIONS_KEPT = 2  # of the database pool, never taken by steps (the outbox relay, the health check)
 LOCK_EVENT = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 
 
@@ -56,6 +57,10 @@ class Reacher:
         self.inbox = inbox
         self._engine = sessions.kw["bind"]
         self._lock_events = self._engine.dialect.name == "postgresql"
+        if self._lock_events:  # each step holds a connection: leave the relay and the health check theirs
+            pool = self._engine.pool
+            room = pool.size() + max(0, getattr(pool, "_max_overflow", 0)) - CONNECTIONS_KEPT
+            concurrency = min(concurrency, room)
         self._pool = ThreadPoolExecutor(max_workers=max(1, concurrency), thread_name_prefix=f"{name}-outside")
 
     def reach(self, batch: Sequence[Delivery], decoded: list[Ready | Outcome], deps: Any) -> list[Ready | Outcome]:
