@@ -13,6 +13,12 @@ class TransientError(Exception):
         self.retry_after = retry_after
 
 
+class OutsideOutdated(TransientError):
+    """What an outside step did no longer fits the database its handler sees (an earlier delivery of the same
+    batch changed it): the runtime runs the step and the handler again as soon as the rest of the batch has
+    committed, and sends the event through the delay tiers only if that keeps happening."""
+
+
 class PermanentError(Exception):
     """A failure that retrying cannot fix (a 4xx, a broken invariant): dead-lettered at once."""
 

@@ -14,7 +14,7 @@ from services.bookkeeping.models import CustomerRecord, Sale
 from services.common.retention import LEGAL_BASIS
 from services.vendors.rules import visma_customer_number
 from shared.access import answer, row_data
-from shared.errors import TransientError
+from shared.errors import OutsideOutdated
 from shared.service import Context, Outside
 
 PURPOSE = "book-keeping of the user's purchases, as the Bookkeeping Act requires"
@@ -54,7 +54,7 @@ def answer_access(event: AccessRequested, ctx: Context[Gateways]) -> None:
     number = customer.customer_number if customer is not None else visma_customer_number(user_id)
     found = asked_visma(ctx, FoundAtVisma)
     if found.customer_number != number:
-        raise TransientError("the user's Visma customer number changed after Visma was asked; asking again")
+        raise OutsideOutdated("the user's Visma customer number changed after Visma was asked; asking again")
     at_visma = found.customer
     if at_visma is not None:
         items.append(AccessItem(category="customer in the book-keeping system", held_by=VISMA, data=at_visma,

@@ -25,7 +25,7 @@ from services.bookkeeping.settings import BookkeepingSettings
 from services.bookkeeping.visma_records import customer_fields
 from shared.correction import apply_contact, correction_report, erased_report
 from shared.erasure import is_erased
-from shared.errors import TransientError
+from shared.errors import OutsideOutdated
 from shared.service import Context, Outside
 
 
@@ -84,14 +84,14 @@ def correct_customer(event: PersonalDataCorrected, ctx: Context[Gateways]) -> No
     customer = ctx.session.get(CustomerRecord, event.user_id) if erased is None else None
     if erased is not None or customer is None or customer.anonymised_at is not None:
         if told_visma.fields is not None:
-            raise TransientError("the customer was erased after Visma was told of the correction; erasing it "
+            raise OutsideOutdated("the customer was erased after Visma was told of the correction; erasing it "
                                  "there again on the next attempt")
         ctx.emit(erased or correction_report(event, SERVICE, erased=customer is not None))
         return
     corrected = apply_contact(customer, event)
     if _visma_fields(ctx.session, customer, corrected, ctx.deps.settings) != told_visma.fields \
             or sales_of(ctx.session, event.user_id) - told_visma.sales_seen:
-        raise TransientError("the customer changed after Visma was told of the correction; telling it again on "
+        raise OutsideOutdated("the customer changed after Visma was told of the correction; telling it again on "
                              "the next attempt")
     told = [VISMA] if told_visma.fields is not None else []
     ctx.emit(correction_report(event, SERVICE, corrected=corrected, recipients_notified=told))

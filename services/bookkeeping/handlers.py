@@ -30,7 +30,7 @@ from services.common.retention import LEGAL_BASIS, accounting_date, fiscal_year_
 from services.vendors.rules import visma_customer_number
 from services.vendors.visma import ERASED_FIELDS, VismaClient
 from shared.erasure import is_erased, slice_report, tombstone
-from shared.errors import TransientError
+from shared.errors import OutsideOutdated
 from shared.hold import outside_with_legal_hold, with_legal_hold
 from shared.service import Context, Handlers, Outside, OutsideStep
 
@@ -82,7 +82,7 @@ def asked_visma(ctx: Context[Gateways], done: type[Done]) -> Done:
     """What the event's outside step did at Visma; a retry if it did not run for this event (the user was
     under a legal hold when it ran, and released since)."""
     if not isinstance(ctx.outside, done):
-        raise TransientError("Visma has not been asked for this event yet; asking on the next attempt")
+        raise OutsideOutdated("Visma has not been asked for this event yet; asking on the next attempt")
     return ctx.outside
 
 
@@ -131,17 +131,17 @@ def record_sale(event: PurchaseCompleted, ctx: Context[Gateways]) -> None:
     booked = asked_visma(ctx, Booked)
     erased = is_erased(session, event.user_id)
     if not booked.sent:
-        raise TransientError("the sale was gone after Visma was asked; booking it on the next attempt")
+        raise OutsideOutdated("the sale was gone after Visma was asked; booking it on the next attempt")
     if erased and not booked.anonymous:
-        raise TransientError("the user was erased after Visma was asked; the named customer is erased and the "
+        raise OutsideOutdated("the user was erased after Visma was asked; the named customer is erased and the "
                              "sale booked on the anonymous customer on the next attempt")
     if not erased:
         if booked.anonymous:
-            raise TransientError("the sale was booked on the anonymous customer of a user not erased here; "
+            raise OutsideOutdated("the sale was booked on the anonymous customer of a user not erased here; "
                                  "booking it again on the next attempt")
         customer = _customer_record(session, event.user_id)
         if customer.customer_number != booked.customer_number or sales_of(session, event.user_id) - booked.sales_seen:
-            raise TransientError("another purchase of the user was booked after Visma was asked; booking this "
+            raise OutsideOutdated("another purchase of the user was booked after Visma was asked; booking this "
                                  "one on the next attempt")
         _keep_customer(customer, event, booked.customer_id)
     settings = ctx.deps.settings
@@ -229,7 +229,7 @@ def erase_customer(event: UserDeregistered, ctx: Context[Gateways]) -> None:
     customer = session.get(CustomerRecord, event.user_id)
     customer_id = customer.visma_customer_id if customer is not None else None
     if (customer_id or None) != done.customer_id or {sale.purchase_id for sale in sales} - done.sales_seen:
-        raise TransientError("a purchase was booked after Visma was asked to erase the customer; erasing it "
+        raise OutsideOutdated("a purchase was booked after Visma was asked to erase the customer; erasing it "
                              "there on the next attempt")
     if customer is not None:
         if customer.visma_customer_id:

@@ -11,7 +11,7 @@ from services.payment.handlers import PAYPAL, SERVICE, Gateways
 from services.payment.models import PaymentRecord, PayPalCustomer, VaultToken
 from services.vendors.rules import paypal_customer_id
 from shared.access import answer, row_data
-from shared.errors import TransientError
+from shared.errors import OutsideOutdated
 from shared.service import Context, Outside
 
 
@@ -40,7 +40,7 @@ def answer_access(event: AccessRequested, ctx: Context[Gateways]) -> None:
     customer_id = kept.customer_id if kept is not None else paypal_customer_id(user_id)
     at_paypal = ctx.outside
     if not isinstance(at_paypal, list):
-        raise TransientError("PayPal has not been asked for this access request yet; asking on the next attempt")
+        raise OutsideOutdated("PayPal has not been asked for this access request yet; asking on the next attempt")
     known = session.scalars(select(VaultToken.token_id).where(VaultToken.user_id == user_id)).all()
     if at_paypal or known:
         items.append(AccessItem(

@@ -27,7 +27,7 @@ from services.payment.models import PaymentRecord, PayPalCustomer, VaultToken
 from services.vendors.paypal import PayPalClient
 from services.vendors.rules import paypal_customer_id
 from shared.erasure import is_erased, slice_report, tombstone
-from shared.errors import TransientError
+from shared.errors import OutsideOutdated
 from shared.hold import outside_with_legal_hold, with_legal_hold
 from shared.service import Context, Handlers, Outside, OutsideStep
 
@@ -59,7 +59,7 @@ def asked_paypal(ctx: Context[Gateways]) -> AtPayPal:
     """What the event's outside step did at PayPal; a retry if it did not run for this event (the user was
     under a legal hold when it ran, and released since)."""
     if not isinstance(ctx.outside, AtPayPal):
-        raise TransientError("PayPal has not been asked for this event yet; asking on the next attempt")
+        raise OutsideOutdated("PayPal has not been asked for this event yet; asking on the next attempt")
     return ctx.outside
 
 
@@ -122,7 +122,7 @@ def record_payment_references(event: PurchaseCompleted, ctx: Context[Gateways]) 
     ))
     if erased:
         if set(refs.vault_token_ids) - asked_paypal(ctx).deleted:
-            raise TransientError("the user was erased after PayPal was asked; the purchase's vault tokens are "
+            raise OutsideOutdated("the user was erased after PayPal was asked; the purchase's vault tokens are "
                                  "deleted on the next attempt")
         ctx.log.info("payment of an erased user recorded minimised", purchase_id=event.purchase_id,
                      user_id=event.user_id, tokens_deleted=len(refs.vault_token_ids))
@@ -140,7 +140,7 @@ def erase_payer_data(event: UserDeregistered, ctx: Context[Gateways]) -> None:
     done = asked_paypal(ctx)  # the tokens deleted at PayPal by the outside step
     tokens = session.scalars(select(VaultToken.token_id).where(VaultToken.user_id == event.user_id)).all()
     if set(tokens) - done.deleted:
-        raise TransientError("vault tokens were recorded after PayPal was asked; deleting them on the next attempt")
+        raise OutsideOutdated("vault tokens were recorded after PayPal was asked; deleting them on the next attempt")
     told_paypal = bool(done.deleted)
     if told_paypal:
         erased.append("PayPal vault payment tokens")

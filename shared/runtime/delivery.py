@@ -27,6 +27,9 @@ class Delivery:
 
     message: Message
     generation: int
+    again: bool = False
+    """Run again within its batch after an earlier delivery outdated its outside step (pipeline.py): like a
+    redelivery, an earlier attempt may have reached the outside system."""
 
     @property
     def tag(self) -> int:
@@ -51,4 +54,4 @@ class Delivery:
 
     @property
     def redelivered(self) -> bool:
-        return bool(self.message.delivery_info.get("redelivered"))
+        return self.again or bool(self.message.delivery_info.get("redelivered"))

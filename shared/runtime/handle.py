@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from shared.errors import BadInput, PermanentError, TransientError
+from shared.errors import BadInput, OutsideOutdated, PermanentError, TransientError
 from shared.logging import get_logger
 from shared.runtime.decode import Ready
 from shared.runtime.delivery import Delivery
@@ -17,6 +17,8 @@ from shared.runtime.outcome import Outcome
 from shared.service import Context
 
 log = get_logger(__name__)
+
+OUTDATED = "outdated"  # the kind of a retry whose outside step was outdated (pipeline.py runs it again at once)
 
 
 def context_for(session: Session, delivery: Delivery, ready: Ready, deps: Any) -> Context[Any]:
@@ -49,6 +51,8 @@ def run_handler(ready: Ready, ctx: Context[Any], session: Session, middlewares: 
 
 def failure_outcome(exc: Exception, event_id: str) -> Outcome:
     """How a handler's failure is settled: TransientError and the unforeseen retry, the rest is dead at once."""
+    if isinstance(exc, OutsideOutdated):
+        return Outcome.retry(OUTDATED, str(exc))
     if isinstance(exc, TransientError):
         return Outcome.retry("transient", str(exc), exc.retry_after)
     if isinstance(exc, BadInput):

@@ -12,6 +12,7 @@ settled (stage 5, settle.py) only after the commit. A lost database holds the ba
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import itertools
 import threading
 import time
@@ -26,7 +27,7 @@ from schemas import EventData
 from shared.logging import get_logger
 from shared.runtime.decode import Ready, decode_delivery
 from shared.runtime.delivery import Delivery
-from shared.runtime.handle import context_for, failure_outcome, run_handler
+from shared.runtime.handle import OUTDATED, context_for, failure_outcome, run_handler
 from shared.runtime.inbox import Inbox
 from shared.runtime.middleware import BatchReport, Handled, Middleware
 from shared.runtime.outcome import ACK, RELEASE, Action, Outcome
@@ -36,6 +37,8 @@ from shared.service import Service
 from shared.settings import RuntimeSettings
 
 log = get_logger("shared.consumer")
+
+RUN_AGAIN = 2  # times a delivery whose outside step an earlier one of its batch outdated runs again at once
 
 
 class _RunAgain(Exception):
@@ -103,16 +106,34 @@ class BatchPipeline:
                                           for delivery in batch]
         outcomes: list[Outcome] = []
         for start, end in self._parts(decoded):
-            part, ready = batch[start:end], decoded[start:end]
-            if self.reacher is not None:
-                ready = self.reacher.reach(part, ready, self.deps)
-            result = self._fast(part, ready) if self.service.database_only else None
-            if result is None:
-                result = self._with_savepoints(part, ready)
-            outcomes.extend(result[0])
-            for middleware in self.middlewares:
-                middleware.after_commit(result[1])
+            outcomes.extend(self._part(batch[start:end], decoded[start:end]))
         return outcomes
+
+    def _part(self, part: Sequence[Delivery], decoded: Sequence[Ready | Outcome]) -> list[Outcome]:
+        """One part in one transaction; then, up to RUN_AGAIN times, the deliveries whose outside step was
+        outdated by an earlier one of the part (OutsideOutdated), step and handler again on the committed state."""
+        outcomes = self._commit(part, decoded)
+        for _ in range(RUN_AGAIN if self.reacher is not None else 0):
+            again = [i for i, outcome in enumerate(outcomes)
+                     if outcome.action is Action.RETRY and outcome.kind == OUTDATED]
+            if not again:
+                break
+            log.debug("outside steps outdated within the batch; running them again", deliveries=len(again))
+            rerun = [dataclasses.replace(part[i], again=True) for i in again]
+            for i, outcome in zip(again, self._commit(rerun, [decoded[i] for i in again]), strict=True):
+                outcomes[i] = outcome
+        return outcomes
+
+    def _commit(self, part: Sequence[Delivery], decoded: Sequence[Ready | Outcome]) -> list[Outcome]:
+        ready = list(decoded)
+        if self.reacher is not None:
+            ready = self.reacher.reach(part, ready, self.deps)
+        result = self._fast(part, ready) if self.service.database_only else None
+        if result is None:
+            result = self._with_savepoints(part, ready)
+        for middleware in self.middlewares:
+            middleware.after_commit(result[1])
+        return result[0]
 
     def _parts(self, decoded: Sequence[Ready | Outcome]) -> list[tuple[int, int]]:
         """The batch cut after each event whose effects the outside steps after it must see

@@ -11,10 +11,10 @@ from sqlalchemy import Engine, insert, select
 from schemas import LegalHoldChanged, UserDeregistered
 from schemas.examples import example_deregistration, example_hold_change
 from shared.db import session_factory
-from shared.errors import PermanentError, TransientError
+from shared.errors import OutsideOutdated, PermanentError, TransientError
 from shared.hold import outside_with_legal_hold, with_legal_hold
 from shared.runtime.outcome import ACK, Action
-from shared.runtime.pipeline import BatchPipeline
+from shared.runtime.pipeline import RUN_AGAIN, BatchPipeline
 from shared.service import Context, Outside, Service
 from shared.settings import RuntimeSettings
 from tests.probe_service import effects, metadata
@@ -57,6 +57,8 @@ class Vendor:
 def _write_effect(event: UserDeregistered, ctx: Context[Any]) -> None:
     if event.user_id.startswith("fails-in-handler"):
         raise PermanentError("the handler refuses")
+    if event.user_id.startswith("outdated-always") or (event.user_id.startswith("outdated") and not ctx.tried_before):
+        raise OutsideOutdated("an earlier delivery of the batch changed what the step saw")
     assert isinstance(ctx.outside, str) and ctx.outside.startswith(f"done for {event.user_id}")
     ctx.session.execute(insert(effects).values(event_id=ctx.event_id, user_id=event.user_id))
 
@@ -147,3 +149,18 @@ def test_a_hold_placed_earlier_in_the_batch_stops_the_erasures_step_and_its_rele
     assert vendor.calls == Counter({"u-free": 1, "u-held": 1})
     assert _effects(engine) == ["u-free", "u-held"]
     assert isinstance(placed, LegalHoldChanged)
+
+
+def test_a_delivery_whose_step_an_earlier_one_outdated_runs_again_at_once_as_one_tried_before(
+        engine: Engine) -> None:
+    vendor = Vendor()
+    pipeline = _pipeline(engine, _service(vendor))
+    try:
+        outcomes = pipeline.process(_batch(*(example_deregistration(user)
+                                             for user in ("ok-1", "outdated-1", "outdated-always-1"))))
+    finally:
+        pipeline.close()
+    assert outcomes[:2] == [ACK, ACK]  # outdated-1: its step and handler ran again after ok-1 committed
+    assert (outcomes[2].action, outcomes[2].kind) == (Action.RETRY, "outdated")  # then the delay tiers
+    assert vendor.calls == Counter({"ok-1": 1, "outdated-1": 2, "outdated-always-1": 1 + RUN_AGAIN})
+    assert _effects(engine) == ["ok-1", "outdated-1"]
