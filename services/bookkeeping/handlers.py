@@ -1,9 +1,10 @@
 """bookkeeping's handlers: book each sale at Visma and keep it; on erasure keep the sale, strip the person.
 
 Visma is called in outside steps (`OUTSIDE`), a batch's calls concurrently before its transaction; each handler
-writes what its step did at Visma, and retries the event (TransientError) when the database changed in between
-so that the step's calls no longer cover it (the user was erased, or a purchase booked, earlier in the same
-batch). So the service is database-only: its batches take the runtime's fast path.
+writes what its step did at Visma, and raises OutsideOutdated when the database changed in between so that the
+step's calls no longer cover it (the user was erased, or a purchase booked, earlier in the same batch): the runtime
+then runs step and handler again once the rest has committed. So the service is database-only: its batches take the
+runtime's fast path.
 """
 
 from __future__ import annotations

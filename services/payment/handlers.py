@@ -6,10 +6,11 @@ our user ids do not. When the web shop vaults a payment method it passes `paypal
 keeps the pair (`paypal_customers`), so `GET /v3/vault/payment-tokens?customer_id=…` finds every token the
 user saved, including any this service never saw in an event.
 
-PayPal is called in outside steps (`OUTSIDE`), a batch's calls concurrently before its transaction; each
-handler writes what its step did at PayPal, and retries the event (TransientError) when the database changed
-in between so that the step's call no longer covers it (a purchase recorded tokens, or the user was erased,
-earlier in the same batch). So the service is database-only: its batches take the runtime's fast path.
+PayPal is called in outside steps (`OUTSIDE`), a batch's calls concurrently before its transaction; each handler
+writes what its step did at PayPal, and raises OutsideOutdated when the database changed in between so that the
+step's call no longer covers it (a purchase recorded tokens, or the user was erased, earlier in the same batch):
+the runtime then runs step and handler again once the rest has committed. So the service is database-only: its
+batches take the runtime's fast path.
 """
 
 from __future__ import annotations

@@ -18,8 +18,10 @@ what it did. SQLite has no such lock: replicas that share a SQLite file may repe
 
 What a step may do: read its service's database (a short read-only session, `out.read()`) and call outside
 systems with idempotent requests (an attempt that fails after a step succeeded calls again next time). Its
-failure is the delivery's failure, classified like a handler's (TransientError retries, PermanentError and
-BadInput dead-letter); a lost database holds the batch like any other.
+failure is the delivery's failure, classified like a handler's (TransientError retries, PermanentError and BadInput
+dead-letter); a lost database holds the batch like any other. A handler that finds its step's result outdated by
+an earlier delivery of the batch raises OutsideOutdated, and pipeline.py runs step and handler again at once, after
+the rest has committed.
 """
 
 from __future__ import annotations
