@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import json
 import time
 from collections.abc import Iterator
@@ -229,6 +230,20 @@ def test_visma_upsert_creates_then_replaces_the_same_customer(sandbox: Sandbox, 
     assert list(customers) == [customer_id]
     assert customers[customer_id]["Name"] == "Anna Berg"
     assert visma.get_customer(customer_id)["CustomerNumber"] == "1001"
+
+
+def test_visma_upserts_of_one_number_at_once_leave_one_customer(sandbox: Sandbox, visma: VismaClient) -> None:
+    """As a batch's outside steps booking sales on the one anonymous customer do: all look for the number before
+    any creates it, Visma refuses every POST but the first, and each then replaces the one created."""
+    visma.upsert_customer("1000", ANNA)  # the token and the connection, before the race
+    sandbox.set_round_trip("visma", 0.2)  # every look is answered after all eight have asked
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        ids = set(pool.map(lambda n: visma.upsert_customer("1001", {**ANNA, "Name": f"Anna {n}"}), range(8)))
+    sandbox.set_round_trip("visma", 0)
+    assert len(ids) == 1
+    assert sum(c["CustomerNumber"] == "1001" for c in sandbox.state()["visma"]["customers"].values()) == 1
+    posts = [r for r in sandbox.requests("visma") if r["method"] == "POST" and r["path"] == "/v2/customers"]
+    assert len(posts) > 2, "the race happened: several creates were tried"
 
 
 def test_visma_invoice_is_created_once_per_reference(sandbox: Sandbox, visma: VismaClient) -> None:

@@ -16,6 +16,7 @@ from services.vendors.rules import (
     visma_customer_problems,
     visma_invoice_problems,
 )
+from shared.errors import PermanentError
 from shared.http import classify_response, make_client
 
 CAN_NOT_BE_DELETED = 4001  # Visma's ErrorCode for an object others depend on (a customer with invoices)
@@ -158,12 +159,23 @@ class VismaClient(VendorClient):
         body = {**fields, "CustomerNumber": VISMA_CUSTOMER_NUMBER.check(customer_number)}
         refuse(self.vendor, "customer", visma_customer_problems(body))
 
+        def replace(found: dict[str, Any]) -> str:
+            self._write("PUT", f"/v2/customers/{found['Id']}", body)
+            return str(found["Id"])
+
         def upsert() -> str:
             found = self._find("customers", "CustomerNumber", customer_number)
             if found:
-                self._write("PUT", f"/v2/customers/{found['Id']}", body)
-                return str(found["Id"])
-            return str(self._write("POST", "/v2/customers", body)["Id"])
+                return replace(found)
+            try:
+                return str(self._write("POST", "/v2/customers", body)["Id"])
+            except PermanentError:
+                # Another writer created the number between our look and our create (a batch's steps booking
+                # on the one anonymous customer, a replica): Visma refuses the second POST; replace that one.
+                found = self._find("customers", "CustomerNumber", customer_number)
+                if found is None:
+                    raise
+                return replace(found)
 
         return self._retry(upsert)
 
