@@ -120,7 +120,7 @@ def _visma_company(booked: dict[str, int], users: list[str]) -> dict[str, Any]:
 
 
 @contextlib.contextmanager
-def _sandbox(log_dir: Path) -> Iterator[str]:
+def sandbox_process(log_dir: Path) -> Iterator[str]:
     """The vendor sandbox in a child process; yields its root URL."""
     child = Child("bookkeeping-sandbox", ["-m", "services.sandbox", "--http-port", "0", "--smtp-port", "0"],
                   log_dir=log_dir)
@@ -131,7 +131,7 @@ def _sandbox(log_dir: Path) -> Iterator[str]:
 
 
 @contextlib.contextmanager
-def _environment(values: dict[str, str]) -> Iterator[None]:
+def environment(values: dict[str, str]) -> Iterator[None]:
     previous = {name: os.environ.get(name) for name in values}
     os.environ.update(values)
     try:
@@ -151,10 +151,10 @@ def bookkeeping_cost(database_url: str, keys_url: str, filled: int, erasures: in
     store = KeyStore(make_engine(keys_url), load_material(settings), cache_seconds=settings.cache_seconds)
     store.ensure_schema()
     previous_store = use_key_store(store)
-    with tempfile.TemporaryDirectory(prefix="bookkeeping-scale-") as workdir, _sandbox(Path(workdir)) as root:
+    with tempfile.TemporaryDirectory(prefix="bookkeeping-scale-") as workdir, sandbox_process(Path(workdir)) as root:
         pipeline = MemoryPipeline(workdir=Path(workdir))
         try:
-            with _environment({"ERASURE_BOOKKEEPING_VISMA_BASE_URL": f"{root}/visma",
+            with environment({"ERASURE_BOOKKEEPING_VISMA_BASE_URL": f"{root}/visma",
                                "ERASURE_BOOKKEEPING_VISMA_TOKEN_URL": f"{root}/visma/connect/token"}):
                 bookkeeping = pipeline.start(build(), database_url)  # migrates the database
             started = time.monotonic()

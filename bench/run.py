@@ -39,7 +39,7 @@ def _timed(results: dict[str, Any], name: str, fn: Callable[[], dict[str, Any]])
     return outcome
 
 
-def _bench_keys(workdir: Path) -> None:
+def bench_keys(workdir: Path) -> None:
     """Keys of the bench's own (its services seal under them), unless the environment names some."""
     import os
 
@@ -57,7 +57,7 @@ def run_bench(scale: Scale, out_dir: Path, *, only: tuple[str, ...] = SECTIONS, 
               postgres_admin_url: str | None = None) -> dict[str, Any]:
     """Run the chosen sections at this scale; write latest.json, latest.md and the plots to out_dir."""
     env = BenchEnv()
-    _bench_keys(env.workdir)
+    bench_keys(env.workdir)
     env.amqp_url = amqp_url or env.amqp_url
     env.postgres_admin_url = postgres_admin_url or env.postgres_admin_url
     out_dir.mkdir(parents=True, exist_ok=True)

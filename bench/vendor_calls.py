@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from bench.bookkeeping_scale import _environment, _sandbox
+from bench.bookkeeping_scale import environment, sandbox_process
 from schemas.examples import example_deregistration, example_purchase
 from services.sandbox.control import SandboxControl
 from services.vendors.rules import paypal_customer_id
@@ -69,7 +69,7 @@ def _drain(name: str, erasures: int, concurrency: int, workdir: Path, root: str)
     (workdir / f"{name}-{concurrency}").mkdir()
     pipeline = MemoryPipeline(workdir=workdir / f"{name}-{concurrency}", outside_concurrency=concurrency)
     try:
-        with _environment(env(root)):
+        with environment(env(root)):
             service = pipeline.start(build())
         pipeline.publish(*(_paypal_purchase(u) for u in users))
         now = datetime.now(UTC)
@@ -96,7 +96,7 @@ def _drain(name: str, erasures: int, concurrency: int, workdir: Path, root: str)
 def vendor_calls(erasures: int) -> dict[str, Any]:
     """Each service's erasures with its vendor calls one at a time, then a batch's at once (same run)."""
     results: dict[str, Any] = {}
-    with tempfile.TemporaryDirectory(prefix="vendor-calls-") as workdir, _sandbox(Path(workdir)) as root:
+    with tempfile.TemporaryDirectory(prefix="vendor-calls-") as workdir, sandbox_process(Path(workdir)) as root:
         for name in SERVICES:
             one = _drain(name, erasures, 1, Path(workdir), root)
             many = _drain(name, erasures, DEFAULT, Path(workdir), root)
@@ -109,8 +109,8 @@ if __name__ == "__main__":  # `python -m bench.vendor_calls [erasures]`: this se
     import json
     import sys
 
-    from bench.run import _bench_keys
+    from bench.run import bench_keys
 
     with tempfile.TemporaryDirectory(prefix="vendor-calls-keys-") as keys:
-        _bench_keys(Path(keys))
+        bench_keys(Path(keys))
         print(json.dumps(vendor_calls(int(sys.argv[1]) if len(sys.argv) > 1 else 200), indent=2))

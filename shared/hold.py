@@ -41,8 +41,7 @@ def _table(session: Session, name: str) -> Table:
 
 def is_held(session: Session, user_id: str) -> bool:
     """Whether a legal hold is in force on the user's erasure, as the ledger last told this service."""
-    states = _table(session, "hold_states")
-    row = session.execute(select(states.c.held).where(states.c.user_id == user_id)).first()
+    row = _state(session, user_id)
     return bool(row is not None and row.held)
 
 
@@ -66,11 +65,17 @@ def _moves_forward(event: LegalHoldChanged, hold_id: int, held: bool) -> bool:
     return (event.hold_id, not event.held) > (hold_id, not held)
 
 
+def _state(session: Session, user_id: str, *, lock: bool = False) -> Any:
+    """The user's recorded hold state (hold_id, held), or None; `lock` takes the row for an update."""
+    states = _table(session, "hold_states")
+    query = select(states.c.hold_id, states.c.held).where(states.c.user_id == user_id)
+    return session.execute(query.with_for_update() if lock else query).first()
+
+
 def _record(event: LegalHoldChanged, session: Session) -> bool:
     """Record the new hold state; False when it is not newer than the one recorded (nothing changes)."""
     states = _table(session, "hold_states")
-    row = session.execute(select(states.c.hold_id, states.c.held).where(states.c.user_id == event.user_id)
-                          .with_for_update()).first()
+    row = _state(session, event.user_id, lock=True)
     values = {"hold_id": event.hold_id, "held": event.held, "changed_at": event.changed_at}
     if row is None:
         session.execute(insert(states).values(user_id=event.user_id, **values))
@@ -142,9 +147,7 @@ def outside_with_legal_hold(steps: Mapping[type[EventData], OutsideStep[D]]) -> 
         if event.held:
             return None
         with out.read() as session:
-            states = _table(session, "hold_states")
-            state = session.execute(select(states.c.hold_id, states.c.held)
-                                    .where(states.c.user_id == event.user_id)).first()
+            state = _state(session, event.user_id)
             if state is not None and not _moves_forward(event, state.hold_id, state.held):
                 return None  # superseded: the handler ignores it, and nothing may be erased
             rows = _parked_rows(session, event.user_id)

@@ -46,8 +46,8 @@ from shared.service import Outside
 
 log = get_logger("shared.consumer")
 
-# One step per event at a time across replicas; released with the step's transaction (PostgreSQL).
 CONNECTIONS_KEPT = 2  # of the database pool, never taken by steps (the outbox relay, the health check)
+# One step per event at a time across replicas; released with the step's transaction (PostgreSQL).
 LOCK_EVENT = text("SELECT pg_advisory_xact_lock(hashtextextended(:key, 0))")
 
 
@@ -112,13 +112,13 @@ class Reacher:
 
     @contextlib.contextmanager
     def _reading_on(self, conn: Connection) -> Iterator[Session]:
-        """A session on the step's own (locked) connection; it leaves the connection's transaction alone."""
+        """A session on `conn` (a step's locked one, or a fresh one); it leaves the connection's transaction alone."""
         with self.sessions(bind=conn) as session:
             yield session
 
     @contextlib.contextmanager
     def _reading(self) -> Iterator[Session]:
         """A read-only session on its own connection (SQLite: a deferred transaction, never the write lock)."""
-        with self.sessions.kw["bind"].connect().execution_options(sqlite_begin="DEFERRED") as conn, \
-                self.sessions(bind=conn) as session:
+        with self._engine.connect().execution_options(sqlite_begin="DEFERRED") as conn, \
+                self._reading_on(conn) as session:
             yield session
